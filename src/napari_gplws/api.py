@@ -1,0 +1,221 @@
+"""The public Python API: one call from a stack to a height map and an all-in-focus image.
+
+:func:`reconstruct` mirrors ``gplws reconstruct``. It accepts a :class:`FocalStack`, a
+path, or a NumPy array, dispatches to the classical engine (:mod:`.core.focus`) or the
+network (:mod:`.core.inference`) and returns a :class:`Reconstruction` whose arrays carry
+their unit in ``.units``. The maths lives in the core; this module only routes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .core.callbacks import CancelFn, ProgressFn
+from .core.errors import StackError
+from .core.stack import FocalStack
+
+#: Classical focus measures available as methods (see :mod:`.core.focus`).
+CLASSICAL_METHODS = ("sml", "tenengrad", "glv", "lapvar", "rdf")
+NETWORK_METHODS = ("gplws",)
+METHODS = NETWORK_METHODS + CLASSICAL_METHODS
+
+
+def default_method() -> str:
+    """The network when its packaged weights are present, else the best classical measure."""
+    try:
+        from .core.models.registry import has_default_weights
+
+        if has_default_weights("gplws"):
+            return "gplws"
+    except ImportError:
+        pass
+    return "sml"
+
+
+@dataclass
+class Reconstruction:
+    """Result of :func:`reconstruct`.
+
+    Attributes
+    ----------
+    depth : (H, W) float32
+        Focus position of sharpest focus per pixel, in :attr:`units` (µm when the focus
+        positions are known, else fractional 0-based frame index).
+    aif : (H, W) or (H, W, 3)
+        All-in-focus image, same dtype as the input frames.
+    confidence : (H, W) float32 in [0, 1]
+        How clearly each pixel's focus curve peaks (1 = unambiguous).
+    units : str
+        ``"µm"`` or ``"frame"``.
+    method, device : str
+        What computed it.
+    timings : dict[str, float]
+        Seconds per stage (``"read"``, ``"depth"``, …, ``"total"``).
+    stack : FocalStack
+        The input, for provenance (frames are not copied).
+    """
+
+    depth: np.ndarray
+    aif: np.ndarray
+    confidence: np.ndarray
+    units: str
+    method: str
+    device: str
+    timings: dict[str, float] = field(default_factory=dict)
+    stack: FocalStack | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        """A JSON-able summary (what ``report.json`` holds)."""
+        s = self.stack
+        return {
+            "method": self.method,
+            "device": self.device,
+            "parameters": self.parameters,
+            "input": None
+            if s is None
+            else {
+                "source": s.source,
+                "shape": list(s.frames.shape),
+                "dtype": str(s.frames.dtype),
+                "focus_um": None if s.focus_um is None else [float(v) for v in s.focus_um],
+                "pixel_size_um": s.pixel_size_um,
+            },
+            "units": {"depth": self.units, "pixel_size": "µm" if s and s.pixel_size_um else None},
+            "depth_range": [float(np.nanmin(self.depth)), float(np.nanmax(self.depth))],
+            "mean_confidence": float(np.mean(self.confidence)),
+            "seconds": {k: round(float(v), 4) for k, v in self.timings.items()},
+        }
+
+
+def as_stack(
+    stack_or_array: FocalStack | np.ndarray | str | os.PathLike,
+    focus_positions: Sequence[float] | np.ndarray | None = None,
+    pixel_size_um: float | None = None,
+) -> FocalStack:
+    """Coerce a stack, an array or a path into a :class:`FocalStack`.
+
+    Explicit ``focus_positions`` (µm) and ``pixel_size_um`` override what the stack or
+    file says.
+    """
+    if isinstance(stack_or_array, FocalStack):
+        stack = stack_or_array
+        changes: dict[str, Any] = {}
+        if focus_positions is not None:
+            changes["focus_um"] = focus_positions
+        if pixel_size_um is not None:
+            changes["pixel_size_um"] = pixel_size_um
+        return stack.with_(**changes) if changes else stack
+    if isinstance(stack_or_array, (str, os.PathLike)):
+        from .core.io import read_stack
+
+        return read_stack(stack_or_array, focus_um=focus_positions, pixel_size_um=pixel_size_um)
+    if isinstance(stack_or_array, np.ndarray) or hasattr(stack_or_array, "__array__"):
+        return FocalStack(
+            np.asarray(stack_or_array), focus_um=focus_positions, pixel_size_um=pixel_size_um,
+            source="array",
+        )
+    raise StackError(
+        f"Cannot reconstruct from a {type(stack_or_array).__name__}; give a FocalStack, a NumPy "
+        "array of shape (N, H, W[, 3]) or the path of a stack file or folder."
+    )
+
+
+def reconstruct(
+    stack_or_array: FocalStack | np.ndarray | str | os.PathLike,
+    focus_positions: Sequence[float] | np.ndarray | None = None,
+    method: str | None = None,
+    device: str = "auto",
+    *,
+    pixel_size_um: float | None = None,
+    window: int = 9,
+    refine: bool = True,
+    tile_size: int | None = None,
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+) -> Reconstruction:
+    """Reconstruct depth, all-in-focus image and confidence from a focus stack.
+
+    Parameters
+    ----------
+    stack_or_array
+        A :class:`FocalStack`, an ``(N, H, W[, 3])`` array, or a path to a stack.
+    focus_positions
+        ``(N,)`` focus positions in µm (override the stack's); ``None`` keeps the
+        stack's, or frame-index units when it has none.
+    method
+        ``"gplws"`` (the network, default when its weights are installed) or a classical
+        focus measure: ``"sml"``, ``"tenengrad"``, ``"glv"``, ``"lapvar"``, ``"rdf"``.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``. The classical
+        engine always runs on the CPU.
+    window
+        Focus-measure window (pixels) for the classical methods.
+    refine
+        Edge-aware, confidence-weighted refinement of the classical depth map.
+    tile_size
+        Network tile size in pixels (``None``: chosen from the memory available).
+    progress, cancel
+        ``progress(done, total)`` and ``cancel() -> bool`` callbacks.
+
+    Returns
+    -------
+    Reconstruction
+
+    Raises
+    ------
+    StackError
+        Bad input (the message says what and how to fix it).
+    Cancelled
+        ``cancel()`` returned True; nothing partial is returned.
+
+    Examples
+    --------
+    >>> from napari_gplws.core.synth import synthetic_stack
+    >>> s = synthetic_stack(shape=(64, 64), n_frames=10, seed=1)
+    >>> r = reconstruct(s.stack, method="sml")
+    >>> r.depth.shape, r.units
+    ((64, 64), 'µm')
+    """
+    t0 = time.perf_counter()
+    stack = as_stack(stack_or_array, focus_positions, pixel_size_um)
+    t_read = time.perf_counter() - t0
+    method = (method or default_method()).lower()
+    if method not in METHODS:
+        raise StackError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
+
+    if method in CLASSICAL_METHODS:
+        from .core.focus import depth_from_focus
+
+        res = depth_from_focus(
+            stack, measure=method, window=window, refine=refine, progress=progress, cancel=cancel
+        )
+        used_device = "cpu"
+        params = {"window": window, "refine": refine}
+    else:
+        from .core.inference import predict_depth
+
+        res = predict_depth(
+            stack, device=device, tile_size=tile_size, progress=progress, cancel=cancel
+        )
+        used_device = str(getattr(res, "device", device))
+        params = {"tile_size": tile_size}
+
+    timings = {"read": t_read, **{k: float(v) for k, v in res.timings.items()}}
+    timings["total"] = time.perf_counter() - t0
+    return Reconstruction(
+        depth=res.depth,
+        aif=res.aif,
+        confidence=res.confidence,
+        units=res.units,
+        method=method,
+        device=used_device,
+        timings=timings,
+        stack=stack,
+        parameters=params,
+    )

@@ -1,0 +1,128 @@
+"""``gplws bench``: speed and peak memory of each method on the standard stack sizes.
+
+Each (method, size) case runs in a fresh Python process so that its peak resident memory
+(``ru_maxrss``) belongs to that case alone; inside it, the stack is built first, then the
+method runs ``repeats`` times and the median is reported. Ratios are taken against the
+default classical engine (``sml``) measured in the same ``gplws bench`` run.
+
+The input stacks are synthetic uint8 stacks: small sizes are rendered directly, large ones
+tile a rendered 512×512 stack (content does not change the cost of these methods).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Callable, Sequence
+
+DEFAULT_SIZES: tuple[tuple[int, int, int], ...] = (
+    (20, 256, 256),
+    (10, 600, 800),
+    (15, 540, 960),
+    (30, 2048, 2048),
+)
+BASELINE = "sml"
+
+
+def make_bench_stack(n: int, h: int, w: int, seed: int = 0):
+    """A uint8 synthetic :class:`FocalStack` of ``n`` frames of ``h × w`` pixels."""
+    import numpy as np
+
+    from .core.stack import FocalStack
+    from .core.synth import synthetic_stack
+
+    th, tw = min(h, 512), min(w, 512)
+    base = synthetic_stack(family="waves", n_frames=n, shape=(th, tw), bit_depth=8, seed=seed).stack
+    reps = (1, -(-h // th), -(-w // tw))
+    frames = np.ascontiguousarray(np.tile(base.frames, reps)[:, :h, :w])
+    return FocalStack(frames, focus_um=base.focus_um, pixel_size_um=1.0, source=f"bench {n}x{h}x{w}")
+
+
+def _case(method: str, n: int, h: int, w: int, repeats: int, device: str) -> dict:
+    """Run one case in this process and return its figures (called in a child process)."""
+    import resource
+    import statistics
+    import time
+
+    import torch
+
+    from .api import reconstruct
+
+    stack = make_bench_stack(n, h, w)
+    rss_input = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        reconstruct(stack, method=method, device=device)
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "method": method,
+        "size": f"{n}×{h}×{w}",
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "peak_rss_mib": peak,
+        "rss_before_mib": rss_input,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _run_case_subprocess(method: str, size: Sequence[int], repeats: int, device: str) -> dict:
+    code = (
+        "import json,sys; from napari_gplws.bench import _case; "
+        f"print('BENCH'+json.dumps(_case({method!r}, {size[0]}, {size[1]}, {size[2]}, {repeats}, {device!r})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH"):
+            return json.loads(line[5:])
+    return {"method": method, "size": "×".join(map(str, size)), "error": proc.stderr.strip()[-400:]}
+
+
+def available_methods() -> list[str]:
+    from .api import default_method
+
+    return [BASELINE] + (["gplws"] if default_method() == "gplws" else [])
+
+
+def run_bench(
+    sizes: Sequence[Sequence[int]] | None = None,
+    methods: Sequence[str] | None = None,
+    repeats: int = 3,
+    device: str = "cpu",
+    echo: Callable[[str], None] = print,
+) -> str:
+    """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table."""
+    sizes = list(sizes or DEFAULT_SIZES)
+    methods = list(methods or available_methods())
+    if BASELINE not in methods:
+        methods.insert(0, BASELINE)
+    echo(
+        f"# gplws bench — {os.cpu_count()} CPUs, device {device}, median of {repeats} "
+        "(each case in its own process; peak RSS includes the input stack and the Python runtime)"
+    )
+    header = "| method | stack (N×H×W) | median s | min s | peak RSS MiB | RSS before run MiB | threads | × sml |"
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    echo(header)
+    echo(lines[1])
+    for size in sizes:
+        base = None
+        for method in methods:
+            # The 30×2048×2048 case is slow for repeats; the median of fewer runs is enough there.
+            reps = repeats if size[1] * size[2] < 2048 * 2048 else min(repeats, 2)
+            row = _run_case_subprocess(method, size, reps, device)
+            if "error" in row:
+                line = f"| {method} | {row['size']} | error: {row['error'].splitlines()[-1] if row['error'] else '?'} |||||| "
+            else:
+                if method == BASELINE:
+                    base = row["median_s"]
+                ratio = f"{row['median_s'] / base:.2f}" if base else "–"
+                line = (
+                    f"| {method} | {row['size']} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
+                    f"{row['peak_rss_mib']:.0f} | {row['rss_before_mib']:.0f} | {row['threads']} | {ratio} |"
+                )
+            lines.append(line)
+            echo(line)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,320 @@
+"""The ``gplws`` command line: reconstruct, eval, bench (and more as features land).
+
+Every command is a thin layer over the public API and the core: parse arguments, call
+one function with a tqdm progress bar, write files, print a summary. Errors meant for
+people (:class:`~napari_gplws.core.errors.GplwsError`) are printed without a traceback
+and give exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 2, 130
+
+
+class _Progress:
+    """A tqdm bar that only appears for work longer than about a second."""
+
+    def __init__(self, desc: str, enabled: bool = True) -> None:
+        self.desc, self.enabled, self.bar, self.t0 = desc, enabled, None, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < 1.0 and done < total:
+                return
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="step", leave=False, file=sys.stderr)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _parse_positions(text: str | None):
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        from .core.errors import GplwsError
+
+        raise GplwsError(
+            f"--focus-positions must be a comma-separated list of numbers in µm; got '{text}'."
+        ) from None
+
+
+def _parse_axis_pick(items: Sequence[str] | None) -> dict[str, int] | None:
+    if not items:
+        return None
+    from .core.errors import GplwsError
+
+    pick: dict[str, int] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value.strip().lstrip("-").isdigit():
+            raise GplwsError(f"--axis-pick takes AXIS=INDEX, e.g. T=0 or C=1; got '{item}'.")
+        pick[name.strip().upper()] = int(value)
+    return pick
+
+
+def _add_stack_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("focus positions and pixel size (override file metadata and sidecars)")
+    g.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
+    g.add_argument("--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm (default 0)")
+    g.add_argument("--focus-positions", metavar="UM,UM,...", help="one focus position per frame in µm")
+    g.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
+    g.add_argument(
+        "--axis-pick", action="append", metavar="AXIS=INDEX",
+        help="for 4D/5D files, the index to keep on a time or channel axis (repeatable), e.g. T=0",
+    )
+
+
+def _read_input(args: argparse.Namespace):
+    from .core.io import read_stack
+
+    return read_stack(
+        args.input,
+        focus_um=_parse_positions(args.focus_positions),
+        focus_start_um=args.focus_start,
+        focus_step_um=args.focus_step,
+        pixel_size_um=args.pixel_size,
+        axis_pick=_parse_axis_pick(args.axis_pick),
+    )
+
+
+def _backup_existing(outdir: Path, names: Sequence[str]) -> Path | None:
+    """Move earlier outputs aside (never overwrite a user's files without a backup)."""
+    existing = [outdir / n for n in names if (outdir / n).exists()]
+    if not existing:
+        return None
+    backup = outdir / time.strftime("backup-%Y%m%d-%H%M%S")
+    k = 1
+    while backup.exists():
+        backup = outdir / (time.strftime("backup-%Y%m%d-%H%M%S") + f"-{k}")
+        k += 1
+    backup.mkdir(parents=True)
+    for path in existing:
+        path.rename(backup / path.name)
+    return backup
+
+
+# --- reconstruct ----------------------------------------------------------------------------
+OUTPUT_NAMES = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .api import reconstruct
+    from .core.io import write_depth_tiff, write_image_tiff
+
+    if args.sample == (args.input is not None):
+        from .core.errors import GplwsError
+
+        raise GplwsError("Give either an INPUT stack or --sample, not both (and not neither).")
+    t0 = time.perf_counter()
+    if args.sample:
+        from ._sample_data import make_sample
+
+        stack = make_sample().stack
+    else:
+        stack = _read_input(args)
+    t_read = time.perf_counter() - t0
+
+    bar = _Progress(f"reconstruct ({args.method or 'default'})", enabled=not args.quiet)
+    try:
+        result = reconstruct(
+            stack, method=args.method, device=args.device, window=args.window,
+            refine=not args.no_refine, tile_size=args.tile_size, progress=bar,
+        )
+    finally:
+        bar.close()
+    result.timings["read"] = t_read
+
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    backup = _backup_existing(outdir, OUTPUT_NAMES)
+    t1 = time.perf_counter()
+    meta = {"method": result.method, "source": stack.source}
+    write_depth_tiff(
+        outdir / "depth.tif", result.depth, units=result.units,
+        pixel_size_um=stack.pixel_size_um, metadata=meta,
+    )
+    write_image_tiff(outdir / "aif.tif", result.aif, pixel_size_um=stack.pixel_size_um, metadata=meta)
+    write_image_tiff(
+        outdir / "confidence.tif", result.confidence.astype("float32"),
+        pixel_size_um=stack.pixel_size_um, metadata={**meta, "kind": "confidence", "range": [0, 1]},
+    )
+    result.timings["write"] = time.perf_counter() - t1
+    result.timings["total"] = time.perf_counter() - t0
+    report = result.report()
+    report["outputs"] = {n: str(outdir / n) for n in OUTPUT_NAMES}
+    if backup is not None:
+        report["previous_outputs_moved_to"] = str(backup)
+    (outdir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+    lo, hi = report["depth_range"]
+    print(
+        f"{stack.source}: {stack.n_frames} frames of {stack.shape_yx[1]}×{stack.shape_yx[0]} px, "
+        f"method {result.method} on {result.device}"
+    )
+    print(f"depth {lo:.3f} … {hi:.3f} {result.units}, mean confidence {report['mean_confidence']:.2f}")
+    print(f"{result.timings['total']:.2f} s in all; wrote {', '.join(OUTPUT_NAMES)} to {outdir}")
+    if backup is not None:
+        print(f"earlier outputs were moved to {backup}")
+    return EXIT_OK
+
+
+# --- eval -----------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .core.evaluate import evaluate, load_eval_dataset, synthetic_benchmark
+    from .core.metrics import format_table
+
+    if args.synthetic:
+        samples = synthetic_benchmark(n=args.synthetic)
+        name = f"synthetic benchmark ({args.synthetic} stacks)"
+    else:
+        if args.dataset is None:
+            from .core.errors import GplwsError
+
+            raise GplwsError("Give a DATASET folder, or --synthetic N for the built-in benchmark.")
+        samples = load_eval_dataset(args.dataset, gt_scale=args.gt_scale)
+        name = str(args.dataset)
+    methods = args.methods.split(",") if args.methods else None
+    bar = _Progress("eval", enabled=not args.quiet)
+    try:
+        table = evaluate(samples, methods=methods, device=args.device, progress=bar)
+    finally:
+        bar.close()
+    print(f"# {name}\n")
+    print(format_table(table))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"dataset": name, "metrics": table}, indent=2), encoding="utf-8")
+        print(f"\nwrote {args.json}")
+    return EXIT_OK
+
+
+# --- bench ----------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    sizes = None
+    if args.sizes:
+        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    methods = args.methods.split(",") if args.methods else None
+    text = run_bench(sizes=sizes, methods=methods, repeats=args.repeats, device=args.device, echo=print)
+    if args.markdown:
+        Path(args.markdown).write_text(text, encoding="utf-8")
+        print(f"wrote {args.markdown}")
+    return EXIT_OK
+
+
+# --- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gplws",
+        description=(
+            "Height maps, all-in-focus images and autofocus diagnostics from microscope focus "
+            "stacks. Depth is in µm when focus positions are known (from the file, a JSON "
+            "sidecar or --focus-step), else in frame index."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"napari-gplws {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "reconstruct", help="depth map, all-in-focus image and confidence from one stack",
+        description=(
+            "Reconstruct one stack. Writes depth.tif (float32, unit and pixel size in the TIFF "
+            "metadata), aif.tif (input dtype), confidence.tif (0..1) and report.json to OUTDIR. "
+            "Earlier outputs in OUTDIR are moved to a backup folder, never overwritten."
+        ),
+    )
+    p.add_argument("input", nargs="?", help="stack: TIFF/OME-TIFF/ImageJ TIFF, folder of frames, .npy/.npz")
+    p.add_argument("--sample", action="store_true", help="use the bundled synthetic sample instead of INPUT")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("--method", default=None, help="gplws (network, default when installed) or sml, tenengrad, glv, lapvar, rdf")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (network only)")
+    p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical methods)")
+    p.add_argument("--no-refine", action="store_true", help="skip the edge-aware refinement (classical methods)")
+    p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels (default: from memory)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_stack_options(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser(
+        "eval", help="metrics of methods over a dataset with ground truth",
+        description=(
+            "Run methods over a dataset with ground-truth depth and print the metric table "
+            "(MSE, MAE, RMSE, AbsRel, SqRel, δ<1.25^i, within one focus step, bumpiness, "
+            "seconds). DATASET holds one sub-folder per sample: the frames (or one stack file) "
+            "and a ground-truth depth file named depth*, gt* or label* (float = µm; integer = "
+            "frame index × --gt-scale)."
+        ),
+    )
+    p.add_argument("dataset", nargs="?", help="dataset folder")
+    p.add_argument("--synthetic", type=int, metavar="N", help="use N stacks of the built-in synthetic benchmark instead")
+    p.add_argument("--methods", help="comma-separated methods (default: all)")
+    p.add_argument("--gt-scale", type=float, default=1.0, help="frame-index scale of integer ground truth")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "bench", help="speed and peak memory of each method on standard stack sizes",
+        description=(
+            "Median seconds and peak memory (RSS, each case in its own process) per method on "
+            "stacks of 20×256×256, 10×600×800, 15×540×960 and 30×2048×2048 (uint8), with the "
+            "thread count and the ratio to the default classical engine in the same run."
+        ),
+    )
+    p.add_argument("--sizes", help="comma-separated NxHxW, e.g. 20x256x256,10x600x800")
+    p.add_argument("--methods", help="comma-separated methods (default: sml and gplws when installed)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table to a Markdown file")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gplws`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_OK
+    from .core.errors import Cancelled, GplwsError
+
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except Cancelled as exc:
+        print(f"gplws: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("gplws: interrupted; no outputs were written.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except GplwsError as exc:
+        if args.debug:
+            raise
+        print(f"gplws: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""GPLWS-Net: a lightweight, re-parameterisable network for depth from focus.
+
+The network reads a focus stack ``(B, C, N, H, W)`` (C = 1 or 3, any N ≥ 2, any H, W) and
+returns, for every pixel, logits over the N frames. A softmax turns them into a probability
+that each frame is the sharpest one; from it come the depth (the expected focus position, so
+µm in gives µm out), a confidence and the all-in-focus image (see :func:`depth_from_logits`).
+
+Architecture (our own implementation of the ideas described in the GPLWS-Net paper):
+
+* A lossless 2×2 space-to-depth step turns full-resolution frames into 4 half-resolution
+  channels, so that no 3D convolution runs at full resolution (speed on CPU), and a
+  sub-pixel (depth-to-space) head gives full-resolution logits back.
+* A U-shaped backbone over four scales (1/2 … 1/16 of the frame size); the stack axis N is
+  never downsampled, so any number of frames works.
+* **Group-parallel blocks**: a grouped 3×3×3 convolution (each channel group looks for local
+  focus maxima across the stack) followed by a 1×1×1 convolution that merges the groups
+  into a global decision. No channel shuffle.
+* **Additive** skip connections between encoder and decoder at the same scale.
+* **Structural re-parameterisation** (RepVGG style): every convolution is trained as the
+  sum of a k×k×k conv + BN, a 1×1×1 conv + BN and, when shapes allow, an identity BN
+  branch; :meth:`GPLWSNet.reparameterize` fuses the branches into one convolution with
+  bias, which gives the same outputs with fewer parameters and less work.
+
+Intensity normalisation is *not* part of the module: it must be computed over the whole
+stack (not per tile), see :func:`normalize_stack`.
+
+This module holds the network and the maths that turns its output into depth; it does
+not load weights (see :mod:`.registry`) or choose devices and tiles (see
+:mod:`..inference`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "GPLWSConfig",
+    "GPLWSNet",
+    "RepConv3d",
+    "GroupParallelBlock",
+    "depth_from_logits",
+    "normalize_stack",
+    "count_parameters",
+]
+
+#: Rec. 601 luma weights used to turn a colour stack into the network's single channel.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class GPLWSConfig:
+    """Hyper-parameters of :class:`GPLWSNet` (stored with the weights).
+
+    Parameters
+    ----------
+    widths
+        Channels at the four scales 1/2, 1/4, 1/8 and 1/16 of the frame size.
+    group_size
+        Channels per group in the grouped convolutions of the group-parallel blocks.
+    deep_blocks
+        Number of group-parallel blocks at the coarsest scale.
+    """
+
+    widths: tuple[int, int, int, int] = (8, 16, 32, 48)
+    group_size: int = 4
+    deep_blocks: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GPLWSConfig":
+        return cls(
+            widths=tuple(int(w) for w in d.get("widths", cls.widths)),  # type: ignore[arg-type]
+            group_size=int(d.get("group_size", 4)),
+            deep_blocks=int(d.get("deep_blocks", 2)),
+        )
+
+
+def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
+    if isinstance(v, int):
+        return (v, v, v)
+    t = tuple(int(x) for x in v)
+    assert len(t) == 3
+    return t  # type: ignore[return-value]
+
+
+def _fuse_bn(kernel: torch.Tensor, bn: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold a BatchNorm (in eval mode) into the preceding bias-free convolution."""
+    std = torch.sqrt(bn.running_var + bn.eps)
+    scale = bn.weight / std
+    return kernel * scale.reshape(-1, 1, 1, 1, 1), bn.bias - bn.running_mean * scale
+
+
+class RepConv3d(nn.Module):
+    """A 3D convolution trained as several branches and fused into one for inference.
+
+    Training form: ``act(BN(conv_k(x)) + BN(conv_1(x)) + BN(x))`` where ``conv_k`` has
+    the given kernel, ``conv_1`` is 1×1×1 (present when the kernel is larger) and the
+    identity branch is present when ``identity`` is set and the input and output shapes
+    agree. After :meth:`fuse` a single convolution with bias replaces all branches.
+
+    Parameters
+    ----------
+    in_ch, out_ch
+        Input and output channels.
+    kernel, stride
+        Kernel size and stride, as an int or ``(kN, kH, kW)``; odd kernels only.
+    groups
+        Groups of the convolution (the identity branch respects them).
+    identity
+        Whether to add the identity-BN branch when possible.
+    act
+        Whether to apply a ReLU after the sum.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int | Sequence[int] = 3,
+        stride: int | Sequence[int] = 1,
+        groups: int = 1,
+        identity: bool = True,
+        act: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_ch, self.out_ch, self.groups = in_ch, out_ch, groups
+        self.kernel, self.stride = _triple(kernel), _triple(stride)
+        self.padding = tuple(k // 2 for k in self.kernel)
+        self.conv_k = nn.Conv3d(in_ch, out_ch, self.kernel, self.stride, self.padding, groups=groups, bias=False)
+        self.bn_k = nn.BatchNorm3d(out_ch)
+        if self.kernel != (1, 1, 1):
+            self.conv_1 = nn.Conv3d(in_ch, out_ch, 1, self.stride, 0, groups=groups, bias=False)
+            self.bn_1: nn.BatchNorm3d | None = nn.BatchNorm3d(out_ch)
+        else:
+            self.conv_1 = None  # type: ignore[assignment]
+            self.bn_1 = None
+        use_id = identity and in_ch == out_ch and self.stride == (1, 1, 1)
+        self.bn_id = nn.BatchNorm3d(in_ch) if use_id else None
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
+        self.fused: nn.Conv3d | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.act(self.fused(x))
+        y = self.bn_k(self.conv_k(x))
+        if self.conv_1 is not None and self.bn_1 is not None:
+            y = y + self.bn_1(self.conv_1(x))
+        if self.bn_id is not None:
+            y = y + self.bn_id(x)
+        return self.act(y)
+
+    @torch.no_grad()
+    def fused_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kernel and bias of the single convolution equivalent to all branches (eval mode)."""
+        kernel, bias = _fuse_bn(self.conv_k.weight, self.bn_k)
+        kn, kh, kw = self.kernel
+        if self.conv_1 is not None and self.bn_1 is not None:
+            k1, b1 = _fuse_bn(self.conv_1.weight, self.bn_1)
+            pad = (kw // 2, kw // 2, kh // 2, kh // 2, kn // 2, kn // 2)
+            kernel = kernel + F.pad(k1, pad)
+            bias = bias + b1
+        if self.bn_id is not None:
+            ipg = self.in_ch // self.groups
+            ident = torch.zeros_like(self.conv_k.weight)
+            for o in range(self.out_ch):
+                ident[o, o % ipg, kn // 2, kh // 2, kw // 2] = 1.0
+            kid, bid = _fuse_bn(ident, self.bn_id)
+            kernel = kernel + kid
+            bias = bias + bid
+        return kernel, bias
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Replace the branches by one convolution with bias (idempotent)."""
+        if self.fused is not None:
+            return
+        kernel, bias = self.fused_kernel_bias()
+        conv = nn.Conv3d(
+            self.in_ch, self.out_ch, self.kernel, self.stride, self.padding, groups=self.groups, bias=True
+        ).to(kernel.device, kernel.dtype)
+        conv.weight.copy_(kernel)
+        conv.bias.copy_(bias)  # type: ignore[union-attr]
+        self.fused = conv
+        for name in ("conv_k", "bn_k", "conv_1", "bn_1", "bn_id"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.conv_k = None  # type: ignore[assignment]
+        self.bn_k = None  # type: ignore[assignment]
+        self.conv_1 = None  # type: ignore[assignment]
+        self.bn_1 = None
+        self.bn_id = None
+
+
+class GroupParallelBlock(nn.Module):
+    """Grouped 3×3×3 re-parameterisable conv, then a 1×1×1 conv merging the groups."""
+
+    def __init__(self, ch: int, group_size: int = 4) -> None:
+        super().__init__()
+        groups = max(1, ch // group_size)
+        self.local = RepConv3d(ch, ch, 3, groups=groups)
+        self.merge = RepConv3d(ch, ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.merge(self.local(x))
+
+
+def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, N, H, W) -> (B, 4C, N, H/2, W/2), lossless."""
+    b, c, n, h, w = x.shape
+    x = x.reshape(b, c, n, h // 2, 2, w // 2, 2)
+    x = x.permute(0, 1, 4, 6, 2, 3, 5)
+    return x.reshape(b, c * 4, n, h // 2, w // 2)
+
+
+def _depth_to_space(x: torch.Tensor) -> torch.Tensor:
+    """(B, 4, N, h, w) -> (B, N, 2h, 2w)."""
+    b, _, n, h, w = x.shape
+    x = x.reshape(b, 2, 2, n, h, w).permute(0, 3, 4, 1, 5, 2)
+    return x.reshape(b, n, h * 2, w * 2)
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour ×2 upsampling in H and W (not N)."""
+    b, c, n, h, w = x.shape
+    x = x.reshape(b, c, n, h, 1, w, 1).expand(b, c, n, h, 2, w, 2)
+    return x.reshape(b, c, n, 2 * h, 2 * w)
+
+
+class GPLWSNet(nn.Module):
+    """GPLWS-Net: focus stack in, per-pixel logits over the frames out.
+
+    Parameters
+    ----------
+    config
+        Hyper-parameters; defaults give about 0.1 M parameters in training form.
+
+    Notes
+    -----
+    ``forward(x)`` takes a *normalised* float tensor ``(B, C, N, H, W)`` with C = 1 or 3
+    (colour is reduced to luma) and returns logits ``(B, N, H, W)``. H and W are padded
+    (reflect) to a multiple of :attr:`multiple` and the output cropped back.
+
+    Examples
+    --------
+    >>> net = GPLWSNet().eval()
+    >>> logits = net(torch.rand(1, 1, 7, 33, 50))
+    >>> tuple(logits.shape)
+    (1, 7, 33, 50)
+    """
+
+    multiple = 16
+
+    def __init__(self, config: GPLWSConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GPLWSConfig()
+        c0, c1, c2, c3 = self.config.widths
+        gs = self.config.group_size
+        self.stem = RepConv3d(4, c0, (1, 3, 3))
+        self.enc0 = GroupParallelBlock(c0, gs)
+        self.down1 = RepConv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2))
+        self.enc1 = GroupParallelBlock(c1, gs)
+        self.down2 = RepConv3d(c1, c2, (3, 3, 3), stride=(1, 2, 2))
+        self.enc2 = GroupParallelBlock(c2, gs)
+        self.down3 = RepConv3d(c2, c3, (3, 3, 3), stride=(1, 2, 2))
+        self.enc3 = nn.Sequential(*[GroupParallelBlock(c3, gs) for _ in range(self.config.deep_blocks)])
+        self.proj3 = RepConv3d(c3, c2, 1, identity=False)
+        self.dec2 = GroupParallelBlock(c2, gs)
+        self.proj2 = RepConv3d(c2, c1, 1, identity=False)
+        self.dec1 = GroupParallelBlock(c1, gs)
+        self.proj1 = RepConv3d(c1, c0, 1, identity=False)
+        self.dec0 = GroupParallelBlock(c0, gs)
+        self.head = RepConv3d(c0, 4, (3, 1, 1), identity=False, act=False)
+        self.register_buffer("luma", torch.tensor(LUMA).reshape(1, 3, 1, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def is_fused(self) -> bool:
+        return all(m.fused is not None for m in self.modules() if isinstance(m, RepConv3d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[1] not in (1, 3):
+            raise ValueError(f"GPLWSNet expects (B, C, N, H, W) with C = 1 or 3; got {tuple(x.shape)}.")
+        if x.shape[1] == 3:
+            x = (x * self.luma.to(x.dtype)).sum(dim=1, keepdim=True)
+        h, w = x.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = _pad_hw(x, ph, pw)
+        x0 = self.enc0(self.stem(_space_to_depth(x)))
+        x1 = self.enc1(self.down1(x0))
+        x2 = self.enc2(self.down2(x1))
+        x3 = self.enc3(self.down3(x2))
+        y = self.dec2(_up2(self.proj3(x3)) + x2)
+        y = self.dec1(_up2(self.proj2(y)) + x1)
+        y = self.dec0(_up2(self.proj1(y)) + x0)
+        logits = _depth_to_space(self.head(y))
+        return logits[..., :h, :w]
+
+    @torch.no_grad()
+    def reparameterize(self) -> "GPLWSNet":
+        """Fuse every multi-branch block into one convolution (in place; returns self).
+
+        The model is switched to eval mode first (BatchNorm statistics are frozen). The
+        fused network gives the same outputs up to float rounding and has fewer parameters.
+        """
+        self.eval()
+        for mod in self.modules():
+            if isinstance(mod, RepConv3d):
+                mod.fuse()
+        return self
+
+
+def _pad_hw(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """Pad H and W at the end, by reflection where the frame is large enough."""
+    b, c, n, h, w = x.shape
+    x4 = x.reshape(b, c * n, h, w)
+    mode = "reflect" if (ph < h and pw < w) else "replicate"
+    x4 = F.pad(x4, (0, pw, 0, ph), mode=mode)
+    return x4.reshape(b, c, n, h + ph, w + pw)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not) of a model."""
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+# ----------------------------------------------------------------------------------------
+# From logits to depth, confidence and all-in-focus
+# ----------------------------------------------------------------------------------------
+
+
+def depth_from_logits(
+    logits: torch.Tensor, positions: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Turn logits over the frames into expected index/position, confidence and probability.
+
+    Parameters
+    ----------
+    logits
+        ``(B, N, H, W)``.
+    positions
+        ``(N,)`` focus positions (any unit, any spacing); ``None`` gives frame indices.
+
+    Returns
+    -------
+    depth, confidence, prob
+        ``depth`` ``(B, H, W)`` = Σ p_k·position_k; ``confidence`` ``(B, H, W)`` in [0, 1] =
+        1 − normalised entropy of the probability; ``prob`` ``(B, N, H, W)``.
+    """
+    n = logits.shape[1]
+    prob = torch.softmax(logits.float(), dim=1)
+    if positions is None:
+        positions = torch.arange(n, dtype=prob.dtype, device=prob.device)
+    pos = positions.to(prob.device, prob.dtype).reshape(1, n, 1, 1)
+    depth = (prob * pos).sum(dim=1)
+    ent = -(prob * torch.log(prob.clamp_min(1e-12))).sum(dim=1)
+    confidence = (1.0 - ent / math.log(n)).clamp(0.0, 1.0)
+    return depth, confidence, prob
+
+
+def normalize_stack(x: torch.Tensor, lo_pct: float = 0.5, hi_pct: float = 99.5, max_samples: int = 1 << 18) -> torch.Tensor:
+    """Scale each stack of a batch by its own robust intensity range.
+
+    ``(x - p_lo) / (p_hi - p_lo)`` with percentiles taken over the whole stack (all frames,
+    channels and pixels; a regular subsample of at most ``max_samples`` values), so that
+    8-bit, 16-bit and float stacks look the same to the network.
+
+    Parameters
+    ----------
+    x
+        ``(B, C, N, H, W)`` any real dtype.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 tensor of the same shape.
+    """
+    x = x.float()
+    b = x.shape[0]
+    flat = x.reshape(b, -1)
+    step = max(1, flat.shape[1] // max_samples)
+    sample = flat[:, ::step]
+    q = torch.quantile(sample, torch.tensor([lo_pct / 100.0, hi_pct / 100.0], device=x.device), dim=1)
+    lo, hi = q[0], q[1]
+    scale = (hi - lo).clamp_min(1e-6 * (hi.abs() + 1.0))
+    shape = (b,) + (1,) * (x.ndim - 1)
+    return (x - lo.reshape(shape)) / scale.reshape(shape)

@@ -1,0 +1,117 @@
+"""The `gplws` command line end to end (runs in-process through cli.main)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_gplws.cli import EXIT_ERROR, EXIT_OK, main
+from napari_gplws.core.io import read_depth_tiff, save_stack
+
+
+def test_help_lists_every_command(capsys):
+    assert main([]) == EXIT_OK
+    out = capsys.readouterr().out
+    for command in ("reconstruct", "eval", "bench"):
+        assert command in out
+
+
+def test_reconstruct_sample_writes_outputs_with_units(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["reconstruct", "--sample", "--method", "sml", "-o", str(out), "-q"]) == EXIT_OK
+    depth, info = read_depth_tiff(out / "depth.tif")
+    assert depth.dtype == np.float32 and depth.shape == (256, 256)
+    assert info["units"] == "µm"
+    assert info["pixel_size_um"] == pytest.approx(0.5)
+    aif = tifffile.imread(out / "aif.tif")
+    assert aif.dtype == np.uint8 and aif.shape == (256, 256)
+    conf = tifffile.imread(out / "confidence.tif")
+    assert conf.min() >= 0 and conf.max() <= 1
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["method"] == "sml"
+    assert report["units"]["depth"] == "µm"
+    assert report["input"]["shape"] == [20, 256, 256]
+    assert set(report["seconds"]) >= {"read", "total", "write"}
+
+    # The sample's truth is known: the CLI's depth must be close to it.
+    from napari_gplws._sample_data import make_sample
+
+    gt = make_sample().depth_um
+    rmse = float(np.sqrt(np.mean((depth - gt) ** 2)))
+    step = float(np.median(np.diff(make_sample().stack.focus_um)))
+    assert rmse < 1.5 * step, f"RMSE {rmse:.2f} µm is more than 1.5 focus steps ({step:.2f} µm)"
+
+
+def test_reconstruct_twice_keeps_a_backup(tmp_path):
+    out = tmp_path / "out"
+    args = ["reconstruct", "--sample", "--method", "glv", "-o", str(out), "-q"]
+    assert main(args) == EXIT_OK
+    first = (out / "depth.tif").read_bytes()
+    assert main(args) == EXIT_OK
+    backups = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("backup-")]
+    assert len(backups) == 1
+    assert (backups[0] / "depth.tif").read_bytes() == first
+
+
+def test_reconstruct_file_with_flags_overrides(tmp_path, small_synthetic):
+    path = tmp_path / "stack.tif"
+    save_stack(path, small_synthetic.stack)
+    out = tmp_path / "out"
+    code = main([
+        "reconstruct", str(path), "-o", str(out), "--method", "sml", "-q",
+        "--focus-start", "100", "--focus-step", "-2", "--pixel-size", "0.25",
+    ])
+    assert code == EXIT_OK
+    depth, info = read_depth_tiff(out / "depth.tif")
+    assert info["pixel_size_um"] == pytest.approx(0.25)
+    # Positions now run 100 down to 78 µm, so every depth lies inside that range.
+    assert depth.min() >= 78 - 1e-3 and depth.max() <= 100 + 1e-3
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["input"]["focus_um"][0] == 100 and report["input"]["focus_um"][1] == 98
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
+    missing = tmp_path / "nope.tif"
+    assert main(["reconstruct", str(missing), "-o", str(tmp_path / "o")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "nope.tif" in err and "Traceback" not in err
+
+    one = tmp_path / "one.npy"
+    np.save(one, np.zeros((1, 8, 8), np.uint8))
+    assert main(["reconstruct", str(one), "-o", str(tmp_path / "o")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "one.npy" in err and "frame" in err
+
+    assert main(["reconstruct", "--sample", "-o", str(tmp_path / "o"), "--method", "magic"]) == EXIT_ERROR
+    assert "magic" in capsys.readouterr().err
+
+    assert main(["reconstruct", str(one), "-o", str(tmp_path / "o"), "--axis-pick", "T"]) == EXIT_ERROR
+    assert "AXIS=INDEX" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from napari_gplws.core.errors import StackError
+
+    with pytest.raises(StackError):
+        main(["--debug", "reconstruct", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o")])
+
+
+def test_eval_on_a_dataset_folder(tmp_path, capsys, small_synthetic):
+    from napari_gplws.core.synth import synthetic_stack
+
+    root = tmp_path / "dataset"
+    for i, family in enumerate(("plane", "caps")):
+        s = synthetic_stack(family=family, n_frames=10, shape=(64, 64), depth_range_um=(10, 30), seed=50 + i)
+        folder = root / f"sample{i}"
+        folder.mkdir(parents=True)
+        save_stack(folder / "stack.tif", s.stack)
+        np.save(folder / "depth.npy", s.depth_um)
+    js = tmp_path / "m.json"
+    assert main(["eval", str(root), "--methods", "sml,glv", "--json", str(js), "-q"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "| sml" in out and "| glv" in out and "RMSE" in out
+    data = json.loads(js.read_text())
+    assert data["metrics"]["sml"]["RMSE"] < 3.0  # µm, on a 20 µm range with 2.2 µm steps
