@@ -55,20 +55,6 @@ def _parse_positions(text: str | None):
         ) from None
 
 
-def _parse_axis_pick(items: Sequence[str] | None) -> dict[str, int] | None:
-    if not items:
-        return None
-    from .core.errors import GplwsError
-
-    pick: dict[str, int] = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if not name or not value.strip().lstrip("-").isdigit():
-            raise GplwsError(f"--axis-pick takes AXIS=INDEX, e.g. T=0 or C=1; got '{item}'.")
-        pick[name.strip().upper()] = int(value)
-    return pick
-
-
 def _add_stack_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("focus positions and pixel size (override file metadata and sidecars)")
     g.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
@@ -82,7 +68,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read_input(args: argparse.Namespace):
-    from .core.io import read_stack
+    from .core.io import parse_axis_pick, read_stack
 
     return read_stack(
         args.input,
@@ -90,7 +76,7 @@ def _read_input(args: argparse.Namespace):
         focus_start_um=args.focus_start,
         focus_step_um=args.focus_step,
         pixel_size_um=args.pixel_size,
-        axis_pick=_parse_axis_pick(args.axis_pick),
+        axis_pick=parse_axis_pick(args.axis_pick) or None,
     )
 
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Train the packaged GPLWS-Net weights (src/napari_gplws/weights/gplws_default.*).
+#
+# Exact command used for the committed weights:
+#   nohup scripts/train_gplws.sh > runs/gplws_train.log 2>&1 &
+# Resume an interrupted run (same budget, schedule follows wall time):
+#   nohup scripts/train_gplws.sh --resume >> runs/gplws_train.log 2>&1 &
+# Extra arguments are passed to `python -m napari_gplws.core.train gplws` (see --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+exec "$PY" -m napari_gplws.core.train gplws \
+    --out-dir runs/gplws_default \
+    --seed 0 \
+    --max-minutes "${MAX_MINUTES:-90}" \
+    --batch-size 8 \
+    --lr 2e-3 \
+    --n-frames 8 32 \
+    --size 64 112 \
+    --synth-fraction 0.5 \
+    --epoch-steps 150 \
+    --ckpt-minutes 4 \
+    --threads 2 \
+    --benchmark 30 \
+    --weights-out src/napari_gplws/weights/gplws_default.safetensors \
+    "$@"

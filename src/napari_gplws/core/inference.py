@@ -1,0 +1,512 @@
+"""Run GPLWS-Net on focus stacks: devices, tiling, blending, progress and cancel.
+
+:func:`predict_depth` is what ``reconstruct(method="gplws")`` calls. It
+
+* picks a device (``"auto"``: CUDA, then Apple MPS, then CPU; or an explicit one, with a
+  clear :class:`~.errors.ModelError` when it is missing) and falls back to the CPU with a
+  warning when CUDA runs out of memory;
+* loads the fused network once per device (:func:`.models.registry.load_gplws`);
+* normalises the whole stack by its own robust intensity range (0.5 / 99.5 percentiles),
+  so 8-bit, 16-bit and float data behave the same, and reduces colour to luma;
+* cuts large frames into overlapping tiles whose size follows the memory available
+  (overridable), runs them under ``torch.inference_mode`` (fp16 autocast on CUDA) and
+  blends them with raised-cosine weights, so there are no seams;
+* calls ``progress(done, total)`` after each tile and ``cancel()`` before each tile
+  (raising :class:`~.errors.Cancelled`).
+
+It also holds :func:`evaluate_methods` (network vs classical engine on the held-out synthetic
+benchmark, the table of ``gplws eval`` and of the model card), :func:`format_table` and
+:func:`export_onnx`.
+
+It does not define the network (:mod:`.models.gplws`) nor train it (:mod:`.train`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .callbacks import CancelFn, ProgressFn, check_cancel, report
+from .errors import ModelError, StackError
+from .stack import FocalStack
+
+__all__ = [
+    "GPLWSResult",
+    "predict_depth",
+    "resolve_device",
+    "auto_tile_size",
+    "tile_grid",
+    "evaluate_methods",
+    "format_table",
+    "export_onnx",
+]
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # same weights as the network's
+#: Approximate peak bytes per (frame × pixel) of one tile on the CPU (measured, with margin).
+BYTES_PER_VOXEL = 96
+DEFAULT_OVERLAP = 64
+
+
+@dataclass
+class GPLWSResult:
+    """Result of :func:`predict_depth`.
+
+    Attributes
+    ----------
+    index
+        ``(H, W)`` float32: expected in-focus frame index (0-based, fractional).
+    depth
+        ``(H, W)`` float32: expected focus position Σ p_k·position_k in :attr:`units`.
+    confidence
+        ``(H, W)`` float32 in [0, 1]: 1 − normalised entropy of the per-pixel probability.
+    aif
+        All-in-focus image ``(H, W)`` or ``(H, W, 3)``, same dtype as the frames.
+    units
+        ``"µm"`` or ``"frame"``.
+    timings
+        Seconds per stage (``normalize``, ``network``, ``aif``, ``total``).
+    device
+        Device that ran the network (after any fall-back).
+    params
+        Tile size, overlap, number of tiles, AiF mode, weights.
+    """
+
+    index: np.ndarray
+    depth: np.ndarray
+    confidence: np.ndarray
+    aif: np.ndarray
+    units: str
+    timings: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# Devices and tiles
+# ---------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn ``"auto"``/``"cuda"``/``"cuda:1"``/``"mps"``/``"cpu"`` into an available device.
+
+    Raises
+    ------
+    ModelError
+        The requested device is not available on this machine.
+    """
+    import torch
+
+    d = (device or "auto").lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if d == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if has_mps else "cpu"
+    if d.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(
+                f"Device '{device}' was requested but this PyTorch ({torch.__version__}) sees no CUDA GPU. "
+                "Use device='auto' or 'cpu', or install a CUDA build of PyTorch."
+            )
+        if ":" in d and int(d.split(":")[1]) >= torch.cuda.device_count():
+            raise ModelError(f"Device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s) found.")
+        return d
+    if d == "mps":
+        if not has_mps:
+            raise ModelError("Device 'mps' was requested but Apple Metal is not available; use 'auto' or 'cpu'.")
+        return d
+    if d == "cpu":
+        return d
+    raise ModelError(f"Unknown device '{device}'; choose auto, cpu, cuda, cuda:N or mps.")
+
+
+def _available_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free * 0.5)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in fh if ":" in ln}
+        avail = info.get("MemAvailable", 4 << 30)
+    except OSError:  # pragma: no cover - not Linux
+        avail = 4 << 30
+    return int(min(avail * 0.25, 1.5 * (1 << 30)))
+
+
+def auto_tile_size(n_frames: int, device: str = "cpu", budget_bytes: int | None = None) -> int:
+    """Largest square tile (multiple of 16, 64–2048 px) whose activations fit the budget."""
+    budget = _available_bytes(device) if budget_bytes is None else budget_bytes
+    side = math.sqrt(budget / (BYTES_PER_VOXEL * max(n_frames, 1)))
+    return int(min(2048, max(64, (int(side) // 16) * 16)))
+
+
+def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with ``overlap``."""
+    if tile >= length:
+        return [0]
+    step = max(1, tile - overlap)
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return sorted(set(starts))
+
+
+def _ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:
+    """1-D raised-cosine blending weight of a tile; flat at the image borders."""
+    w = np.ones(length, np.float32)
+    if overlap <= 0:
+        return w
+    r = min(overlap, length // 2)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(r, dtype=np.float32) + 0.5) / r)
+    if start > 0:
+        w[:r] = ramp
+    if start + length < total:
+        w[-r:] = np.minimum(w[-r:], ramp[::-1])
+    return np.maximum(w, 1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------
+
+
+def _robust_range(frames: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
+    """Percentiles of a regular subsample (≈ 256 k values) of the whole stack."""
+    n, h, w = frames.shape[:3]
+    s = max(1, int(math.sqrt(n * h * w / 262_144)))
+    sample = np.asarray(frames[:, ::s, ::s], dtype=np.float32)
+    lo, hi = np.percentile(sample, [lo_pct, hi_pct])
+    return float(lo), float(hi)
+
+
+def _to_luma(frames: np.ndarray) -> np.ndarray:
+    f = np.asarray(frames, dtype=np.float32)
+    if f.ndim == 4:
+        f = f @ _LUMA
+    return f
+
+
+def _cast_like(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(img), info.min, info.max).astype(dtype)
+    return img.astype(dtype)
+
+
+def predict_depth(
+    stack: FocalStack,
+    *,
+    device: str = "auto",
+    tile_size: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    aif_mode: str = "attention",
+    weights: str | Path = "gplws_default",
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+) -> GPLWSResult:
+    """Depth, confidence and all-in-focus image of a focus stack with GPLWS-Net.
+
+    Parameters
+    ----------
+    stack
+        The focus stack (any integer or float dtype, gray or RGB, any N ≥ 2).
+    device
+        ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    tile_size
+        Tile side in pixels (multiple of 16 is best); ``None`` chooses it from the memory
+        available; frames no larger than the tile run in one piece.
+    overlap
+        Overlap between tiles in pixels (blended with raised-cosine weights).
+    aif_mode
+        ``"attention"``: Σ p_k·frame_k (smooth); ``"select"``: each pixel taken from the
+        frame nearest its depth (no mixing of frames, exact input values).
+    weights
+        Packaged weights name or path to a ``.safetensors`` file.
+    progress, cancel
+        ``progress(done, total)`` after each tile; ``cancel()`` checked before each tile.
+
+    Returns
+    -------
+    GPLWSResult
+        ``index``, ``depth`` (in ``stack.units``), ``confidence``, ``aif``, ``units``,
+        ``timings``, ``device``.
+
+    Raises
+    ------
+    ModelError
+        Missing weights or unavailable device.
+    Cancelled
+        ``cancel()`` returned True.
+
+    Examples
+    --------
+    >>> from napari_gplws.core.synth import synthetic_stack
+    >>> s = synthetic_stack(family="waves", n_frames=12, shape=(64, 64), seed=1)  # doctest: +SKIP
+    >>> r = predict_depth(s.stack, device="cpu")  # doctest: +SKIP
+    >>> r.depth.shape, r.units  # doctest: +SKIP
+    ((64, 64), 'µm')
+    """
+    if aif_mode not in ("attention", "select"):
+        raise StackError(f"aif_mode must be 'attention' or 'select'; got {aif_mode!r}.")
+    dev = resolve_device(device)
+    try:
+        return _predict(stack, dev, tile_size, overlap, aif_mode, weights, progress, cancel)
+    except Exception as exc:  # noqa: BLE001 - only CUDA OOM is handled here
+        import torch
+
+        if dev.startswith("cuda") and isinstance(exc, torch.cuda.OutOfMemoryError):
+            warnings.warn(
+                f"GPLWS-Net ran out of GPU memory on {dev}; falling back to the CPU (slower). "
+                "Pass a smaller tile_size to stay on the GPU.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            torch.cuda.empty_cache()
+            return _predict(stack, "cpu", tile_size, overlap, aif_mode, weights, progress, cancel)
+        raise
+
+
+def _predict(
+    stack: FocalStack,
+    dev: str,
+    tile_size: int | None,
+    overlap: int,
+    aif_mode: str,
+    weights: str | Path,
+    progress: ProgressFn,
+    cancel: CancelFn,
+) -> GPLWSResult:
+    import torch
+
+    from .models.gplws import depth_from_logits
+    from .models.registry import load_gplws
+
+    t_start = time.perf_counter()
+    check_cancel(cancel)
+    if dev == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
+        torch.set_num_threads(os.cpu_count() or 1)
+    model = load_gplws(weights, dev)
+    frames = stack.frames
+    n, h, w = frames.shape[:3]
+    positions = np.asarray(stack.positions, np.float64)
+    t0 = time.perf_counter()
+    lo, hi = _robust_range(frames)
+    scale = max(hi - lo, 1e-6 * (abs(hi) + 1.0))
+    t_norm = time.perf_counter() - t0
+
+    tile = int(tile_size) if tile_size else auto_tile_size(n, dev)
+    tile = max(16, tile)
+    th, tw = min(tile, h), min(tile, w)
+    ov = max(0, min(int(overlap), tile // 2))
+    ys, xs = tile_grid(h, th, ov), tile_grid(w, tw, ov)
+    total = len(ys) * len(xs)
+    single = total == 1
+
+    idx_acc = np.zeros((h, w), np.float32)
+    conf_acc = np.zeros((h, w), np.float32)
+    wsum = None if single else np.zeros((h, w), np.float32)
+    attention = aif_mode == "attention"
+    aif_shape = (h, w, 3) if stack.is_rgb else (h, w)
+    aif_acc = np.zeros(aif_shape, np.float32) if attention else None
+    pos_t = torch.as_tensor(np.arange(n), dtype=torch.float32, device=dev)
+    use_amp = dev.startswith("cuda")
+    t_net = t_aif = 0.0
+    done = 0
+    with torch.inference_mode():
+        for y0 in ys:
+            for x0 in xs:
+                check_cancel(cancel)
+                t1 = time.perf_counter()
+                raw = frames[:, y0 : y0 + th, x0 : x0 + tw]
+                x = (_to_luma(raw) - lo) / scale
+                xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)[None, None]
+                with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                    logits = model(xt)
+                index_t, conf_t, prob = depth_from_logits(logits.float(), pos_t)
+                index = index_t[0].cpu().numpy()
+                conf = conf_t[0].cpu().numpy()
+                t2 = time.perf_counter()
+                t_net += t2 - t1
+                if single:
+                    idx_acc, conf_acc = index, conf
+                else:
+                    wt = np.outer(_ramp(th, y0, h, ov), _ramp(tw, x0, w, ov))
+                    idx_acc[y0 : y0 + th, x0 : x0 + tw] += wt * index
+                    conf_acc[y0 : y0 + th, x0 : x0 + tw] += wt * conf
+                    wsum[y0 : y0 + th, x0 : x0 + tw] += wt  # type: ignore[index]
+                if attention:
+                    p = prob[0].cpu().numpy()  # (N, th, tw)
+                    rawf = np.asarray(raw, np.float32)
+                    if rawf.ndim == 4:
+                        a = np.einsum("nyx,nyxc->yxc", p, rawf)
+                    else:
+                        a = np.einsum("nyx,nyx->yx", p, rawf)
+                    if single:
+                        aif_acc = a
+                    else:
+                        wa = wt[..., None] if a.ndim == 3 else wt
+                        aif_acc[y0 : y0 + th, x0 : x0 + tw] += wa * a  # type: ignore[index]
+                t_aif += time.perf_counter() - t2
+                done += 1
+                report(progress, done, total)
+    t3 = time.perf_counter()
+    if not single:
+        idx_acc = idx_acc / wsum
+        conf_acc = conf_acc / wsum
+        if attention:
+            aif_acc = aif_acc / (wsum[..., None] if aif_acc.ndim == 3 else wsum)  # type: ignore[operator,index]
+    index = np.clip(idx_acc, 0, n - 1).astype(np.float32)
+    # depth = Σ p_k·position_k; per pixel the probability is concentrated on neighbouring
+    # frames, so interpolating the positions at the expected index is the same up to the
+    # curvature of uneven spacing (exact for evenly spaced stacks)
+    depth = stack.index_to_position(index).astype(np.float32)
+    if attention:
+        aif = _cast_like(aif_acc, frames.dtype)  # type: ignore[arg-type]
+    else:
+        k = np.clip(np.rint(index).astype(np.intp), 0, n - 1)
+        yy, xx = np.indices((h, w))
+        aif = np.asarray(frames[k, yy, xx])
+    t_aif += time.perf_counter() - t3
+    timings = {"normalize": t_norm, "network": t_net, "aif": t_aif, "total": time.perf_counter() - t_start}
+    return GPLWSResult(
+        index=index,
+        depth=depth,
+        confidence=np.clip(conf_acc, 0, 1).astype(np.float32),
+        aif=aif,
+        units=stack.units,
+        timings=timings,
+        device=dev,
+        params={"tile_size": tile, "overlap": ov, "tiles": total, "aif_mode": aif_mode, "weights": str(weights)},
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------
+
+
+def evaluate_methods(
+    samples: Sequence[Any] | None = None,
+    methods: Sequence[str] | None = None,
+    *,
+    n: int = 30,
+    weights: str | Path = "gplws_default",
+    device: str = "cpu",
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+) -> dict[str, dict[str, float]]:
+    """Mean depth metrics of the network and every classical measure on the same stacks.
+
+    Parameters
+    ----------
+    samples
+        Objects with ``.stack`` (:class:`FocalStack`), ``.gt`` (depth in the stack's units)
+        and optional ``.mask``; default: :func:`.evaluate.synthetic_benchmark` ``(n)``, the
+        held-out synthetic benchmark (seeds never used in training).
+    methods
+        ``"gplws"`` and/or classical measures (default: gplws + every classical measure).
+    weights, device
+        Network weights and device.
+
+    Returns
+    -------
+    dict
+        ``{method: {metric: mean value, ..., "seconds": mean seconds per stack}}`` with the
+        metrics of :func:`.metrics.depth_metrics` (MSE, MAE, RMSE, AbsRel, SqRel, Bumpiness, …).
+    """
+    from .focus import depth_from_focus
+    from .metrics import depth_metrics
+
+    if samples is None:
+        from .evaluate import synthetic_benchmark
+
+        samples = synthetic_benchmark(n)
+    samples = list(samples)
+    if methods is None:
+        try:
+            from ..api import CLASSICAL_METHODS
+        except Exception:  # noqa: BLE001
+            CLASSICAL_METHODS = ("sml", "tenengrad", "glv", "lapvar", "rdf")
+        methods = ["gplws", *CLASSICAL_METHODS]
+    total, done = len(samples) * len(methods), 0
+    rows: dict[str, dict[str, float]] = {}
+    for method in methods:
+        per = []
+        for s in samples:
+            check_cancel(cancel)
+            t0 = time.perf_counter()
+            if method == "gplws":
+                res = predict_depth(s.stack, device=device, weights=weights)
+            else:
+                res = depth_from_focus(s.stack, measure=method)
+            sec = time.perf_counter() - t0
+            m = depth_metrics(res.depth, s.gt, mask=getattr(s, "mask", None), focus_step=s.stack.focus_step_um)
+            m["seconds"] = sec
+            per.append(m)
+            done += 1
+            report(progress, done, total)
+        rows[method] = {k: float(np.nanmean([m[k] for m in per])) for k in per[0]}
+    return rows
+
+
+def format_table(rows: dict[str, dict[str, float]], keys: Sequence[str] | None = None) -> str:
+    """A Markdown table of :func:`evaluate_methods` rows (methods × metrics)."""
+    if not rows:
+        return ""
+    keys = list(keys or next(iter(rows.values())).keys())
+    lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for method, r in rows.items():
+        lines.append(f"| {method} | " + " | ".join(f"{r.get(k, float('nan')):.4g}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# ONNX
+# ---------------------------------------------------------------------------------------
+
+
+def export_onnx(path: str | Path, weights: str | Path = "gplws_default", opset: int = 17) -> Path:
+    """Export the fused network to ONNX.
+
+    The graph takes a *normalised* float32 stack ``input`` of shape ``(B, 1, N, H, W)``
+    (dynamic B, N, H, W; H and W multiples of 16 avoid the in-graph padding branch; see
+    :func:`predict_depth` for the normalisation) and returns ``logits`` ``(B, N, H, W)``;
+    softmax over axis 1 gives the per-frame probability.
+
+    Raises
+    ------
+    ModelError
+        The ``onnx`` exporter dependencies are missing.
+    """
+    import torch
+
+    from .models.registry import load_gplws
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = load_gplws(weights, "cpu")
+    example = torch.zeros(1, 1, 8, 64, 64)
+    try:
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch", 2: "frames", 3: "height", 4: "width"},
+                          "logits": {0: "batch", 1: "frames", 2: "height", 3: "width"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    except ImportError as exc:
+        raise ModelError(f"ONNX export needs the 'onnx' package: {exc}. Install napari-gplws[dev].") from None
+    return path
