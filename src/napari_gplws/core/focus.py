@@ -21,8 +21,9 @@ and without ever holding an ``(N, H, W)`` float array: memory grows with ``H·W`
    handled exactly at frames and linearly between them.
 3. **Confidence** (:func:`focus_confidence`): ``c = (max − mean) / max`` of the pixel's
    focus curve, in ``[0, 1]``.
-4. **Refinement** (optional, :func:`refine_index`): a confidence-weighted guided filter
-   of the frame index, guided by the all-in-focus luminance.
+4. **Refinement** (optional, :func:`refine_index`): a confidence-weighted, outlier-robust
+   (one Cauchy reweighting step) guided filter of the frame index, guided by the
+   all-in-focus luminance, computed in bands on the same thread pool.
 5. **All-in-focus image** (pass 2): each pixel is taken from the frame at the rounded
    final index (or blended linearly between the two frames around the fractional index),
    in the input dtype, colour kept.
@@ -268,16 +269,20 @@ def _refine_band(
     guide *= np.float32(g_scale)
     db = d[h0:h1]
     w0 = np.add(c[h0:h1], np.float32(floor), dtype=np.float32)
-    q = _weighted_guided_filter(db, w0, guide, radius, eps)
-    for _ in range(iterations - 1):
-        # Cauchy reweighting: a pixel that disagrees with the smoothed map by more than
-        # tau frames loses weight like 1/(1 + (r/tau)²), so outliers stop pulling.
-        r = np.subtract(db, q, dtype=np.float32)
-        r *= np.float32(1.0 / tau)
-        np.square(r, out=r)
-        r += np.float32(1.0)
-        np.divide(w0, r, out=r)
-        q = _weighted_guided_filter(db, r, guide, radius, eps)
+    size = 2 * radius + 1
+    # First estimate: normalised convolution (cheap: two box filters).
+    q = ndi.uniform_filter(w0 * db, size, mode="reflect")
+    q /= ndi.uniform_filter(w0, size, mode="reflect")
+    w = w0
+    for _ in range(iterations):
+        # Cauchy reweighting: a pixel that disagrees with the current estimate by more
+        # than tau frames loses weight like 1/(1 + (r/tau)²), so outliers stop pulling.
+        w = np.subtract(db, q, dtype=np.float32)
+        w *= np.float32(1.0 / tau)
+        np.square(w, out=w)
+        w += np.float32(1.0)
+        np.divide(w0, w, out=w)
+        q = _weighted_guided_filter(db, w, guide, radius, eps)
     out[y0:y1] = q[y0 - h0 : y1 - h0]
 
 
@@ -288,31 +293,36 @@ def refine_index(
     radius: int = DEFAULT_REFINE_RADIUS,
     eps: float = DEFAULT_REFINE_EPS,
     tau: float = DEFAULT_REFINE_TAU,
-    iterations: int = 2,
+    iterations: int = 1,
     floor: float = 0.02,
     threads: int | None = None,
 ) -> np.ndarray:
     """Edge-aware, confidence-weighted, outlier-robust smoothing of a frame-index map.
 
-    A *confidence-weighted guided filter* (He et al. 2013, with per-pixel weights),
-    iterated with robust reweighting. In every ``(2r+1)²`` box ``ω`` the depth ``d`` is
-    fitted by a linear function of the guide ``I`` (the all-in-focus luminance,
-    normalised to its 1st–99th percentile range) by weighted least squares, with weights
-    ``w = confidence + floor``::
+    With ``c`` the confidence and ``w₀ = c + floor`` the base weights:
 
-        μ_I = Σ w·I / Σ w,    μ_d = Σ w·d / Σ w
-        a   = (Σ w·I·d / Σ w − μ_I μ_d) / (Σ w·I² / Σ w − μ_I² + eps)
-        b   = μ_d − a·μ_I
-        d'  = mean_ω(a)·I + mean_ω(b)
+    1. **First estimate**, the normalised convolution ``d₀ = B(w₀·d) / B(w₀)``, where
+       ``B`` is the mean over a ``(2r+1)²`` box.
+    2. **Robust weights** ``w = w₀ / (1 + ((d − d₀)/tau)²)`` (Cauchy weights, one step of
+       iteratively reweighted least squares): a pixel whose peak is many frames away
+       from its neighbourhood's (a noise-made outlier) stops pulling its neighbours.
+    3. **Confidence-weighted guided filter** (He et al. 2013, with per-pixel weights) of
+       ``d`` with weights ``w`` and guide ``I``, the all-in-focus luminance normalised
+       to its 1st–99th percentile range. In every box ``d`` is fitted by a linear function
+       of ``I`` by weighted least squares::
 
-    Where the guide is flat within a box (variance ≪ ``eps``), ``a → 0`` and ``d'`` is the
-    normalised convolution ``Σ w·d / Σ w``: unreliable pixels are replaced by their
-    confident neighbours and noise is averaged. Across a strong guide edge (an object
-    boundary with a contrast well above ``sqrt(eps)``, 0.1 of the range by default), ``d``
-    follows the guide and the step is kept. Each further iteration recomputes the weights
-    as ``w / (1 + ((d − d')/tau)²)`` (Cauchy / iteratively reweighted least squares), so
-    that isolated wrong peaks (outliers many frames away) stop pulling their neighbours.
+           μ_I = B(w·I) / B(w),   μ_d = B(w·d) / B(w)
+           a   = (B(w·I·d) / B(w) − μ_I μ_d) / (B(w·I²) / B(w) − μ_I² + eps)
+           b   = μ_d − a·μ_I
+           d'  = B(a)·I + B(b)
 
+       Where the guide is flat within a box (variance ≪ ``eps``), ``a → 0`` and ``d'`` is
+       the weighted mean ``B(w·d)/B(w)``: unreliable pixels are replaced by confident
+       neighbours and noise is averaged. Across a strong guide edge (an object boundary
+       with a contrast well above ``sqrt(eps)``, 0.1 of the range by default), ``d``
+       follows the guide and the step is kept.
+
+    Steps 2–3 are repeated ``iterations`` times, each with ``d₀`` the previous result.
     A depth step inside a continuously textured region (no guide edge) is smoothed over
     about ``radius`` pixels on each side.
 
@@ -332,7 +342,7 @@ def refine_index(
     tau
         Residual scale of the robust reweighting, in the units of ``index`` (frames).
     iterations
-        Number of guided-filter passes (≥ 1); 1 means no reweighting.
+        Number of reweighting + guided-filter passes (≥ 1).
     floor
         Weight added to every pixel's confidence, so that a box with no confident pixel
         becomes a plain mean instead of a division by zero.
@@ -367,8 +377,9 @@ def refine_index(
 
 
 def _refine_bands(shape: tuple[int, ...], radius: int, iterations: int) -> list[tuple[int, int, int, int]]:
-    # Each pass reads 2·radius pixels around a pixel (a box of boxes).
-    return _bands(shape[0], shape[1], 2 * radius * iterations + 1)
+    # The first estimate reads radius pixels around a pixel, each guided-filter pass
+    # 2·radius more (a box of boxes).
+    return _bands(shape[0], shape[1], radius * (2 * iterations + 1) + 1)
 
 
 def _refine(
@@ -448,7 +459,7 @@ class _Workspace:
 class _Engine:
     """State of one :func:`depth_from_focus` run; methods work on one band at a time."""
 
-    def __init__(self, stack: FocalStack, measure: str, window: int) -> None:
+    def __init__(self, stack: FocalStack, measure: str, window: int, keep_guide: bool) -> None:
         self.frames = stack.frames
         self.n = stack.n_frames
         self.h, self.w = stack.shape_yx
@@ -467,7 +478,8 @@ class _Engine:
         self.right = np.empty(shape, np.float32)
         self.prev = np.empty(shape, np.float32)
         self.total = np.empty(shape, np.float32)
-        self.guide = np.empty(shape, np.float32)
+        # Luminance of the sharpest frame so far: the refinement's guide.
+        self.guide = np.empty(shape, np.float32) if keep_guide else None
 
     def _ws(self) -> _Workspace:
         ws = getattr(self._local, "ws", None)
@@ -489,14 +501,16 @@ class _Engine:
         lum = src[y0 - h0 : y1 - h0]
         best, best_k = self.best[y0:y1], self.best_k[y0:y1]
         left, right, prev = self.left[y0:y1], self.right[y0:y1], self.prev[y0:y1]
-        total, guide = self.total[y0:y1], self.guide[y0:y1]
+        total = self.total[y0:y1]
+        guide = None if self.guide is None else self.guide[y0:y1]
         if k == 0:
             best[...] = fm
             best_k[...] = 0
             left[...] = 0
             right[...] = 0
             total[...] = fm
-            guide[...] = lum
+            if guide is not None:
+                guide[...] = lum
             prev[...] = fm
             return
         mask = ws.mask[: y1 - y0]
@@ -507,7 +521,8 @@ class _Engine:
         np.greater(fm, best, out=mask)
         np.copyto(left, prev, where=mask)
         np.copyto(best_k, k, where=mask)
-        np.copyto(guide, lum, where=mask)
+        if guide is not None:
+            np.copyto(guide, lum, where=mask)
         np.maximum(best, fm, out=best)
         total += fm
         prev[...] = fm
@@ -556,6 +571,8 @@ class _Engine:
 
 def _to_dtype(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Cast a float32 image to ``dtype``, rounding and clipping for integer types."""
+    if dtype.kind == "b":
+        return acc >= 0.5
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
         np.rint(acc, out=acc)
@@ -591,8 +608,9 @@ def depth_from_focus(
     interpolation
         Sub-frame peak fit: ``"gaussian"`` (default), ``"parabolic"`` or ``"none"``.
     refine
-        Smooth the frame index with :func:`refine_index` (confidence-weighted guided
-        filter, guided by the all-in-focus luminance) before mapping to depth.
+        Smooth the frame index with :func:`refine_index` (robust, confidence-weighted
+        guided filter, guided by the all-in-focus luminance) before mapping to depth and
+        composing the all-in-focus image.
     refine_radius
         Box radius in pixels of the refinement (default 4).
     refine_eps
@@ -643,7 +661,7 @@ def depth_from_focus(
     if refine and int(refine_radius) < 1:
         raise StackError(f"The refinement radius must be ≥ 1 pixel; got {refine_radius!r}.")
 
-    eng = _Engine(stack, name, win)
+    eng = _Engine(stack, name, win, keep_guide=bool(refine))
     n, bands = eng.n, eng.bands
     total_steps = 2 * n
     timings: dict[str, float] = {}
@@ -669,7 +687,7 @@ def depth_from_focus(
         if refine:
             check_cancel(cancel)
             index = _refine(
-                index, conf, eng.guide, int(refine_radius), float(refine_eps), DEFAULT_REFINE_TAU, 2, 0.02, run
+                index, conf, eng.guide, int(refine_radius), float(refine_eps), DEFAULT_REFINE_TAU, 1, 0.02, run
             )
         del eng.guide
         timings["refine"] = time.perf_counter() - t0
@@ -701,7 +719,7 @@ def depth_from_focus(
         n_threads = run.threads
 
     t0 = time.perf_counter()
-    depth = index if stack.focus_um is None else stack.index_to_position(index).astype(np.float32)
+    depth = index.copy() if stack.focus_um is None else stack.index_to_position(index).astype(np.float32)
     timings["depth"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     params = dict(

@@ -128,13 +128,27 @@ def validate_window(window: int) -> int:
 
 
 def _sml_into(src: np.ndarray, window: int, out: np.ndarray, work: Sequence[np.ndarray]) -> None:
-    t0, t1 = work[0], work[1]
-    ndi.correlate1d(src, _SECOND_DIFF, axis=0, output=t0, mode=_MODE)
-    np.abs(t0, out=t0)
-    ndi.correlate1d(src, _SECOND_DIFF, axis=1, output=t1, mode=_MODE)
-    np.abs(t1, out=t1)
-    t0 += t1
-    ndi.uniform_filter(t0, window, output=out, mode=_MODE)
+    # Same result as
+    #     t = |correlate1d(src, d², axis=0)| + |correlate1d(src, d², axis=1)|
+    #     out = uniform_filter(t, window)
+    # but every scipy filter runs along contiguous rows: scipy.ndimage walks axis 0 one
+    # strided column at a time, which made the two axis-0 passes ~3× slower than the
+    # axis-1 ones and 60 % of the run time. Filtering transposed copies instead (the
+    # transposes are cheap, cache-sized bands) measured 1.7× faster for the whole kernel.
+    # The filters themselves are still scipy's.
+    rows, cols = src.shape
+    a_t = work[0].reshape(cols, rows)  # (W, h) views of the scratch memory
+    b_t = work[1].reshape(cols, rows)
+    np.copyto(a_t, src.T)
+    ndi.correlate1d(a_t, _SECOND_DIFF, axis=1, output=b_t, mode=_MODE)  # ∂²/∂y²
+    np.abs(b_t, out=b_t)
+    ndi.correlate1d(src, _SECOND_DIFF, axis=1, output=out, mode=_MODE)  # ∂²/∂x²
+    np.abs(out, out=out)
+    np.add(out, b_t.T, out=out)
+    ndi.uniform_filter1d(out, window, axis=1, output=work[0], mode=_MODE)
+    np.copyto(b_t, work[0].T)
+    ndi.uniform_filter1d(b_t, window, axis=1, output=a_t, mode=_MODE)  # window along y
+    np.copyto(out, a_t.T)
 
 
 def _tenengrad_into(src: np.ndarray, window: int, out: np.ndarray, work: Sequence[np.ndarray]) -> None:

@@ -312,12 +312,14 @@ def _predict(
     single = total == 1
 
     idx_acc = np.zeros((h, w), np.float32)
+    dep_acc = np.zeros((h, w), np.float32)
     conf_acc = np.zeros((h, w), np.float32)
     wsum = None if single else np.zeros((h, w), np.float32)
     attention = aif_mode == "attention"
     aif_shape = (h, w, 3) if stack.is_rgb else (h, w)
     aif_acc = np.zeros(aif_shape, np.float32) if attention else None
-    pos_t = torch.as_tensor(np.arange(n), dtype=torch.float32, device=dev)
+    pos0 = float(positions[0])
+    rel_t = torch.as_tensor(positions - pos0, dtype=torch.float32, device=dev).reshape(1, n, 1, 1)
     use_amp = dev.startswith("cuda")
     t_net = t_aif = 0.0
     done = 0
@@ -331,16 +333,18 @@ def _predict(
                 xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)[None, None]
                 with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                     logits = model(xt)
-                index_t, conf_t, prob = depth_from_logits(logits.float(), pos_t)
+                index_t, conf_t, prob = depth_from_logits(logits.float())
                 index = index_t[0].cpu().numpy()
+                dep = (prob * rel_t).sum(dim=1)[0].cpu().numpy()
                 conf = conf_t[0].cpu().numpy()
                 t2 = time.perf_counter()
                 t_net += t2 - t1
                 if single:
-                    idx_acc, conf_acc = index, conf
+                    idx_acc, dep_acc, conf_acc = index, dep, conf
                 else:
                     wt = np.outer(_ramp(th, y0, h, ov), _ramp(tw, x0, w, ov))
                     idx_acc[y0 : y0 + th, x0 : x0 + tw] += wt * index
+                    dep_acc[y0 : y0 + th, x0 : x0 + tw] += wt * dep
                     conf_acc[y0 : y0 + th, x0 : x0 + tw] += wt * conf
                     wsum[y0 : y0 + th, x0 : x0 + tw] += wt  # type: ignore[index]
                 if attention:
@@ -361,14 +365,13 @@ def _predict(
     t3 = time.perf_counter()
     if not single:
         idx_acc = idx_acc / wsum
+        dep_acc = dep_acc / wsum
         conf_acc = conf_acc / wsum
         if attention:
             aif_acc = aif_acc / (wsum[..., None] if aif_acc.ndim == 3 else wsum)  # type: ignore[operator,index]
     index = np.clip(idx_acc, 0, n - 1).astype(np.float32)
-    # depth = Σ p_k·position_k; per pixel the probability is concentrated on neighbouring
-    # frames, so interpolating the positions at the expected index is the same up to the
-    # curvature of uneven spacing (exact for evenly spaced stacks)
-    depth = stack.index_to_position(index).astype(np.float32)
+    # depth = Σ p_k·position_k (relative to the first position for float32 precision)
+    depth = (dep_acc.astype(np.float64) + pos0).astype(np.float32)
     if attention:
         aif = _cast_like(aif_acc, frames.dtype)  # type: ignore[arg-type]
     else:

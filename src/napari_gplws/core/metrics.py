@@ -24,7 +24,7 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -101,7 +101,9 @@ class MetricError(GplwsError, ValueError):
 # ------------------------------------------------------------------------------------------
 # Input handling (one helper at the boundary)
 # ------------------------------------------------------------------------------------------
-def _prepare(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prepare(
+    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """float64 copies of ``pred`` and ``gt`` and the boolean valid mask."""
     p = np.asarray(pred, dtype=np.float64)
     g = np.asarray(gt, dtype=np.float64)
@@ -178,7 +180,7 @@ def mae(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> flo
 
 
 def rmse(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Root mean squared error ``sqrt(mean((p - g)²))`` over valid pixels (unit). See :func:`mse`."""
+    """Root mean squared error ``sqrt(mean((p - g)²))`` over valid pixels (unit); as :func:`mse`."""
     m = mse(pred, gt, mask)
     return math.sqrt(m) if not math.isnan(m) else math.nan
 
@@ -228,7 +230,9 @@ def delta_accuracy(
     return float(np.count_nonzero(ratio < threshold) / gv.size)
 
 
-def within_step(pred: np.ndarray, gt: np.ndarray, step: float, mask: np.ndarray | None = None) -> float:
+def within_step(
+    pred: np.ndarray, gt: np.ndarray, step: float, mask: np.ndarray | None = None
+) -> float:
     """Fraction of valid pixels with ``|p - g| <= step`` (e.g. one focus step, same unit).
 
     Raises :class:`MetricError` unless ``step`` is a positive finite number.
@@ -378,7 +382,9 @@ def depth_metrics(
     out["SqRel"] = sq_rel(p, g, v)
     for i in (1, 2, 3):
         out[f"Delta{i}"] = delta_accuracy(p, g, v, threshold=1.25**i)
-    out["WithinStep"] = within_step(p, g, float(focus_step), v) if focus_step is not None else math.nan
+    out["WithinStep"] = (
+        within_step(p, g, float(focus_step), v) if focus_step is not None else math.nan
+    )
     out["Bumpiness"] = bumpiness(p, g, v) if p.ndim == 2 else math.nan
     return out
 
@@ -432,7 +438,9 @@ def format_table(
             for key in metrics:
                 if key not in present:
                     present.append(key)
-        columns = tuple(k for k in METRIC_KEYS if k in present) + tuple(k for k in present if k not in METRIC_KEYS)
+        columns = tuple(k for k in METRIC_KEYS if k in present) + tuple(
+            k for k in present if k not in METRIC_KEYS
+        )
     header = "| method | " + " | ".join(METRIC_LABELS.get(c, c) for c in columns) + " |"
     rule = "|---|" + "".join("---:|" for _ in columns)
     lines = [header, rule]

@@ -22,6 +22,7 @@ __all__ = [
     "WEIGHTS_DIR",
     "DEFAULT_GPLWS",
     "weights_path",
+    "has_default_weights",
     "model_card",
     "load_gplws",
     "save_gplws",
@@ -42,6 +43,12 @@ def weights_path(name_or_path: str | Path = DEFAULT_GPLWS) -> Path:
     if p.suffix == ".safetensors" or p.is_file():
         return p
     return WEIGHTS_DIR / f"{name_or_path}.safetensors"
+
+
+def has_default_weights(network: str = "gplws") -> bool:
+    """Whether the packaged default weights of a network are installed."""
+    name = {"gplws": DEFAULT_GPLWS}.get(network, network)
+    return weights_path(name).is_file()
 
 
 def model_card(name_or_path: str | Path = DEFAULT_GPLWS) -> dict[str, Any]:

@@ -1,0 +1,544 @@
+"""Simulated defocused microscope tiles with signed defocus labels, for LDSE-NET.
+
+What it is for: training and testing the single-frame defocus network
+(:mod:`.models.ldse`, :mod:`.train_ldse`) and the autofocus tests. (Issue 4 asked for this
+in ``core/synth.py``; that module belongs to the depth-from-focus simulator, so the
+defocus-tile simulator lives here and reuses its textures.)
+
+A *field* is one thin specimen seen through one set of optics at several focus-drive
+positions. Each tile of a field is::
+
+    camera( PSF(defocus, aberration) ⊛ specimen )
+
+* **Specimen** (:data:`SPECIMENS`): brightfield-like absorbing tissue with H&E-like colours
+  (Beer-Lambert mix of haematoxylin nuclei and eosin stroma), brightfield views of images
+  bundled with scikit-image and of procedural textures (via :func:`.synth.texture_image`),
+  and fluorescence-like sparse bright structures (spots, filaments) on a dark background.
+  :data:`TRAIN_SPECIMENS` and :data:`TEST_SPECIMENS` do not overlap: the test set uses
+  specimens never seen in training, and aberration configurations drawn from a different
+  seed.
+* **PSF** (:mod:`.psf`): scalar pupil model with spherical aberration from the index
+  mismatch of a specimen ``2–25 µm`` deep in a medium of index ``1.33–1.52`` seen by a dry
+  objective, plus small random Zernike terms (astigmatism, coma, trefoil, spherical;
+  ``0.04`` waves rms each by default). PSFs are precomputed once per configuration on a
+  0.25 µm defocus grid (:class:`PSFBank`, cached in memory) and linearly interpolated.
+* **Camera**: smooth illumination fall-off, shot noise (Poisson), read noise (Gaussian),
+  8-bit quantisation, and JPEG compression (quality 70–95) for half of the tiles.
+
+Labels are signed defocus in µm of **focus-drive travel**, ``frame position − best-focus
+position``, where the best focus of each aberration configuration is found numerically
+(:func:`.psf.best_focus_um`). A positive defocus means the objective is closer to the
+specimen than at best focus (see :mod:`.psf`).
+
+What it is not: a depth-from-focus stack generator (:mod:`.synth`), nor a reader of real
+data (:mod:`.autofocus_data`).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage as ndi
+
+from .psf import OPTICS_20X, ZERNIKE_NAMES, Optics, best_focus_um, psf_2d
+
+__all__ = [
+    "SPECIMENS",
+    "TRAIN_SPECIMENS",
+    "TEST_SPECIMENS",
+    "Aberration",
+    "random_aberration",
+    "PSFBank",
+    "psf_bank",
+    "specimen_image",
+    "camera",
+    "DefocusSimulator",
+    "TileSet",
+]
+
+#: Brightfield specimens made from textures of :mod:`.synth` (images bundled with
+#: scikit-image or procedural), used as transmission maps.
+_BF_TEXTURES_TRAIN = ("camera", "coins", "moon", "text", "brick", "grass", "gravel", "page",
+                      "astronaut", "chelsea", "noise", "cells", "fibres")
+_BF_TEXTURES_TEST = ("ihc", "cell", "coffee")
+#: Every specimen name understood by :func:`specimen_image`.
+SPECIMENS: tuple[str, ...] = (
+    ("he_tissue", "fluo_spots", "fluo_filaments")
+    + tuple(f"bf_{t}" for t in _BF_TEXTURES_TRAIN)
+    + tuple(f"bf_{t}" for t in _BF_TEXTURES_TEST)
+    + ("fluo_dots",)
+)
+#: Specimens used for training (procedural ones are drawn from training seeds).
+TRAIN_SPECIMENS: tuple[str, ...] = ("he_tissue", "fluo_spots", "fluo_filaments") + tuple(
+    f"bf_{t}" for t in _BF_TEXTURES_TRAIN
+)
+#: Specimens held out for the test set: never seen in training.
+TEST_SPECIMENS: tuple[str, ...] = tuple(f"bf_{t}" for t in _BF_TEXTURES_TEST) + ("fluo_dots",)
+_FLUO = ("fluo_spots", "fluo_filaments", "fluo_dots")
+
+
+# ------------------------------------------------------------------------------------------
+# Aberrations and the PSF bank
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Aberration:
+    """One aberration configuration: specimen depth, sample index and Zernike terms.
+
+    ``best_focus_um`` is the drive position of best focus (µm, see :mod:`.psf`).
+    """
+
+    depth_um: float
+    n_sample: float
+    zernike_waves: tuple[tuple[str, float], ...]
+    best_focus_um: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"depth_um": self.depth_um, "n_sample": self.n_sample,
+                "zernike_waves": dict(self.zernike_waves), "best_focus_um": self.best_focus_um}
+
+
+def random_aberration(
+    rng: np.random.Generator,
+    optics: Optics,
+    depth_range_um: tuple[float, float] = (2.0, 25.0),
+    n_sample_range: tuple[float, float] = (1.33, 1.52),
+    zernike_rms_waves: float = 0.04,
+) -> Aberration:
+    """Draw a random aberration configuration and find its best focus.
+
+    The specimen depth and sample index are uniform in their ranges; every Zernike term of
+    :data:`.psf.ZERNIKE_NAMES` gets a coefficient ``N(0, zernike_rms_waves)`` waves rms.
+    """
+    depth = float(rng.uniform(*depth_range_um))
+    ns = float(rng.uniform(*n_sample_range))
+    zern = tuple((name, float(rng.normal(0.0, zernike_rms_waves))) for name in ZERNIKE_NAMES)
+    best = best_focus_um(optics, depth, n_sample=ns, zernike_waves=dict(zern))
+    return Aberration(depth, ns, zern, best)
+
+
+class PSFBank:
+    """PSFs of several aberration configurations on a regular defocus grid.
+
+    Parameters
+    ----------
+    optics
+        Microscope optics.
+    n_configs
+        Number of random aberration configurations.
+    seed
+        Seed of the configurations (use different seeds for training and test banks).
+    defocus_max_um
+        The grid covers ``[-defocus_max_um, +defocus_max_um]`` µm of drive travel about
+        each configuration's best focus.
+    step_um
+        Grid step in µm; PSFs in between are linearly interpolated.
+    size_px
+        Side of each PSF (odd), pixels.
+    progress
+        Optional ``progress(done, total)``.
+    """
+
+    def __init__(
+        self,
+        optics: Optics = OPTICS_20X,
+        n_configs: int = 8,
+        seed: int = 0,
+        defocus_max_um: float = 10.5,
+        step_um: float = 0.25,
+        size_px: int = 113,
+        progress: Callable[[int, int], None] | None = None,
+        **aberration_options: Any,
+    ) -> None:
+        self.optics = optics
+        self.step_um = float(step_um)
+        self.size_px = int(size_px)
+        n_steps = int(np.ceil(defocus_max_um / step_um))
+        self.defocus_grid_um = np.arange(-n_steps, n_steps + 1) * self.step_um
+        rng = np.random.default_rng([seed, 7919])
+        self.aberrations = [random_aberration(rng, optics, **aberration_options) for _ in range(n_configs)]
+        total = n_configs * len(self.defocus_grid_um)
+        self.psfs = np.empty((n_configs, len(self.defocus_grid_um), size_px, size_px), np.float32)
+        done = 0
+        for i, ab in enumerate(self.aberrations):
+            zern = dict(ab.zernike_waves)
+            for j, dz in enumerate(self.defocus_grid_um):
+                self.psfs[i, j] = psf_2d(optics, ab.best_focus_um + dz, ab.depth_um, n_sample=ab.n_sample,
+                                         zernike_waves=zern, size_px=size_px)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        self.psfs.setflags(write=False)
+
+    @property
+    def n_configs(self) -> int:
+        return len(self.aberrations)
+
+    @property
+    def defocus_max_um(self) -> float:
+        return float(self.defocus_grid_um[-1])
+
+    def psf(self, config: int, defocus_um: float) -> np.ndarray:
+        """PSF (sum 1, float32) of configuration ``config`` at ``defocus_um`` (interpolated)."""
+        x = (float(defocus_um) - self.defocus_grid_um[0]) / self.step_um
+        if not (0.0 <= x <= len(self.defocus_grid_um) - 1):
+            raise ValueError(f"defocus {defocus_um} µm is outside the bank's ±{self.defocus_max_um} µm.")
+        j = min(int(np.floor(x)), len(self.defocus_grid_um) - 2)
+        t = np.float32(x - j)
+        return (1 - t) * self.psfs[config, j] + t * self.psfs[config, j + 1]
+
+
+_BANK_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_bank(optics: Optics, n_configs: int, seed: int, defocus_max_um: float, step_um: float,
+                 size_px: int) -> PSFBank:
+    return PSFBank(optics, n_configs, seed, defocus_max_um, step_um, size_px)
+
+
+def psf_bank(optics: Optics = OPTICS_20X, n_configs: int = 8, seed: int = 0, defocus_max_um: float = 10.5,
+             step_um: float = 0.25, size_px: int = 113) -> PSFBank:
+    """A :class:`PSFBank`, built once per set of arguments and kept in memory."""
+    with _BANK_LOCK:
+        return _cached_bank(optics, n_configs, seed, float(defocus_max_um), float(step_um), int(size_px))
+
+
+# ------------------------------------------------------------------------------------------
+# Specimens
+# ------------------------------------------------------------------------------------------
+def _stretch(img: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    if not hi > lo:
+        return np.zeros_like(img, dtype=np.float32)
+    return np.clip((img - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def _blobs(shape: tuple[int, int], rng: np.random.Generator, n: int, r_range: tuple[float, float]) -> np.ndarray:
+    """Sum of ``n`` random filled ellipses (soft edges), values in [0, 1]."""
+    img = np.zeros(shape, np.float32)
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(n):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        a, b = rng.uniform(*r_range), rng.uniform(*r_range)
+        t = rng.uniform(0, np.pi)
+        y0, y1 = int(max(cy - 2 * max(a, b), 0)), int(min(cy + 2 * max(a, b) + 1, h))
+        x0, x1 = int(max(cx - 2 * max(a, b), 0)), int(min(cx + 2 * max(a, b) + 1, w))
+        if y1 <= y0 or x1 <= x0:
+            continue
+        dy, dx = yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx
+        u = (dx * np.cos(t) + dy * np.sin(t)) / a
+        v = (-dx * np.sin(t) + dy * np.cos(t)) / b
+        rr = np.sqrt(u * u + v * v)
+        img[y0:y1, x0:x1] = np.maximum(img[y0:y1, x0:x1], np.clip((1.0 - rr) * 4.0, 0, 1) * rng.uniform(0.6, 1.0))
+    return img
+
+
+def _he_tissue(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -> np.ndarray:
+    """H&E-like RGB transmission in [0, 1]: eosin stroma and haematoxylin nuclei."""
+    from .synth import texture_image
+
+    stroma = texture_image(str(rng.choice(["fibres", "noise"])), shape, rng)
+    r_nuc = (2.0 / px_um, 5.0 / px_um)  # nuclei 4–10 µm across
+    density = rng.uniform(0.2, 1.0)
+    n = int(density * shape[0] * shape[1] / (np.pi * np.mean(r_nuc) ** 2) * 0.5) + 1
+    nuclei = _blobs(shape, rng, n, r_nuc)
+    chrom = 0.6 + 0.4 * texture_image("noise", shape, rng)
+    hema = nuclei * chrom * rng.uniform(0.6, 1.4)
+    eosin = (0.25 + 0.75 * stroma) * rng.uniform(0.3, 1.0)
+    # Optical densities per unit stain (R, G, B), H&E-like.
+    od_h = np.array([0.65, 0.70, 0.29], np.float32) * rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    od_e = np.array([0.07, 0.99, 0.11], np.float32) * rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    od = hema[..., None] * od_h + eosin[..., None] * od_e
+    return np.exp(-od * rng.uniform(0.6, 1.5)).astype(np.float32)
+
+
+def _fluo_spots(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -> np.ndarray:
+    n = int(rng.uniform(2e-4, 3e-3) * shape[0] * shape[1]) + 1
+    img = np.zeros(shape, np.float32)
+    np.add.at(img, (rng.integers(0, shape[0], n), rng.integers(0, shape[1], n)), rng.uniform(0.2, 1.0, n))
+    img = ndi.gaussian_filter(img, rng.uniform(0.3, 1.2) / px_um * 0.5)
+    cells = _blobs(shape, rng, int(rng.integers(0, 6)), (3 / px_um, 10 / px_um)) * rng.uniform(0.0, 0.3)
+    return _stretch(img + cells * img.max())
+
+
+def _fluo_filaments(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -> np.ndarray:
+    img = np.zeros(shape, np.float32)
+    for _ in range(int(rng.integers(3, 25))):
+        n_pts = 200
+        y, x = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        ang = rng.uniform(0, 2 * np.pi)
+        turn = np.cumsum(rng.normal(0, 0.08, n_pts))
+        ys = y + np.cumsum(np.sin(ang + turn)) * 1.5
+        xs = x + np.cumsum(np.cos(ang + turn)) * 1.5
+        ok = (ys >= 0) & (ys < shape[0]) & (xs >= 0) & (xs < shape[1])
+        np.add.at(img, (ys[ok].astype(int), xs[ok].astype(int)), rng.uniform(0.3, 1.0))
+    img = ndi.gaussian_filter(img, 0.6)
+    return _stretch(img)
+
+
+def _fluo_dots(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -> np.ndarray:
+    from .synth import texture_image
+
+    img = texture_image("dots", shape, rng)
+    # Fluorescence: dark background. Flip textures that came out bright-on-average.
+    if np.median(img) > 0.5:
+        img = 1.0 - img
+    return _stretch(np.clip(img - np.median(img), 0, None))
+
+
+def specimen_image(name: str, shape: tuple[int, int], rng: np.random.Generator, px_um: float = 0.25) -> np.ndarray:
+    """Sharp specimen of one kind, float32 in [0, 1].
+
+    Brightfield specimens (``he_tissue``, ``bf_*``) return an ``(H, W, 3)`` transmission;
+    fluorescence specimens (``fluo_*``) an ``(H, W)`` emitter density (dark background).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists :data:`SPECIMENS`).
+    """
+    shape = (int(shape[0]), int(shape[1]))
+    if name == "he_tissue":
+        return _he_tissue(shape, rng, px_um)
+    if name == "fluo_spots":
+        return _fluo_spots(shape, rng, px_um)
+    if name == "fluo_filaments":
+        return _fluo_filaments(shape, rng, px_um)
+    if name == "fluo_dots":
+        return _fluo_dots(shape, rng, px_um)
+    if name.startswith("bf_") and name in SPECIMENS:
+        from .synth import texture_image
+
+        tex = texture_image(name[3:], shape, rng, rgb=True, zoom_range=(0.5, 2.0))
+        # Transmission: the texture's bright parts are clear glass, dark parts absorb.
+        contrast = rng.uniform(0.3, 0.95)
+        return (1.0 - contrast * (1.0 - tex)).astype(np.float32)
+    raise ValueError(f"Unknown specimen '{name}'; choose one of: {', '.join(SPECIMENS)}.")
+
+
+# ------------------------------------------------------------------------------------------
+# Camera
+# ------------------------------------------------------------------------------------------
+def _jpeg(img8: np.ndarray, quality: int) -> np.ndarray:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img8).save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("L" if img8.ndim == 2 else "RGB"))
+
+
+def camera(
+    intensity: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    photons: float,
+    read_noise_e: float,
+    jpeg_quality: int | None,
+) -> np.ndarray:
+    """Expose, add noise and quantise: relative intensity (≈[0, 1]) -> uint8 image.
+
+    ``photons`` is the expected number of photo-electrons at relative intensity 1; 8-bit
+    full scale is 255 at relative intensity 1. ``jpeg_quality`` (or ``None``) applies a
+    real JPEG round trip.
+    """
+    e = rng.poisson(np.clip(intensity, 0, None) * photons).astype(np.float32)
+    e += rng.normal(0.0, read_noise_e, e.shape).astype(np.float32)
+    img8 = np.clip(np.rint(e * (255.0 / photons)), 0, 255).astype(np.uint8)
+    if jpeg_quality is not None:
+        img8 = _jpeg(img8, jpeg_quality)
+    return img8
+
+
+# ------------------------------------------------------------------------------------------
+# Fields and tile sets
+# ------------------------------------------------------------------------------------------
+@dataclass
+class TileSet:
+    """Simulated tiles with labels.
+
+    Attributes
+    ----------
+    tiles
+        ``(M, T, T)`` uint8 grayscale or ``(M, T, T, 3)`` RGB.
+    defocus_um
+        ``(M,)`` float32 signed defocus in µm of drive travel.
+    field_id
+        ``(M,)`` int: tiles with the same id are the same specimen field at other
+        defocus (splits must keep a field on one side).
+    specimen
+        ``(M,)`` specimen names.
+    aberration
+        ``(M,)`` index into the bank's aberration configurations.
+    """
+
+    tiles: np.ndarray
+    defocus_um: np.ndarray
+    field_id: np.ndarray
+    specimen: np.ndarray
+    aberration: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(len(self.defocus_um))
+
+
+def _to_gray(rgb: np.ndarray) -> np.ndarray:
+    return (rgb @ np.array([0.2125, 0.7154, 0.0721], np.float32)).astype(np.float32)
+
+
+class DefocusSimulator:
+    """Render defocused tiles of random specimens.
+
+    Parameters
+    ----------
+    bank
+        The :class:`PSFBank` (its optics set the pixel size).
+    specimens
+        Specimen names to draw from (:data:`TRAIN_SPECIMENS` or :data:`TEST_SPECIMENS`).
+    rgb
+        Return RGB tiles (brightfield in colour; fluorescence in one random colour) instead
+        of grayscale.
+    p_jpeg
+        Probability of a JPEG round trip per field.
+    p_partial
+        Probability that a field is partly empty (a smooth mask removes specimen from up to
+        half of it), so the network sees edges of specimens.
+
+    Examples
+    --------
+    >>> bank = PSFBank(n_configs=1, step_um=1.0, defocus_max_um=3, size_px=33)  # doctest: +SKIP
+    >>> sim = DefocusSimulator(bank)  # doctest: +SKIP
+    >>> ts = sim.tiles(np.random.default_rng(0), n_fields=2, per_field=3, tile_px=64)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        bank: PSFBank,
+        specimens: Sequence[str] = TRAIN_SPECIMENS,
+        *,
+        rgb: bool = False,
+        p_jpeg: float = 0.5,
+        p_partial: float = 0.15,
+        defocus_max_um: float = 10.0,
+        p_near: float = 0.6,
+        near_um: float = 5.5,
+    ) -> None:
+        bad = [s for s in specimens if s not in SPECIMENS]
+        if bad:
+            raise ValueError(f"Unknown specimens {bad}; choose from {', '.join(SPECIMENS)}.")
+        if defocus_max_um > bank.defocus_max_um:
+            raise ValueError(f"defocus_max_um {defocus_max_um} exceeds the PSF bank's ±{bank.defocus_max_um} µm.")
+        self.bank = bank
+        self.specimens = tuple(specimens)
+        self.rgb = rgb
+        self.p_jpeg = p_jpeg
+        self.p_partial = p_partial
+        self.defocus_max_um = float(defocus_max_um)
+        self.p_near = p_near
+        self.near_um = min(near_um, defocus_max_um)
+
+    @property
+    def optics(self) -> Optics:
+        return self.bank.optics
+
+    def draw_defocus(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Defocus values: with probability ``p_near`` uniform in ±``near_um``, else in ±max."""
+        near = rng.random(n) < self.p_near
+        lim = np.where(near, self.near_um, self.defocus_max_um)
+        return (rng.uniform(-1.0, 1.0, n) * lim).astype(np.float32)
+
+    def render_field(
+        self,
+        rng: np.random.Generator,
+        defocus_um: Sequence[float],
+        *,
+        tile_px: int = 224,
+        specimen: str | None = None,
+        aberration: int | None = None,
+    ) -> tuple[np.ndarray, str, int]:
+        """One specimen field at several defocus values.
+
+        Returns
+        -------
+        tiles, specimen, aberration
+            ``(K, T, T)`` uint8 (or ``(K, T, T, 3)``), the specimen name and the index of
+            the aberration configuration used.
+        """
+        bank = self.bank
+        name = specimen if specimen is not None else str(self.specimens[int(rng.integers(len(self.specimens)))])
+        ab = int(rng.integers(bank.n_configs)) if aberration is None else int(aberration)
+        pad = bank.size_px // 2
+        size = tile_px + 2 * pad
+        spec = specimen_image(name, (size, size), rng, bank.optics.pixel_size_um)
+        fluo = name in _FLUO
+        # Illumination fall-off / shading: smooth multiplicative field ±10 %.
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+        g = rng.normal(0, 0.1, 3)
+        shade = (1.0 + g[0] * yy + g[1] * xx + g[2] * (yy * yy + xx * xx)).astype(np.float32)
+        if rng.random() < self.p_partial:
+            mask = ndi.gaussian_filter(rng.standard_normal((size // 16 + 1, size // 16 + 1)), 1.5)
+            mask = ndi.zoom(mask, size / mask.shape[0], order=1)[:size, :size]
+            mask = np.clip((mask - np.quantile(mask, rng.uniform(0.2, 0.5))) * 8 / (mask.std() + 1e-6), 0, 1)
+            spec = (1.0 - mask[..., None]) * 1.0 + mask[..., None] * spec if spec.ndim == 3 else spec * mask
+        if fluo:
+            colour = rng.uniform(0.2, 1.0, 3).astype(np.float32)
+            bg = rng.uniform(0.01, 0.08)
+            peak = rng.uniform(0.4, 0.95)
+            scene = bg + (peak - bg) * spec
+            photons = float(np.exp(rng.uniform(np.log(100), np.log(3000))))
+        else:
+            bright = rng.uniform(0.6, 0.95)
+            scene = spec * bright
+            photons = float(np.exp(rng.uniform(np.log(500), np.log(8000))))
+        if not self.rgb:
+            scene = _to_gray(scene) if scene.ndim == 3 else scene
+        elif scene.ndim == 2:
+            scene = scene[..., None] * colour
+        scene = scene * (shade if scene.ndim == 2 else shade[..., None])
+        chans = [scene] if scene.ndim == 2 else [scene[..., c] for c in range(3)]
+        specs = [sfft.rfft2(c.astype(np.float32)) for c in chans]
+        read = float(rng.uniform(0.5, 4.0))
+        q = int(rng.integers(70, 96)) if rng.random() < self.p_jpeg else None
+        out = []
+        for dz in defocus_um:
+            psf = bank.psf(ab, float(dz))
+            otf = sfft.rfft2(psf, s=(size, size))
+            blurred = [sfft.irfft2(s * otf, s=(size, size))[2 * pad : 2 * pad + tile_px, 2 * pad : 2 * pad + tile_px]
+                       for s in specs]
+            # (circular convolution with the PSF centred at `pad`: the valid part starts at 2·pad)
+            img = blurred[0] if len(blurred) == 1 else np.stack(blurred, axis=-1)
+            out.append(camera(img, rng, photons=photons, read_noise_e=read, jpeg_quality=q))
+        return np.stack(out), name, ab
+
+    def tiles(
+        self,
+        rng: np.random.Generator,
+        n_fields: int,
+        per_field: int = 4,
+        tile_px: int = 224,
+        *,
+        defocus_um: Sequence[float] | None = None,
+        first_field_id: int = 0,
+    ) -> TileSet:
+        """``n_fields × per_field`` tiles: each field at ``per_field`` random defocus values
+        (or at the given ``defocus_um`` values, the same for every field)."""
+        tiles, dz_all, fid, names, abs_ = [], [], [], [], []
+        for f in range(n_fields):
+            dz = self.draw_defocus(rng, per_field) if defocus_um is None else np.asarray(defocus_um, np.float32)
+            t, name, ab = self.render_field(rng, dz, tile_px=tile_px)
+            tiles.append(t)
+            dz_all.append(dz)
+            fid += [first_field_id + f] * len(dz)
+            names += [name] * len(dz)
+            abs_ += [ab] * len(dz)
+        return TileSet(np.concatenate(tiles), np.concatenate(dz_all).astype(np.float32), np.asarray(fid),
+                       np.asarray(names), np.asarray(abs_),
+                       meta={"optics": self.optics.to_dict(), "tile_px": tile_px})
