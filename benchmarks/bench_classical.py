@@ -66,7 +66,9 @@ def synthetic_uint8_stack(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
         for j in range(len(levels) - 1):
             cols = j0[0] == j
             if cols.any():
-                img[:, cols] = (1 - frac[0, cols]) * levels[j][:, cols] + frac[0, cols] * levels[j + 1][:, cols]
+                img[:, cols] = (1 - frac[0, cols]) * levels[j][:, cols] + frac[0, cols] * levels[
+                    j + 1
+                ][:, cols]
         img += rng.normal(0, 0.01, size=(h, w)).astype(np.float32)
         frames[k] = np.clip(20 + 210 * img, 0, 255).astype(np.uint8)
     return frames
@@ -112,7 +114,9 @@ def run_case(size: str, measure: str, threads: int, repeat: int, refine: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), help="NxHxW, e.g. 30x2048x2048")
+    p.add_argument(
+        "--sizes", nargs="+", default=list(DEFAULT_SIZES), help="NxHxW, e.g. 30x2048x2048"
+    )
     p.add_argument("--measures", nargs="+", default=["sml"], help="measure names or 'all'")
     p.add_argument("--threads", nargs="+", type=int, default=[0], help="0 = engine default")
     p.add_argument("--repeat", type=int, default=3)
@@ -138,37 +142,56 @@ def main(argv: list[str] | None = None) -> int:
                 if args.no_subprocess:
                     r = run_case(size, measure, threads, args.repeat, not args.no_refine)
                 else:
-                    cmd = [sys.executable, __file__, "--_child", f"{size},{measure},{threads}", "--repeat", str(args.repeat)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--_child",
+                        f"{size},{measure},{threads}",
+                        "--repeat",
+                        str(args.repeat),
+                    ]
                     if args.no_refine:
                         cmd.append("--no-refine")
-                    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+                    proc = subprocess.run(
+                        cmd, capture_output=True, text=True, env=os.environ.copy()
+                    )
                     if proc.returncode != 0:
                         print(proc.stderr, file=sys.stderr)
                         return proc.returncode
                     r = json.loads(proc.stdout.strip().splitlines()[-1])
                 rows.append(r)
-                print(_row(r), flush=True) if len(rows) > 1 else print(_header() + "\n" + _row(r), flush=True)
+                print(_row(r), flush=True) if len(rows) > 1 else print(
+                    _header() + "\n" + _row(r), flush=True
+                )
     load = os.getloadavg()[0]
     print(
-        f"\ncpus usable: {default_threads()}; best of {args.repeat}; load average {load:.1f} at the end. "
-        "cpu s = process CPU time of the run (all threads); wall times on a shared machine are noisy."
+        f"\ncpus usable: {default_threads()}; best of {args.repeat}; "
+        f"load average {load:.1f} at the end. cpu s = process CPU time of the run (all "
+        "threads); wall times on a shared machine are noisy."
     )
     return 0
 
 
+_COLUMNS = (
+    "stack", "measure", "threads", "focus s", "fit s", "refine s", "aif s", "total s",
+    "target s", "cpu s", "Mpx/s", "peak RSS GiB", "run alloc GiB",
+)  # fmt: skip
+
+
 def _header() -> str:
-    cols = "| stack | measure | threads | focus s | fit s | refine s | aif s | total s | target s | cpu s | Mpx/s | peak RSS GiB | run alloc GiB |"
-    return cols + "\n|" + "---|" * (cols.count("|") - 1)
+    return "| " + " | ".join(_COLUMNS) + " |\n|" + "---|" * len(_COLUMNS)
 
 
 def _row(r: dict) -> str:
     t = r["timings"]
-    target = TARGETS_S.get(r["size"])
-    return (
-        f"| {r['size']} uint8 | {r['measure']} | {r['threads']} | {t['focus']:.3f} | {t['fit']:.3f} | "
-        f"{t['refine']:.3f} | {t['aif']:.3f} | **{t['total']:.3f}** | {target if target else '–'} | {t['cpu']:.2f} | "
-        f"{r['mpix_per_s']:.0f} | {r['rss_peak_gib']:.2f} | {r['alloc_peak_gib']:.2f} |"
-    )
+    target = TARGETS_S.get(r["size"], "–")
+    cells = (
+        f"{r['size']} uint8", r["measure"], r["threads"], f"{t['focus']:.3f}", f"{t['fit']:.3f}",
+        f"{t['refine']:.3f}", f"{t['aif']:.3f}", f"**{t['total']:.3f}**", target,
+        f"{t['cpu']:.2f}", f"{r['mpix_per_s']:.0f}", f"{r['rss_peak_gib']:.2f}",
+        f"{r['alloc_peak_gib']:.2f}",
+    )  # fmt: skip
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 if __name__ == "__main__":

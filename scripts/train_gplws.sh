@@ -17,11 +17,15 @@ exec "$PY" -m napari_gplws.core.train gplws \
     --max-minutes "${MAX_MINUTES:-90}" \
     --batch-size 8 \
     --lr 2e-3 \
+    --widths 16 24 32 48 \
+    --s2d 4 \
     --n-frames 8 32 \
-    --size 64 112 \
+    --n-choices 8 12 16 20 24 32 \
+    --size-choices 64 96 \
     --synth-fraction 0.5 \
     --epoch-steps 150 \
     --ckpt-minutes 4 \
+    --log-every 10 \
     --threads 2 \
     --benchmark 30 \
     --weights-out src/napari_gplws/weights/gplws_default.safetensors \

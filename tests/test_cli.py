@@ -104,7 +104,7 @@ def test_eval_on_a_dataset_folder(tmp_path, capsys, small_synthetic):
 
     root = tmp_path / "dataset"
     for i, family in enumerate(("plane", "caps")):
-        s = synthetic_stack(family=family, n_frames=10, shape=(64, 64), depth_range_um=(10, 30), seed=50 + i)
+        s = synthetic_stack(family=family, texture="dots", n_frames=10, shape=(64, 64), depth_range_um=(10, 30), seed=50 + i)
         folder = root / f"sample{i}"
         folder.mkdir(parents=True)
         save_stack(folder / "stack.tif", s.stack)

@@ -18,6 +18,7 @@ def make_sample():
 
     return synthetic_stack(
         family="waves",
+        texture="fibres",
         n_frames=SAMPLE_FRAMES,
         shape=SAMPLE_SHAPE,
         depth_range_um=(0.0, 38.0),

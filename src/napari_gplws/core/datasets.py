@@ -340,7 +340,7 @@ class SyntheticFocusDataset:
                 0.3 + frames
             )
         # augmentation: flips, 90° rotations, reversed acquisition order
-        k = int(rng.integers(0, 4))
+        k = int(rng.integers(0, 4)) if h == w else 2 * int(rng.integers(0, 2))  # keep (h, w)
         frames = np.rot90(frames, k, axes=(1, 2))
         depth = np.rot90(depth, k)
         if rng.random() < 0.5:

@@ -37,10 +37,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -79,6 +80,7 @@ INTERPOLATIONS = ("gaussian", "parabolic", "none")
 DEFAULT_REFINE_RADIUS = 4
 DEFAULT_REFINE_EPS = 1e-2
 DEFAULT_REFINE_TAU = 1.0
+DEFAULT_REFINE_FLOOR = 0.02
 
 # Band height is chosen so that one band of one buffer is ~1 MiB of float32: small enough
 # to stay in cache between the filter passes, big enough that the halo overhead is small.
@@ -104,7 +106,8 @@ class FocusResult:
     units
         Unit of ``depth``: ``"µm"`` or ``"frame"`` (``stack.units``).
     timings
-        Seconds per stage: ``focus``, ``fit``, ``refine``, ``aif``, ``total``.
+        Seconds per stage: ``focus`` (pass 1), ``fit`` (sub-frame peak and confidence),
+        ``refine``, ``aif`` (pass 2), ``depth`` (index to position) and ``total``.
     params
         The parameters used (measure, window, interpolation, refine, …, threads).
     """
@@ -130,7 +133,9 @@ def default_threads() -> int:
 # --------------------------------------------------------------------------------------
 # per-pixel maths on small arrays (used per band)
 # --------------------------------------------------------------------------------------
-def peak_offset(left: np.ndarray, centre: np.ndarray, right: np.ndarray, method: str = "gaussian") -> np.ndarray:
+def peak_offset(
+    left: np.ndarray, centre: np.ndarray, right: np.ndarray, method: str = "gaussian"
+) -> np.ndarray:
     """Sub-frame offset of a peak from three samples at frames ``k−1, k, k+1``.
 
     Parameters
@@ -160,7 +165,9 @@ def peak_offset(left: np.ndarray, centre: np.ndarray, right: np.ndarray, method:
     0.3
     """
     if method not in INTERPOLATIONS:
-        raise StackError(f"Unknown interpolation {method!r}; choose one of: {', '.join(INTERPOLATIONS)}.")
+        raise StackError(
+            f"Unknown interpolation {method!r}; choose one of: {', '.join(INTERPOLATIONS)}."
+        )
     left = np.asarray(left, np.float32)
     centre = np.asarray(centre, np.float32)
     right = np.asarray(right, np.float32)
@@ -217,7 +224,9 @@ def focus_confidence(peak: np.ndarray, mean: np.ndarray, eps: float = 0.0) -> np
 # --------------------------------------------------------------------------------------
 # refinement
 # --------------------------------------------------------------------------------------
-def _weighted_guided_filter(d: np.ndarray, w: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> np.ndarray:
+def _weighted_guided_filter(
+    d: np.ndarray, w: np.ndarray, guide: np.ndarray, radius: int, eps: float
+) -> np.ndarray:
     """One confidence-weighted guided filter of ``d`` (see :func:`refine_index`); float32."""
     size = 2 * radius + 1
 
@@ -273,7 +282,6 @@ def _refine_band(
     # First estimate: normalised convolution (cheap: two box filters).
     q = ndi.uniform_filter(w0 * db, size, mode="reflect")
     q /= ndi.uniform_filter(w0, size, mode="reflect")
-    w = w0
     for _ in range(iterations):
         # Cauchy reweighting: a pixel that disagrees with the current estimate by more
         # than tau frames loses weight like 1/(1 + (r/tau)²), so outliers stop pulling.
@@ -294,7 +302,7 @@ def refine_index(
     eps: float = DEFAULT_REFINE_EPS,
     tau: float = DEFAULT_REFINE_TAU,
     iterations: int = 1,
-    floor: float = 0.02,
+    floor: float = DEFAULT_REFINE_FLOOR,
     threads: int | None = None,
 ) -> np.ndarray:
     """Edge-aware, confidence-weighted, outlier-robust smoothing of a frame-index map.
@@ -363,20 +371,25 @@ def refine_index(
     if r < 1:
         raise StackError(f"The refinement radius must be ≥ 1 pixel; got {radius!r}.")
     if iters < 1 or not tau > 0:
-        raise StackError(f"Refinement needs iterations ≥ 1 and tau > 0; got {iterations!r} and {tau!r}.")
+        raise StackError(
+            f"Refinement needs iterations ≥ 1 and tau > 0; got {iterations!r} and {tau!r}."
+        )
     d = np.ascontiguousarray(index, np.float32)
     c = np.asarray(confidence, np.float32)
     g = np.asarray(guide)
     if not (d.ndim == 2 and d.shape == c.shape == g.shape):
         raise StackError(
-            f"index, confidence and guide must be 2-D of one shape; got {d.shape}, {c.shape}, {g.shape}."
+            "index, confidence and guide must be 2-D of one shape; "
+            f"got {d.shape}, {c.shape}, {g.shape}."
         )
     bands = _refine_bands(d.shape, r, iters)
     with _Runner(threads, len(bands)) as run:
         return _refine(d, c, g, r, float(eps), float(tau), iters, float(floor), run)
 
 
-def _refine_bands(shape: tuple[int, ...], radius: int, iterations: int) -> list[tuple[int, int, int, int]]:
+def _refine_bands(
+    shape: tuple[int, ...], radius: int, iterations: int
+) -> list[tuple[int, int, int, int]]:
     # The first estimate reads radius pixels around a pixel, each guided-filter pass
     # 2·radius more (a box of boxes).
     return _bands(shape[0], shape[1], radius * (2 * iterations + 1) + 1)
@@ -391,7 +404,7 @@ def _refine(
     tau: float,
     iterations: int,
     floor: float,
-    run: "_Runner",
+    run: _Runner,
 ) -> np.ndarray:
     """Body of :func:`refine_index` (arguments validated), band by band on ``run``."""
     sub = g[:: max(1, g.shape[0] // 256), :: max(1, g.shape[1] // 256)]
@@ -408,7 +421,11 @@ def _refine(
 # streaming engine
 # --------------------------------------------------------------------------------------
 def _bands(height: int, width: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """Split rows into bands ``(y0, y1, h0, h1)``: output rows ``[y0, y1)``, read rows ``[h0, h1)``."""
+    """Split rows into bands ``(y0, y1, h0, h1)``.
+
+    Output rows are ``[y0, y1)``; rows ``[h0, h1)`` (with ``halo`` rows of context on each
+    side, fewer at the image border) are read.
+    """
     rows = max(_MIN_BAND_ROWS, _BAND_PIXELS // max(1, width))
     rows = min(rows, height)
     out = []
@@ -428,7 +445,11 @@ class _Runner:
 
     def __init__(self, threads: int | None, n_bands: int) -> None:
         self.threads = default_threads() if threads is None else max(1, int(threads))
-        self.pool = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 and n_bands > 1 else None
+        self.pool = (
+            ThreadPoolExecutor(max_workers=self.threads)
+            if self.threads > 1 and n_bands > 1
+            else None
+        )
 
     def __call__(self, task: Callable[[tuple[int, int, int, int]], None], bands: list) -> None:
         if self.pool is None:
@@ -438,7 +459,7 @@ class _Runner:
         for f in [self.pool.submit(task, b) for b in bands]:
             f.result()
 
-    def __enter__(self) -> "_Runner":
+    def __enter__(self) -> _Runner:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -529,7 +550,12 @@ class _Engine:
 
     # fit + confidence ----------------------------------------------------------------
     def finish(
-        self, interpolation: str, eps: float, index: np.ndarray, conf: np.ndarray, band: tuple[int, int, int, int]
+        self,
+        interpolation: str,
+        eps: float,
+        index: np.ndarray,
+        conf: np.ndarray,
+        band: tuple[int, int, int, int],
     ) -> None:
         y0, y1 = band[0], band[1]
         best_k = self.best_k[y0:y1]
@@ -540,7 +566,9 @@ class _Engine:
         conf[y0:y1] = focus_confidence(self.best[y0:y1], mean, eps)
 
     # pass 2 ------------------------------------------------------------------------
-    def select(self, k: int, sel: np.ndarray, aif: np.ndarray, band: tuple[int, int, int, int]) -> None:
+    def select(
+        self, k: int, sel: np.ndarray, aif: np.ndarray, band: tuple[int, int, int, int]
+    ) -> None:
         """Copy frame ``k``'s pixels where ``sel == k`` into ``aif``."""
         y0, y1 = band[0], band[1]
         mask = self._ws().mask[: y1 - y0]
@@ -551,9 +579,14 @@ class _Engine:
             np.copyto(aif[y0:y1], self.frames[k, y0:y1], where=mask)
 
     def blend(
-        self, k: int, lo: np.ndarray, frac: np.ndarray, acc: np.ndarray, band: tuple[int, int, int, int]
+        self,
+        k: int,
+        lo: np.ndarray,
+        frac: np.ndarray,
+        acc: np.ndarray,
+        band: tuple[int, int, int, int],
     ) -> None:
-        """Add frame ``k`` weighted ``1−frac`` where ``lo == k`` and ``frac`` where ``lo == k−1``."""
+        """Add frame ``k`` weighted ``1−frac`` where ``lo == k``, ``frac`` where ``lo == k−1``."""
         y0, y1 = band[0], band[1]
         mask = self._ws().mask[: y1 - y0]
         lo_b, fr_b = lo[y0:y1], frac[y0:y1]
@@ -642,8 +675,10 @@ def depth_from_focus(
 
     Notes
     -----
-    Peak memory is about ``32·H·W`` bytes of state plus the output and a few small
-    per-thread band buffers; the frames are read, never copied as a whole.
+    Memory grows with ``H·W``, not ``N·H·W``: 26 bytes per pixel of running state (best
+    value, frame, neighbours, curve sum, guide), the outputs (12 bytes per pixel plus the
+    all-in-focus image) and a few ~1 MiB band buffers per thread. The frames are read
+    band by band, never converted or copied as a whole.
 
     Examples
     --------
@@ -657,7 +692,9 @@ def depth_from_focus(
     name = validate_measure(measure)
     win = validate_window(window)
     if interpolation not in INTERPOLATIONS:
-        raise StackError(f"Unknown interpolation {interpolation!r}; choose one of: {', '.join(INTERPOLATIONS)}.")
+        raise StackError(
+            f"Unknown interpolation {interpolation!r}; choose one of: {', '.join(INTERPOLATIONS)}."
+        )
     if refine and int(refine_radius) < 1:
         raise StackError(f"The refinement radius must be ≥ 1 pixel; got {refine_radius!r}.")
 
@@ -687,7 +724,15 @@ def depth_from_focus(
         if refine:
             check_cancel(cancel)
             index = _refine(
-                index, conf, eng.guide, int(refine_radius), float(refine_eps), DEFAULT_REFINE_TAU, 1, 0.02, run
+                index,
+                conf,
+                eng.guide,
+                radius=int(refine_radius),
+                eps=float(refine_eps),
+                tau=DEFAULT_REFINE_TAU,
+                iterations=1,
+                floor=DEFAULT_REFINE_FLOOR,
+                run=run,
             )
         del eng.guide
         timings["refine"] = time.perf_counter() - t0
@@ -719,7 +764,11 @@ def depth_from_focus(
         n_threads = run.threads
 
     t0 = time.perf_counter()
-    depth = index.copy() if stack.focus_um is None else stack.index_to_position(index).astype(np.float32)
+    depth = (
+        index.copy()
+        if stack.focus_um is None
+        else stack.index_to_position(index).astype(np.float32)
+    )
     timings["depth"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     params = dict(
@@ -733,5 +782,11 @@ def depth_from_focus(
         threads=n_threads,
     )
     return FocusResult(
-        index=index, depth=depth, confidence=conf, aif=aif, units=stack.units, timings=timings, params=params
+        index=index,
+        depth=depth,
+        confidence=conf,
+        aif=aif,
+        units=stack.units,
+        timings=timings,
+        params=params,
     )

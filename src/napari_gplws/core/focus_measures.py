@@ -7,8 +7,9 @@ over a square window of ``window`` pixels (an odd number, default 9):
 
 ``"sml"``
     Sum-modified-Laplacian (Nayar & Nakagawa 1994): ``|∂²I/∂x²| + |∂²I/∂y²|``, the two
-    second differences taken separately so that they cannot cancel. The default: fast,
-    and the best all-rounder on textured surfaces.
+    second differences taken separately so that they cannot cancel, with Nayar's pixel
+    spacing ``step`` = :data:`SML_STEP` (2). The default, and the fastest. On noisy,
+    low-contrast stacks ``"rdf"`` and ``"tenengrad"`` are often more accurate.
 ``"tenengrad"``
     Gradient energy ``(∂I/∂x)² + (∂I/∂y)²`` from Sobel derivatives.
 ``"glv"``
@@ -39,7 +40,7 @@ to a whole-frame computation.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -48,6 +49,7 @@ from .errors import StackError
 
 __all__ = [
     "FOCUS_MEASURES",
+    "SML_STEP",
     "DEFAULT_MEASURE",
     "DEFAULT_WINDOW",
     "focus_measure",
@@ -70,7 +72,18 @@ DEFAULT_WINDOW = 9
 # Rec. 709 luma weights, the ones skimage.color.rgb2gray uses.
 _LUMA = (np.float32(0.2125), np.float32(0.7154), np.float32(0.0721))
 
-_SECOND_DIFF = np.array([1.0, -2.0, 1.0])
+#: Pixel spacing of the modified Laplacian, ``2 I(x) − I(x − step) − I(x + step)``.
+#: Step 2 does not respond at all at the Nyquist frequency (a period of 2 px), where a
+#: microscope sampled at or above Nyquist has little signal but the full shot and read
+#: noise, and peaks at a 4 px period. On this project's physics-based synthetic stacks
+#: (core.synth: 6 surface families × 2 seeds, 20 frames of 160², window 9, no refinement) it
+#: cut the median depth RMSE of the raw map from 3.3 to 1.2 frames at 20 000 photons and
+#: from 7.1 to 4.1 at 1 000 photons compared with step 1, and from 0.93 to 0.78 without
+#: noise. Step 3 scored slightly better still on those (zoomed natural) textures but is
+#: blind to a 3 px period, real detail in Nyquist-sampled microscope images.
+SML_STEP = 2
+_SECOND_DIFF = np.zeros(2 * SML_STEP + 1)
+_SECOND_DIFF[[0, SML_STEP, 2 * SML_STEP]] = (1.0, -2.0, 1.0)
 _MODE = "reflect"
 
 # Ring-difference kernel: centre disc radius ≤ 1 px, ring 2 ≤ r ≤ 3 px, zero between.
@@ -111,7 +124,9 @@ def validate_window(window: int) -> int:
     try:
         w = int(window)
     except (TypeError, ValueError):
-        raise StackError(f"The focus window must be an odd number of pixels; got {window!r}.") from None
+        raise StackError(
+            f"The focus window must be an odd number of pixels; got {window!r}."
+        ) from None
     if w != window or w < 1 or w % 2 == 0:
         raise StackError(
             f"The focus window must be an odd number of pixels ≥ 1 (e.g. 5, 9, 15); got {window!r}."
@@ -151,7 +166,9 @@ def _sml_into(src: np.ndarray, window: int, out: np.ndarray, work: Sequence[np.n
     np.copyto(out, a_t.T)
 
 
-def _tenengrad_into(src: np.ndarray, window: int, out: np.ndarray, work: Sequence[np.ndarray]) -> None:
+def _tenengrad_into(
+    src: np.ndarray, window: int, out: np.ndarray, work: Sequence[np.ndarray]
+) -> None:
     t0, t1 = work[0], work[1]
     ndi.sobel(src, axis=0, output=t0, mode=_MODE)
     np.square(t0, out=t0)
@@ -200,7 +217,7 @@ _Kernel = Callable[[np.ndarray, int, np.ndarray, Sequence[np.ndarray]], None]
 
 # name -> (kernel, radius of the derivative stencil in px, number of scratch buffers)
 _KERNELS: dict[str, tuple[_Kernel, int, int]] = {
-    "sml": (_sml_into, 1, 2),
+    "sml": (_sml_into, SML_STEP, 2),
     "tenengrad": (_tenengrad_into, 1, 2),
     "glv": (_glv_into, 0, 2),
     "lapvar": (_lapvar_into, 1, 2),
@@ -299,7 +316,9 @@ def luminance(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     raise StackError(f"A frame must be (H, W) or (H, W, 3); got shape {frame.shape}.")
 
 
-def focus_measure(frame: np.ndarray, measure: str = DEFAULT_MEASURE, window: int = DEFAULT_WINDOW) -> np.ndarray:
+def focus_measure(
+    frame: np.ndarray, measure: str = DEFAULT_MEASURE, window: int = DEFAULT_WINDOW
+) -> np.ndarray:
     """Per-pixel sharpness of one frame.
 
     Parameters

@@ -132,7 +132,17 @@ def height_profile(
     dist = np.concatenate([[0.0], np.cumsum(seg)])
     if dist[-1] <= 0:
         raise GplwsError("The profile line has zero length; drag its end points apart.")
-    height = _sample(d.astype(np.float64), rr, cc)
+    # Sample inside the line's bounding box only (plus a margin for interpolation).
+    h, w = d.shape
+    r_lo = int(np.clip(np.floor(rr.min()) - 2, 0, h - 1))
+    r_hi = int(np.clip(np.ceil(rr.max()) + 3, 1, h))
+    c_lo = int(np.clip(np.floor(cc.min()) - 2, 0, w - 1))
+    c_hi = int(np.clip(np.ceil(cc.max()) + 3, 1, w))
+    crop = d[r_lo:r_hi, c_lo:c_hi].astype(np.float64)
+    height = _sample(crop, rr - r_lo, cc - c_lo)
+    # Samples beyond the map's own edges are NaN, not the crop's edge value.
+    off_map = (rr < -0.5) | (rr > h - 0.5) | (cc < -0.5) | (cc > w - 0.5)
+    height[off_map] = np.nan
     return HeightProfile(
         distance=dist, height=height, rows=rr, cols=cc, units=str(units), distance_units=str(distance_units)
     )

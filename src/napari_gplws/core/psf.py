@@ -304,12 +304,13 @@ def best_focus_um(
 ) -> float:
     """Drive position (µm) of best focus: the maximum of the PSF's peak intensity.
 
-    Searched on a 0.1 µm grid within ``±search_um`` of the paraxial focus
-    (``depth · n_immersion / n_sample``), then refined by a bounded scalar minimisation.
+    Searched on a 0.2 µm grid within ``±search_um`` of the paraxial focus
+    (``depth · n_immersion / n_sample``), then refined by a bounded scalar minimisation
+    (to 1 nm) between the neighbours of the best grid point.
     """
     ns = optics.n_sample if n_sample is None else float(n_sample)
     centre = depth_um * optics.n_immersion / ns
-    grid = centre + np.arange(-search_um, search_um + 1e-9, 0.1)
+    grid = centre + np.arange(-search_um, search_um + 1e-9, 0.2)
     peaks = [_peak(optics, d, depth_um, n_sample, zernike_waves) for d in grid]
     k = int(np.argmax(peaks))
     lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]

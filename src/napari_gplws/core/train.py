@@ -63,7 +63,12 @@ class TrainConfig:
     seed: int = 0
     n_frames: tuple[int, int] = (8, 32)
     size: tuple[int, int] = (64, 112)
-    widths: tuple[int, int, int, int] = (8, 16, 32, 48)
+    #: Stack lengths and crop sizes actually used: a few fixed shapes, because the CPU
+    #: convolution back-end compiles kernels per shape (every new shape costs seconds).
+    n_choices: tuple[int, ...] = (8, 12, 16, 20, 24, 32)
+    size_choices: tuple[int, ...] = (64, 96)
+    widths: tuple[int, int, int, int] = (16, 24, 32, 48)
+    s2d: int = 4
     epoch_steps: int = 150
     ckpt_minutes: float = 4.0
     resume: bool = False
@@ -180,13 +185,12 @@ class _SynthPool:
         idx = position_to_index(s.depth_um, s.stack.positions).astype(np.float32)
         return TrainingSample(np.asarray(s.stack.frames), idx, s.params.family)
 
-    def batch(self, batch_size: int, crop: int) -> list[Any]:
+    def batch(self, batch_size: int, crop: int, n: int) -> list[Any]:
         from .datasets import TrainingSample
 
         rng = self.rng
         for _ in range(self.refresh):
             self.pool[int(rng.integers(len(self.pool)))] = self._make()
-        n = int(rng.integers(self.n_frames[0], self.n_frames[1] + 1))
         out = []
         for _ in range(batch_size):
             s = self.pool[int(rng.integers(len(self.pool)))]
@@ -248,14 +252,15 @@ class _Sources:
 
     def batch(self) -> list[Any]:
         cfg, rng = self.cfg, self.rng
-        crop = int(rng.integers(cfg.size[0] // 16, cfg.size[1] // 16 + 1) * 16)
+        crop = int(rng.choice(list(cfg.size_choices)))
+        n = int(rng.choice(list(cfg.n_choices)))
         if self.micro is not None and rng.random() < cfg.micro3d_fraction:
             idx = rng.integers(0, len(self.micro), cfg.batch_size)
             out = [self.micro.training_sample(int(i), rng, crop) for i in idx]
             return [s for s in out if s.frames.shape == out[0].frames.shape]
         if self.pool is not None and rng.random() < cfg.synth_fraction:
-            return self.pool.batch(cfg.batch_size, crop)
-        return self.render.batch(cfg.batch_size, size=crop)
+            return self.pool.batch(cfg.batch_size, crop, n)
+        return self.render.batch(cfg.batch_size, n_frames=n, size=crop)
 
 
 def validation_set(n: int = 24, seed: int = VAL_SEED) -> list[Any]:
@@ -404,7 +409,7 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     np.random.seed(cfg.seed)
     use_amp = device.type == "cuda"
 
-    model = GPLWSNet(GPLWSConfig(widths=tuple(cfg.widths))).to(device)  # type: ignore[arg-type]
+    model = GPLWSNet(GPLWSConfig(widths=tuple(cfg.widths), s2d=cfg.s2d)).to(device)  # type: ignore[arg-type]
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -600,7 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--n-frames", type=int, nargs=2, default=list(d.n_frames), metavar=("MIN", "MAX"))
     p.add_argument("--size", type=int, nargs=2, default=list(d.size), metavar=("MIN", "MAX"))
+    p.add_argument("--n-choices", type=int, nargs="+", default=list(d.n_choices),
+                   help="stack lengths used in training (few fixed shapes train faster on CPU)")
+    p.add_argument("--size-choices", type=int, nargs="+", default=list(d.size_choices))
     p.add_argument("--widths", type=int, nargs=4, default=list(d.widths))
+    p.add_argument("--s2d", type=int, default=d.s2d, choices=[2, 4], help="space-to-depth factor")
     p.add_argument("--epoch-steps", type=int, default=d.epoch_steps)
     p.add_argument("--ckpt-minutes", type=float, default=d.ckpt_minutes)
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
@@ -632,7 +641,8 @@ def train_main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     cfg = TrainConfig(
         out_dir=a.out_dir, steps=a.steps, max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr,
-        seed=a.seed, n_frames=tuple(a.n_frames), size=tuple(a.size), widths=tuple(a.widths),
+        seed=a.seed, n_frames=tuple(a.n_frames), size=tuple(a.size),
+        n_choices=tuple(a.n_choices), size_choices=tuple(a.size_choices), widths=tuple(a.widths), s2d=a.s2d,
         epoch_steps=a.epoch_steps, ckpt_minutes=a.ckpt_minutes, resume=a.resume, device=a.device,
         threads=a.threads, synth_fraction=a.synth_fraction, synth_pool=a.synth_pool, micro3d=a.micro3d,
         micro3d_fraction=a.micro3d_fraction, gt_pattern=a.gt_pattern, gt_units=a.gt_units,

@@ -60,16 +60,20 @@ class GPLWSConfig:
     Parameters
     ----------
     widths
-        Channels at the four scales 1/2, 1/4, 1/8 and 1/16 of the frame size.
+        Channels at the four scales 1/s, 1/2s, 1/4s and 1/8s of the frame size.
     group_size
         Channels per group in the grouped convolutions of the group-parallel blocks.
     deep_blocks
         Number of group-parallel blocks at the coarsest scale.
+    s2d
+        Space-to-depth factor s of the first step (2 or 4): the backbone starts at 1/s of
+        the frame size and a sub-pixel head restores full resolution.
     """
 
-    widths: tuple[int, int, int, int] = (8, 16, 32, 48)
+    widths: tuple[int, int, int, int] = (16, 24, 32, 48)
     group_size: int = 4
     deep_blocks: int = 2
+    s2d: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,6 +86,7 @@ class GPLWSConfig:
             widths=tuple(int(w) for w in d.get("widths", cls.widths)),  # type: ignore[arg-type]
             group_size=int(d.get("group_size", 4)),
             deep_blocks=int(d.get("deep_blocks", 2)),
+            s2d=int(d.get("s2d", 2)),
         )
 
 
@@ -214,19 +219,19 @@ class GroupParallelBlock(nn.Module):
         return self.merge(self.local(x))
 
 
-def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, N, H, W) -> (B, 4C, N, H/2, W/2), lossless."""
+def _space_to_depth(x: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, C, N, H, W) -> (B, s²C, N, H/s, W/s), lossless."""
     b, c, n, h, w = x.shape
-    x = x.reshape(b, c, n, h // 2, 2, w // 2, 2)
+    x = x.reshape(b, c, n, h // s, s, w // s, s)
     x = x.permute(0, 1, 4, 6, 2, 3, 5)
-    return x.reshape(b, c * 4, n, h // 2, w // 2)
+    return x.reshape(b, c * s * s, n, h // s, w // s)
 
 
-def _depth_to_space(x: torch.Tensor) -> torch.Tensor:
-    """(B, 4, N, h, w) -> (B, N, 2h, 2w)."""
+def _depth_to_space(x: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, s², N, h, w) -> (B, N, s·h, s·w)."""
     b, _, n, h, w = x.shape
-    x = x.reshape(b, 2, 2, n, h, w).permute(0, 3, 4, 1, 5, 2)
-    return x.reshape(b, n, h * 2, w * 2)
+    x = x.reshape(b, s, s, n, h, w).permute(0, 3, 4, 1, 5, 2)
+    return x.reshape(b, n, h * s, w * s)
 
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
@@ -258,14 +263,15 @@ class GPLWSNet(nn.Module):
     (1, 7, 33, 50)
     """
 
-    multiple = 16
-
     def __init__(self, config: GPLWSConfig | None = None) -> None:
         super().__init__()
         self.config = config or GPLWSConfig()
         c0, c1, c2, c3 = self.config.widths
         gs = self.config.group_size
-        self.stem = RepConv3d(4, c0, (1, 3, 3))
+        self.s2d = int(self.config.s2d)
+        #: H and W are padded to a multiple of this.
+        self.multiple = 8 * self.s2d
+        self.stem = RepConv3d(self.s2d**2, c0, (1, 3, 3))
         self.enc0 = GroupParallelBlock(c0, gs)
         self.down1 = RepConv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2))
         self.enc1 = GroupParallelBlock(c1, gs)
@@ -279,7 +285,7 @@ class GPLWSNet(nn.Module):
         self.dec1 = GroupParallelBlock(c1, gs)
         self.proj1 = RepConv3d(c1, c0, 1, identity=False)
         self.dec0 = GroupParallelBlock(c0, gs)
-        self.head = RepConv3d(c0, 4, (3, 1, 1), identity=False, act=False)
+        self.head = RepConv3d(c0, self.s2d**2, (3, 1, 1), identity=False, act=False)
         self.register_buffer("luma", torch.tensor(LUMA).reshape(1, 3, 1, 1, 1), persistent=False)
 
     # ------------------------------------------------------------------------------------
@@ -297,14 +303,14 @@ class GPLWSNet(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             x = _pad_hw(x, ph, pw)
-        x0 = self.enc0(self.stem(_space_to_depth(x)))
+        x0 = self.enc0(self.stem(_space_to_depth(x, self.s2d)))
         x1 = self.enc1(self.down1(x0))
         x2 = self.enc2(self.down2(x1))
         x3 = self.enc3(self.down3(x2))
         y = self.dec2(_up2(self.proj3(x3)) + x2)
         y = self.dec1(_up2(self.proj2(y)) + x1)
         y = self.dec0(_up2(self.proj1(y)) + x0)
-        logits = _depth_to_space(self.head(y))
+        logits = _depth_to_space(self.head(y), self.s2d)
         return logits[..., :h, :w]
 
     @torch.no_grad()

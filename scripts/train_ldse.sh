@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Train the packaged LDSE-NET weights (src/napari_gplws/weights/ldse_default.*).
+#
+# Exact command used for the committed weights:
+#   MAX_MINUTES=88 nohup scripts/train_ldse.sh > runs/ldse_train.log 2>&1 &
+# Resume an interrupted run (the schedule follows the saved wall time):
+#   nohup scripts/train_ldse.sh --resume >> runs/ldse_train.log 2>&1 &
+# Extra arguments are passed to `python -m napari_gplws.core.train_ldse` (see --help).
+# Threads: 1 while a GPLWS-Net training runs on the same machine, else 2 (--threads 0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+mkdir -p runs/ldse
+exec "$PY" -m napari_gplws.core.train_ldse ldse \
+    --out-dir runs/ldse \
+    --seed 0 \
+    --optics 20x \
+    --max-minutes "${MAX_MINUTES:-88}" \
+    --batch-size 32 \
+    --lr 2e-3 \
+    --n-aberrations 8 \
+    --crop-px 128 \
+    --full-fraction 0.2 \
+    --ckpt-minutes 4 \
+    --val-minutes 10 \
+    --threads 0 \
+    --weights-out src/napari_gplws/weights/ldse_default.safetensors \
+    "$@"

@@ -1,0 +1,245 @@
+"""LDSE-NET: a light DenseNet with a squeeze-and-excitation head that regresses the signed
+defocus (µm of focus-drive travel) of one microscope tile.
+
+Architecture (after the paper's description; our own implementation):
+
+* stem: 7×7 convolution, stride 2, BN, ReLU, then 3×3 max-pool, stride 2;
+* dense blocks with few layers (default 3, 4, 4; growth 12, 16, 16): each layer is
+  BN → activation → 3×3 convolution whose output is concatenated to its input; the
+  first block uses ReLU, the later ones Tanh ("some Tanh activations");
+* transition layers between blocks: BN → Tanh → 1×1 convolution (halving the channels)
+  → 2×2 average pool;
+* a final BN → ReLU, then a squeeze-and-excitation block whose gate is Tanh
+  (``x · tanh(W2 relu(W1 gap(x)))``), global average pooling and a linear output.
+
+The input is one channel: :func:`prepare_tiles` turns RGB into luma, scales by the dtype's
+range and standardises each tile by its own mean and standard deviation, so exposure and
+stain intensity do not shift the prediction. Fully convolutional up to the pooling, the
+network accepts any tile size ≥ 32 px; it is trained and meant to be used at 224×224.
+
+This module defines the network, its preprocessing and its weight files (safetensors +
+model card via :mod:`.registry`'s helpers); it does not train (:mod:`..train_ldse`) or
+tile wide fields (:mod:`..autofocus`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+__all__ = [
+    "LDSEConfig",
+    "LDSENet",
+    "DEFAULT_LDSE",
+    "TILE_PX",
+    "prepare_tiles",
+    "count_parameters",
+    "load_ldse",
+    "save_ldse",
+]
+
+DEFAULT_LDSE = "ldse_default"
+TILE_PX = 224
+FORMAT = "ldse/1"
+_LUMA = np.array([0.2125, 0.7154, 0.0721], np.float32)
+
+
+@dataclass(frozen=True)
+class LDSEConfig:
+    """Hyper-parameters of :class:`LDSENet`."""
+
+    stem: int = 24
+    growth: tuple[int, ...] = (12, 16, 16)
+    layers: tuple[int, ...] = (3, 4, 4)
+    tanh_blocks: tuple[bool, ...] = (False, True, True)
+    compression: float = 0.5
+    se_reduction: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LDSEConfig":
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**kw)
+
+
+class _DenseLayer(nn.Module):
+    def __init__(self, c_in: int, growth: int, tanh: bool) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c_in)
+        self.act = nn.Tanh() if tanh else nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(c_in, growth, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.conv(self.act(self.bn(x)))], dim=1)
+
+
+class _Transition(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.BatchNorm2d(c_in), nn.Tanh(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.AvgPool2d(2))
+
+
+class _TanhSE(nn.Module):
+    """Squeeze-and-excitation with a Tanh gate."""
+
+    def __init__(self, c: int, reduction: int) -> None:
+        super().__init__()
+        hidden = max(c // reduction, 4)
+        self.fc1 = nn.Linear(c, hidden)
+        self.fc2 = nn.Linear(hidden, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3))
+        g = torch.tanh(self.fc2(torch.relu(self.fc1(s))))
+        return x * g[:, :, None, None]
+
+
+class LDSENet(nn.Module):
+    """Single-tile signed defocus regressor.
+
+    Input ``(B, 1, H, W)`` float32 from :func:`prepare_tiles`; output ``(B,)`` defocus in µm.
+    """
+
+    def __init__(self, config: LDSEConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or LDSEConfig()
+        if not (len(cfg.growth) == len(cfg.layers) == len(cfg.tanh_blocks)):
+            raise ValueError("growth, layers and tanh_blocks must have one entry per dense block.")
+        self.config = cfg
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, cfg.stem, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(cfg.stem),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        blocks: list[nn.Module] = []
+        c = cfg.stem
+        for b, (g, n, tanh) in enumerate(zip(cfg.growth, cfg.layers, cfg.tanh_blocks)):
+            for _ in range(n):
+                blocks.append(_DenseLayer(c, g, tanh))
+                c += g
+            if b < len(cfg.layers) - 1:
+                c_out = max(int(c * cfg.compression), 8)
+                blocks.append(_Transition(c, c_out))
+                c = c_out
+        self.features = nn.Sequential(*blocks, nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.se = _TanhSE(c, cfg.se_reduction)
+        self.head = nn.Linear(c, 1)
+        self.n_features = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.se(self.features(self.stem(x)))
+        return self.head(x.mean(dim=(2, 3)))[:, 0]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def prepare_tiles(tiles: np.ndarray) -> np.ndarray:
+    """Network input from tiles: ``(M, H, W[, 3])`` any dtype -> ``(M, 1, H, W)`` float32.
+
+    RGB becomes Rec. 709 luma; integers are scaled by their dtype's maximum (floats are
+    taken as given); each tile is then standardised to zero mean and unit standard
+    deviation (the deviation is floored at ``1e-3`` of full scale so that flat tiles are
+    not amplified into noise).
+
+    Raises
+    ------
+    ValueError
+        When the array is not ``(M, H, W)`` or ``(M, H, W, 3)``.
+    """
+    a = np.asarray(tiles)
+    if a.ndim == 2:
+        a = a[None]
+    if not (a.ndim == 3 or (a.ndim == 4 and a.shape[-1] == 3)):
+        raise ValueError(f"tiles must be (M, H, W) or (M, H, W, 3); got shape {a.shape}.")
+    scale = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
+    x = a.astype(np.float32) if a.ndim == 3 else a.astype(np.float32) @ _LUMA
+    x /= np.float32(scale)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    std = x.std(axis=(1, 2), keepdims=True)
+    x = (x - mean) / np.maximum(std, 1e-3)
+    return x[:, None]
+
+
+# ------------------------------------------------------------------------------------------
+# Weight files
+# ------------------------------------------------------------------------------------------
+_CACHE: dict[tuple[str, str], LDSENet] = {}
+_LOCK = threading.Lock()
+
+
+def save_ldse(model: LDSENet, path: str | Path, card: dict[str, Any] | None = None) -> Path:
+    """Write weights as safetensors (config in the metadata) and the model card JSON + Markdown."""
+    from safetensors.torch import save_file
+
+    from .registry import card_markdown
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": FORMAT, "config": json.dumps(model.config.to_dict())})
+    if card is not None:
+        path.with_suffix(".json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        md = card_markdown(card)
+        if card.get("markdown_extra"):
+            md += "\n" + str(card["markdown_extra"]) + "\n"
+        path.with_suffix(".md").write_text(md, encoding="utf-8")
+    with _LOCK:
+        _CACHE.clear()
+    return path
+
+
+def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> LDSENet:
+    """Load LDSE-NET weights (packaged name or ``.safetensors`` path) once per (file, device).
+
+    Raises
+    ------
+    ModelError
+        The file is missing or does not hold LDSE-NET weights.
+    """
+    from .registry import weights_path
+
+    path = weights_path(name_or_path)
+    key = (str(path.resolve()), str(device))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        if not path.is_file():
+            raise ModelError(
+                f"LDSE-NET weights '{path}' are missing. Reinstall napari-gplws (the default weights "
+                "ship with it) or train them with `gplws train ldse`."
+            )
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - turned into a message for a person
+            raise ModelError(f"Cannot read the weights file '{path}': {exc}.") from None
+        if meta.get("format") != FORMAT:
+            raise ModelError(f"'{path}' does not hold LDSE-NET weights (format {meta.get('format')!r}).")
+        model = LDSENet(LDSEConfig.from_dict(json.loads(meta.get("config", "{}"))))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"The weights in '{path}' do not fit LDSE-NET: {exc}") from None
+        model = model.to(torch.device(device)).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        _CACHE[key] = model
+        return model

@@ -1,0 +1,591 @@
+"""Train LDSE-NET (single-tile signed defocus) and write its weights and model card.
+
+``python -m napari_gplws.core.train_ldse --max-minutes 60 --weights-out W.safetensors``
+(also reachable as ``gplws train ldse``) trains on tiles rendered on the fly by
+:mod:`.defocus_sim` and, optionally, on real data (:mod:`.autofocus_data`: the Jiang et al.
+2018 layout with ``--jiang DIR`` and focal stacks with known focus positions with
+``--stacks PATH ...``). It uses
+
+* MSE loss on the defocus in µm, Adam, a linear warm-up then a cosine decay over the time
+  or step budget, an exponential moving average (EMA) of the weights for evaluation;
+* 128×128 crops for the first 80 % of the budget and 224×224 tiles afterwards (the network
+  pools globally, so it runs at any size; the end of training matches the use);
+* a ring buffer of rendered tiles (half of every batch is freshly rendered, tiles are
+  augmented by flips and 90° rotations), so rendering does not dominate the step time;
+* splits grouped by field of view (validation fields are rendered from a separate seed; real
+  data are split by field/stack), fixed seeds, checkpoints every ``--ckpt-minutes`` to
+  ``OUT_DIR/last.ckpt``, ``--resume``, and a clean stop at ``--max-minutes``.
+
+At the end it evaluates the EMA weights on the held-out simulated test set
+(:data:`.defocus_sim.TEST_SPECIMENS`, aberration configurations from a seed never used in
+training) beside a classical |z|-only baseline (:func:`fit_abs_baseline`) and writes the
+weights (safetensors) with a model card (JSON + Markdown).
+
+It does not define the network (:mod:`.models.ldse`) nor tile wide fields
+(:mod:`.autofocus`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .defocus_sim import TEST_SPECIMENS, TRAIN_SPECIMENS, DefocusSimulator, PSFBank, TileSet
+from .focus_measures import focus_measure
+from .models.ldse import LDSEConfig, LDSENet, count_parameters, prepare_tiles, save_ldse
+from .models.registry import card_markdown  # noqa: F401 - loaded now: used when the card is written
+from .psf import PRESETS, Optics, depth_of_field_um
+
+__all__ = [
+    "LDSETrainConfig",
+    "train_ldse",
+    "defocus_metrics",
+    "fit_abs_baseline",
+    "predict_tiles",
+    "test_set",
+    "build_parser",
+    "train_main",
+]
+
+VAL_SEED = 1_000_003
+TEST_SEED = 2_000_003
+TEST_BANK_SEED = 17
+
+
+@dataclass
+class LDSETrainConfig:
+    """Options of an LDSE-NET training run (all have command-line equivalents)."""
+
+    out_dir: str = "runs/ldse"
+    steps: int = 1_000_000
+    max_minutes: float | None = None
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.02
+    seed: int = 0
+    optics: str = "20x"
+    n_aberrations: int = 8
+    psf_step_um: float = 0.25
+    crop_px: int = 128
+    full_px: int = 224
+    full_fraction: float = 0.2
+    fresh_fraction: float = 0.5
+    buffer_size: int = 3072
+    per_field: int = 6
+    ema_decay: float = 0.998
+    ckpt_minutes: float = 4.0
+    val_minutes: float = 8.0
+    resume: bool = False
+    device: str = "cpu"
+    threads: int = 0
+    n_val_fields: int = 48
+    n_test_fields: int = 80
+    n_test_aberrations: int = 4
+    n_calib_fields: int = 64
+    test_per_field: int = 8
+    jiang: str | None = None
+    stacks: tuple[str, ...] = ()
+    stack_focus_step_um: float | None = None
+    real_fraction: float = 0.5
+    weights_out: str | None = None
+    command: str = ""
+    log_every: int = 25
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+# ------------------------------------------------------------------------------------------
+# Metrics and the classical baseline
+# ------------------------------------------------------------------------------------------
+def defocus_metrics(pred_um: np.ndarray, true_um: np.ndarray, dof_um: float, bin_um: float = 1.0,
+                    max_um: float = 10.0) -> dict[str, Any]:
+    """Error statistics of signed defocus predictions (all in µm).
+
+    Returns MAE, RMSE, median and 90th percentile of the absolute error over all tiles;
+    ``mae_le5`` (MAE for ``|z| ≤ 5``); ``sign_acc_ge1`` (fraction of correct signs for
+    ``|z| ≥ 1``); ``within_dof_half`` (fraction with error ≤ DOF/2) and ``per_bin``: MAE and
+    count per 1 µm bin of the true defocus. NaN predictions are excluded and counted.
+    """
+    p = np.asarray(pred_um, np.float64).ravel()
+    t = np.asarray(true_um, np.float64).ravel()
+    ok = np.isfinite(p)
+    n_nan = int((~ok).sum())
+    p, t = p[ok], t[ok]
+    e = np.abs(p - t)
+    le5 = np.abs(t) <= 5.0
+    ge1 = np.abs(t) >= 1.0
+    edges = np.arange(-max_um, max_um + 1e-9, bin_um)
+    per_bin = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (t >= lo) & (t < hi) if hi < edges[-1] else (t >= lo) & (t <= hi)
+        per_bin.append({"bin_um": [float(lo), float(hi)], "n": int(m.sum()),
+                        "mae": float(e[m].mean()) if m.any() else None,
+                        "bias": float((p[m] - t[m]).mean()) if m.any() else None})
+    return {
+        "n": int(len(t)), "n_nan": n_nan,
+        "mae": float(e.mean()), "rmse": float(np.sqrt((e**2).mean())),
+        "median": float(np.median(e)), "p90": float(np.percentile(e, 90)),
+        "mae_le5": float(e[le5].mean()) if le5.any() else None,
+        "sign_acc_ge1": float((np.sign(p[ge1]) == np.sign(t[ge1])).mean()) if ge1.any() else None,
+        "within_dof_half": float((e <= dof_um / 2).mean()),
+        "mae_abs_le5": float(np.abs(np.abs(p) - np.abs(t))[le5].mean()) if le5.any() else None,
+        "dof_um": float(dof_um),
+        "per_bin": per_bin,
+    }
+
+
+def _sharpness_feature(tiles: np.ndarray) -> np.ndarray:
+    """log mean sum-modified-Laplacian of each standardised tile (classical focus cue)."""
+    x = prepare_tiles(tiles)[:, 0]
+    return np.array([np.log(float(focus_measure(t, "sml", 9).mean()) + 1e-6) for t in x])
+
+
+def fit_abs_baseline(tiles: np.ndarray, defocus_um: np.ndarray, n_bins: int = 24) -> dict[str, list[float]]:
+    """Calibrate a classical |z| estimator: the sharpness feature mapped to |defocus|.
+
+    The feature is the log of the mean sum-modified-Laplacian (window 9) of the
+    standardised tile; it is binned into quantiles, the mean |z| per bin is made monotone
+    (sharper → closer to focus), and :func:`abs_baseline_predict` interpolates. It cannot
+    tell the sign: it is the "|z| only" reference of the model card.
+    """
+    f = _sharpness_feature(tiles)
+    z = np.abs(np.asarray(defocus_um, np.float64))
+    qs = np.quantile(f, np.linspace(0, 1, n_bins + 1))
+    xs, ys = [], []
+    for lo, hi in zip(qs[:-1], qs[1:]):
+        m = (f >= lo) & (f <= hi)
+        if m.any():
+            xs.append(float(f[m].mean()))
+            ys.append(float(z[m].mean()))
+    ys = list(np.maximum.accumulate(np.asarray(ys)[::-1])[::-1])  # non-increasing with sharpness
+    return {"feature": xs, "abs_defocus_um": [float(v) for v in ys]}
+
+
+def abs_baseline_predict(model: dict[str, list[float]], tiles: np.ndarray) -> np.ndarray:
+    """|z| (µm) from the calibrated classical baseline of :func:`fit_abs_baseline`."""
+    return np.interp(_sharpness_feature(tiles), model["feature"], model["abs_defocus_um"])
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------
+def _optics(name: str) -> Optics:
+    if name not in PRESETS:
+        raise ValueError(f"Unknown optics preset '{name}'; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips and 90° rotations of a batch ``(B, 1, H, W)`` (one draw per tile)."""
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        t = x[i, 0]
+        if rng.random() < 0.5:
+            t = t[:, ::-1]
+        out[i, 0] = np.rot90(t, int(rng.integers(4)))
+    return out
+
+
+def _random_crop(tiles: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = tiles.shape[1:3]
+    if h == size and w == size:
+        return tiles
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return tiles[:, y:y + size, x:x + size]
+
+
+class _Buffer:
+    """Ring buffer of prepared tiles ``(N, 1, S, S)`` float32 with labels."""
+
+    def __init__(self, size: int, px: int) -> None:
+        self.x = np.zeros((size, 1, px, px), np.float32)
+        self.y = np.zeros(size, np.float32)
+        self.n = 0
+        self.pos = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        for i in range(len(x)):
+            self.x[self.pos] = x[i]
+            self.y[self.pos] = y[i]
+            self.pos = (self.pos + 1) % len(self.y)
+            self.n = min(self.n + 1, len(self.y))
+
+    def sample(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.integers(0, self.n, k)
+        return self.x[idx], self.y[idx]
+
+
+def test_set(optics: Optics, n_fields: int = 80, per_field: int = 8, tile_px: int = 224,
+             n_configs: int = 4, seed: int = TEST_SEED, bank: PSFBank | None = None,
+             step_um: float = 0.25) -> TileSet:
+    """The project's held-out simulated test set.
+
+    Specimens from :data:`.defocus_sim.TEST_SPECIMENS` (never used in training), aberration
+    configurations drawn from :data:`TEST_BANK_SEED` (never used in training), defocus
+    uniform in ±10 µm, ``per_field`` values per field.
+    """
+    bank = bank or PSFBank(optics, n_configs=n_configs, seed=TEST_BANK_SEED, step_um=step_um)
+    sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0)
+    return sim.tiles(np.random.default_rng(seed), n_fields, per_field, tile_px)
+
+
+@torch.inference_mode()
+def predict_tiles(model: nn.Module, tiles: np.ndarray, batch: int = 64, device: str = "cpu") -> np.ndarray:
+    """Defocus (µm) of raw tiles with a model in eval mode."""
+    model.eval()
+    out = []
+    for i in range(0, len(tiles), batch):
+        x = torch.from_numpy(prepare_tiles(tiles[i:i + batch])).to(device)
+        out.append(model(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
+def _gplws_training_alive() -> bool:
+    try:
+        r = subprocess.run(["pgrep", "-f", "napari_gplws.core.train gplws"], capture_output=True, text=True, timeout=5)
+        return bool(r.stdout.strip())
+    except Exception:  # noqa: BLE001 - pgrep missing: assume alone
+        return False
+
+
+def _auto_threads() -> int:
+    return 1 if _gplws_training_alive() else min(2, os.cpu_count() or 1)
+
+
+def _lr_factor(cfg: LDSETrainConfig, step: int, frac: float) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for (k, e), (_, m) in zip(ema.state_dict().items(), model.state_dict().items()):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(m.detach(), alpha=1 - decay)
+            else:
+                e.copy_(m)
+
+
+def train_ldse(cfg: LDSETrainConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run a training; returns a summary (and writes weights + card when ``weights_out``)."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = open(out / "train.log", "a", encoding="utf-8")
+
+    def say(msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+        if log is not None:
+            log(msg)
+
+    threads = cfg.threads or _auto_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    aug_rng = np.random.default_rng([cfg.seed, 1])
+    optics = _optics(cfg.optics)
+    dof = depth_of_field_um(optics)
+    device = torch.device(cfg.device)
+    say(f"LDSE-NET training: {json.dumps(cfg.to_dict())}")
+    say(f"threads {threads}; building training PSF bank ({cfg.n_aberrations} aberrations)…")
+    t_bank = time.perf_counter()
+    bank = PSFBank(optics, n_configs=cfg.n_aberrations, seed=cfg.seed, step_um=cfg.psf_step_um)
+    sim = DefocusSimulator(bank, TRAIN_SPECIMENS)
+    say(f"bank ready in {time.perf_counter() - t_bank:.0f} s")
+    val = sim.tiles(np.random.default_rng(VAL_SEED), cfg.n_val_fields, 4, cfg.full_px)  # fields disjoint from training
+    real = _real_source(cfg, say)
+
+    model = LDSENet(LDSEConfig(**cfg.config)).to(device)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, elapsed_prev = 0, 0.0
+    ckpt = out / "last.ckpt"
+    if cfg.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed_prev = int(state["step"]), float(state["elapsed_s"])
+        rng.bit_generator.state = state["rng"]
+        say(f"resumed from {ckpt} at step {step} ({elapsed_prev / 60:.1f} min)")
+    say(f"parameters {count_parameters(model)}")
+
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+    t0 = time.perf_counter() - elapsed_prev
+    last_ckpt = last_val = last_thread_check = time.perf_counter()
+    buffers: dict[int, _Buffer] = {}
+    field_id = 0
+    losses: list[float] = []
+    best_val: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+
+    def frac_done() -> float:
+        f_steps = step / cfg.steps
+        f_time = (time.perf_counter() - t0) / budget_s if budget_s else 0.0
+        return max(f_steps, f_time)
+
+    def save_ckpt() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "elapsed_s": time.perf_counter() - t0, "rng": rng.bit_generator.state,
+                    "config": cfg.to_dict()}, tmp)
+        os.replace(tmp, ckpt)
+
+    while step < cfg.steps and (budget_s is None or time.perf_counter() - t0 < budget_s):
+        frac = frac_done()
+        px = cfg.full_px if frac >= 1 - cfg.full_fraction else cfg.crop_px
+        bs = cfg.batch_size if px == cfg.crop_px else max(cfg.batch_size // 2, 4)
+        buf = buffers.setdefault(px, _Buffer(cfg.buffer_size if px == cfg.crop_px else cfg.buffer_size // 3, px))
+        n_fresh = max(1, int(round(bs * cfg.fresh_fraction))) if buf.n >= bs * 4 else bs
+        n_fields = max(1, math.ceil(n_fresh / cfg.per_field))
+        if real is not None and rng.random() < cfg.real_fraction:
+            tiles, labels = real(rng, n_fields * cfg.per_field, px)
+        else:
+            ts = sim.tiles(rng, n_fields, cfg.per_field, px, first_field_id=field_id)
+            field_id += n_fields
+            tiles, labels = ts.tiles, ts.defocus_um
+        buf.add(prepare_tiles(tiles), labels)
+        xb, yb = buf.sample(bs, rng)
+        xb = _augment(xb, aug_rng)
+        lr = cfg.lr * _lr_factor(cfg, step, frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        x = torch.from_numpy(np.ascontiguousarray(xb)).to(device)
+        y = torch.from_numpy(yb).to(device)
+        loss = nn.functional.mse_loss(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        _ema_update(ema, model, cfg.ema_decay if step > 200 else 0.9)
+        step += 1
+        losses.append(loss.item())
+        now = time.perf_counter()
+        if step % cfg.log_every == 0:
+            say(f"step {step} loss {np.mean(losses[-cfg.log_every:]):.3f} lr {lr:.2e} px {px} "
+                f"{(now - t0) / 60:.1f} min ({frac:.0%})")
+        if not cfg.threads and now - last_thread_check > 120:
+            last_thread_check = now
+            want = _auto_threads()
+            if want != torch.get_num_threads():
+                torch.set_num_threads(want)
+                say(f"threads -> {want}")
+        if now - last_ckpt > cfg.ckpt_minutes * 60:
+            save_ckpt()
+            last_ckpt = now
+        if now - last_val > cfg.val_minutes * 60:
+            last_val = now
+            m = defocus_metrics(predict_tiles(ema, val.tiles, device=str(device)), val.defocus_um, dof)
+            history.append({"step": step, "minutes": (now - t0) / 60, **{k: m[k] for k in ("mae", "mae_le5", "sign_acc_ge1")}})
+            say(f"val step {step}: MAE {m['mae']:.3f} MAE|z|<=5 {m['mae_le5']:.3f} sign {m['sign_acc_ge1']:.3f}")
+    save_ckpt()
+    wall_min = (time.perf_counter() - t0) / 60
+    say(f"training stopped at step {step} after {wall_min:.1f} min; evaluating…")
+    val_m = defocus_metrics(predict_tiles(ema, val.tiles, device=str(device)), val.defocus_um, dof)
+    summary: dict[str, Any] = {"steps": step, "wall_time_min": round(wall_min, 1), "validation": val_m,
+                               "history": history}
+    if cfg.weights_out:
+        say("rendering the held-out test set…")
+        test = test_set(optics, cfg.n_test_fields, cfg.test_per_field, cfg.full_px, n_configs=cfg.n_test_aberrations,
+                        step_um=cfg.psf_step_um)
+        pred = predict_tiles(ema, test.tiles, device=str(device))
+        net_m = defocus_metrics(pred, test.defocus_um, dof)
+        calib = sim.tiles(np.random.default_rng(VAL_SEED + 1), cfg.n_calib_fields, 8, cfg.full_px)
+        base = fit_abs_baseline(calib.tiles, calib.defocus_um)
+        base_abs = abs_baseline_predict(base, test.tiles)
+        e_abs = np.abs(base_abs - np.abs(test.defocus_um))
+        le5 = np.abs(test.defocus_um) <= 5
+        base_m = {"mae_abs": float(e_abs.mean()), "mae_abs_le5": float(e_abs[le5].mean()),
+                  "median_abs": float(np.median(e_abs)), "p90_abs": float(np.percentile(e_abs, 90)),
+                  "within_dof_half_abs": float((e_abs <= dof / 2).mean()), "sign_acc_ge1": 0.5,
+                  "note": "predicts |z| only; sign accuracy of a coin flip"}
+        per_spec = {}
+        for name in np.unique(test.specimen):
+            m = test.specimen == name
+            mm = defocus_metrics(pred[m], test.defocus_um[m], dof)
+            per_spec[str(name)] = {k: mm[k] for k in ("n", "mae", "mae_le5", "sign_acc_ge1")}
+        card = _model_card(cfg, model, optics, dof, step, wall_min, net_m, base_m, per_spec, val_m, history)
+        save_ldse(ema, cfg.weights_out, card)
+        say(f"wrote {cfg.weights_out} (+ .json, .md): test MAE|z|<=5 {net_m['mae_le5']:.3f} µm, "
+            f"sign {net_m['sign_acc_ge1']:.3f}")
+        summary["test"] = net_m
+        summary["baseline"] = base_m
+    log_file.close()
+    return summary
+
+
+def _real_source(cfg: LDSETrainConfig, say: Callable[[str], None]) -> Callable[..., tuple[np.ndarray, np.ndarray]] | None:
+    """Sampler over real labelled tiles (training split only), or ``None``."""
+    if not cfg.jiang and not cfg.stacks:
+        return None
+    from . import autofocus_data as ad
+
+    sets = []
+    if cfg.jiang:
+        sets.append(ad.load_jiang_tiles(cfg.jiang, split="train", tile_px=cfg.full_px))
+    for path in cfg.stacks:
+        sets.append(ad.stack_defocus_tiles(path, tile_px=cfg.full_px, focus_step_um=cfg.stack_focus_step_um))
+    tiles = ad.concat_tilesets(sets)
+    train_idx, _ = ad.grouped_split(tiles.field_id, val_fraction=0.15, seed=cfg.seed)
+    say(f"real data: {len(train_idx)} training tiles from {len(np.unique(tiles.field_id[train_idx]))} fields")
+
+    def sample(rng: np.random.Generator, k: int, px: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.choice(train_idx, size=k)
+        return _random_crop(tiles.tiles[idx], px, rng), tiles.defocus_um[idx]
+
+    return sample
+
+
+def _fmt(v: Any, d: int = 3) -> str:
+    return "–" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+
+
+def _model_card(cfg: LDSETrainConfig, model: nn.Module, optics: Optics, dof: float, step: int, wall_min: float,
+                net: dict[str, Any], base: dict[str, Any], per_spec: dict[str, Any], val: dict[str, Any],
+                history: list[dict[str, Any]]) -> dict[str, Any]:
+    n_params = count_parameters(model)
+    rows = [
+        "| metric (µm unless stated) | LDSE-NET | classical |z|-only baseline |",
+        "|---|---|---|",
+        f"| MAE, |z| ≤ 5 µm | {_fmt(net['mae_le5'])} | {_fmt(base['mae_abs_le5'])} (on |z|) |",
+        f"| MAE of |z|, |z| ≤ 5 µm | {_fmt(net['mae_abs_le5'])} | {_fmt(base['mae_abs_le5'])} |",
+        f"| sign accuracy, |z| ≥ 1 µm | {_fmt(net['sign_acc_ge1'])} | 0.5 (no sign) |",
+        f"| MAE, all (±10 µm) | {_fmt(net['mae'])} | {_fmt(base['mae_abs'])} (on |z|) |",
+        f"| RMSE | {_fmt(net['rmse'])} | – |",
+        f"| median abs error | {_fmt(net['median'])} | {_fmt(base['median_abs'])} (on |z|) |",
+        f"| P90 abs error | {_fmt(net['p90'])} | {_fmt(base['p90_abs'])} (on |z|) |",
+        f"| within DOF/2 ({dof / 2:.2f} µm) | {_fmt(net['within_dof_half'])} | {_fmt(base['within_dof_half_abs'])} (on |z|) |",
+    ]
+    bins = ["| true defocus bin (µm) | n | MAE | bias |", "|---|---|---|---|"]
+    for b in net["per_bin"]:
+        bins.append(f"| [{b['bin_um'][0]:g}, {b['bin_um'][1]:g}) | {b['n']} | {_fmt(b['mae'])} | {_fmt(b['bias'])} |")
+    spec = ["| test specimen | n | MAE | MAE |z|≤5 | sign acc |z|≥1 |", "|---|---|---|---|---|"]
+    for k, v in per_spec.items():
+        spec.append(f"| {k} | {v['n']} | {_fmt(v['mae'])} | {_fmt(v['mae_le5'])} | {_fmt(v['sign_acc_ge1'])} |")
+    md = "\n".join([
+        "## Held-out simulated test set", "",
+        f"{net['n']} tiles of 224×224 px: specimens never used in training ({', '.join(TEST_SPECIMENS)}), "
+        f"aberration configurations from seed {TEST_BANK_SEED} (never used in training), defocus uniform in ±10 µm.", "",
+        *rows, "", "### Error per 1 µm bin", "", *bins, "", "### Per test specimen", "", *spec,
+    ])
+    return {
+        "name": "LDSE-NET default",
+        "summary": "Signed defocus (µm of focus-drive travel) of one 224×224 microscope tile.",
+        "sign_convention": ("defocus = frame position − best-focus position; positive = the objective is closer "
+                            "to the specimen than at best focus (focal plane deeper than the object)."),
+        "optics": {**optics.to_dict(), "depth_of_field_um": dof,
+                   "specimen_depth_um": [2.0, 25.0], "n_sample_range": [1.33, 1.52],
+                   "zernike_rms_waves": 0.04},
+        "other_optics": ("Resample frames to the trained pixel size (autofocus(..., pixel_size_um=...) does "
+                         "this) ; for another NA, wavelength or immersion, fine-tune on your own focal stacks "
+                         "(`--stacks`, labels from each tile's focus curve) or on simulated tiles "
+                         "(--optics). The sign is learnt from the spherical aberration of a dry objective "
+                         "focusing into a denser medium; optics with opposite aberration flip it."),
+        "data": ("Simulated tiles (napari_gplws.core.defocus_sim): scalar pupil PSF with index-mismatch "
+                 f"spherical aberration and random Zernikes; specimens {', '.join(TRAIN_SPECIMENS)}; "
+                 "shot/read noise, 8-bit, JPEG for half the fields."
+                 + (f" Real: jiang={cfg.jiang}, stacks={list(cfg.stacks)}." if cfg.jiang or cfg.stacks else "")),
+        "command": cfg.command,
+        "seed": cfg.seed,
+        "steps": step,
+        "wall_time_min": round(wall_min, 1),
+        "device": f"{cfg.device} ({torch.get_num_threads()} threads at the end)",
+        "params_train": n_params,
+        "weight_bytes_float32": 4 * n_params,
+        "config": LDSEConfig(**cfg.config).to_dict(),
+        "train_config": cfg.to_dict(),
+        "test": net,
+        "baseline_abs_only": base,
+        "per_specimen": per_spec,
+        "validation": {k: val[k] for k in ("n", "mae", "mae_le5", "sign_acc_ge1", "rmse", "within_dof_half")},
+        "history": history,
+        "markdown_extra": md,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser of ``gplws train ldse``."""
+    d = LDSETrainConfig()
+    p = argparse.ArgumentParser(prog="gplws train ldse", description="Train LDSE-NET (single-tile signed defocus).")
+    p.add_argument("--out-dir", default=d.out_dir, help="log and checkpoints (default %(default)s)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--optics", default=d.optics, choices=sorted(PRESETS))
+    p.add_argument("--n-aberrations", type=int, default=d.n_aberrations)
+    p.add_argument("--crop-px", type=int, default=d.crop_px)
+    p.add_argument("--full-fraction", type=float, default=d.full_fraction,
+                   help="final fraction of the budget trained on full 224 px tiles")
+    p.add_argument("--ckpt-minutes", type=float, default=d.ckpt_minutes)
+    p.add_argument("--val-minutes", type=float, default=d.val_minutes)
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
+    p.add_argument("--device", default=d.device, help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=d.threads, help="0: 1 while a GPLWS training runs, else 2")
+    p.add_argument("--n-test-fields", type=int, default=d.n_test_fields)
+    p.add_argument("--n-test-aberrations", type=int, default=d.n_test_aberrations)
+    p.add_argument("--n-val-fields", type=int, default=d.n_val_fields)
+    p.add_argument("--jiang", default=None, help="Jiang et al. 2018 dataset folder (real tiles)")
+    p.add_argument("--stacks", nargs="*", default=[], help="focal stacks with focus positions (real tiles)")
+    p.add_argument("--stack-focus-step", type=float, default=None, help="focus step (µm) when the stacks lack it")
+    p.add_argument("--real-fraction", type=float, default=d.real_fraction)
+    p.add_argument("--weights-out", default=None, help="write weights + model card here at the end")
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    return p
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry; a leading ``"ldse"`` (the network name) is accepted and ignored."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "ldse":
+        argv = argv[1:]
+    a = build_parser().parse_args(argv)
+    cfg = LDSETrainConfig(
+        out_dir=a.out_dir, steps=a.steps, max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr,
+        seed=a.seed, optics=a.optics, n_aberrations=a.n_aberrations, crop_px=a.crop_px,
+        full_fraction=a.full_fraction, ckpt_minutes=a.ckpt_minutes, val_minutes=a.val_minutes,
+        resume=a.resume, device=a.device, threads=a.threads, n_test_fields=a.n_test_fields,
+        n_test_aberrations=a.n_test_aberrations, n_val_fields=a.n_val_fields,
+        jiang=a.jiang, stacks=tuple(a.stacks), stack_focus_step_um=a.stack_focus_step,
+        real_fraction=a.real_fraction, weights_out=a.weights_out, log_every=a.log_every,
+        command="python -m napari_gplws.core.train_ldse " + " ".join(shlex.quote(x) for x in argv),
+    )
+    try:
+        summary = train_ldse(cfg)
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume", file=sys.stderr)
+        return 130
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, default=str)[:4000])
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(train_main())

@@ -1,0 +1,42 @@
+"""napari dock widgets: Qt only, each one a thin layer over one core call.
+
+Registered in ``napari.yaml`` (Plugins menu):
+
+* **Depth from focus** — :class:`.depth_widget.DepthFromFocusWidget`
+  (:func:`napari_gplws.reconstruct` + :mod:`napari_gplws.core.surface`, exports,
+  surface parameters from :mod:`napari_gplws.core.roughness`);
+* **Height profile** — :class:`.profile_widget.HeightProfileWidget`
+  (:mod:`napari_gplws.core.profile`).
+
+How a widget is built, so that the next one (the *Focal error map* over
+``core.autofocus``) slots in the same way:
+
+* a ``QWidget`` subclass whose ``__init__`` takes ``napari_viewer`` and which has a
+  ``reset_choices()`` method (napari calls it when layers are added, removed, reordered or
+  renamed) to refill its layer pickers from :mod:`._layers` (``stack_layers``,
+  ``depth_layers``, ``shapes_layers``, or a new finder next to them);
+* Run starts a :class:`._worker.Job` around a closure ``task(progress, cancel)`` that calls
+  the core function with those two callbacks: progress bar in napari's activity area, Cancel
+  between steps, :class:`~napari_gplws.core.errors.GplwsError` messages as notifications,
+  controls disabled while it runs; the worker thread never touches a layer;
+* on success the GUI thread builds the layers and hands them to :class:`._layers.OwnLayers`,
+  which replaces this widget's previous outputs for the same input and nothing else; layers
+  carry their units and provenance in ``metadata``;
+* exports go through a core writer; the file dialog is the only Qt part.
+
+This package imports no widget module at import time, so plugin discovery stays light.
+"""
+
+__all__ = ["DepthFromFocusWidget", "HeightProfileWidget"]
+
+
+def __getattr__(name: str):
+    if name == "DepthFromFocusWidget":
+        from .depth_widget import DepthFromFocusWidget
+
+        return DepthFromFocusWidget
+    if name == "HeightProfileWidget":
+        from .profile_widget import HeightProfileWidget
+
+        return HeightProfileWidget
+    raise AttributeError(name)

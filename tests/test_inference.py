@@ -1,0 +1,153 @@
+"""Inference engine: devices, tiling without seams, progress/cancel, dtypes and units, weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_gplws.core.errors import Cancelled, ModelError  # noqa: E402
+from napari_gplws.core.inference import (  # noqa: E402
+    auto_tile_size,
+    predict_depth,
+    resolve_device,
+    tile_grid,
+)
+from napari_gplws.core.models.gplws import GPLWSNet  # noqa: E402
+from napari_gplws.core.models.registry import has_default_weights, save_gplws, weights_path  # noqa: E402
+from napari_gplws.core.stack import FocalStack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """The packaged weights when present (a real, trained network), else random ones."""
+    if has_default_weights("gplws"):
+        return str(weights_path())
+    torch.manual_seed(0)
+    net = GPLWSNet()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    path = tmp_path_factory.mktemp("w") / "random.safetensors"
+    return str(save_gplws(net.eval(), path, {"name": "random"}))
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from napari_gplws.core.synth import synthetic_stack
+
+    return synthetic_stack(family="caps", n_frames=10, shape=(150, 170), depth_range_um=(3.0, 21.0), seed=11)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda", "mps")
+    with pytest.raises(ModelError, match="Unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+def test_tile_grid_covers_everything() -> None:
+    assert tile_grid(100, 128, 16) == [0]
+    starts = tile_grid(300, 128, 32)
+    assert starts[0] == 0 and starts[-1] == 300 - 128
+    assert all(b - a <= 128 - 32 for a, b in zip(starts, starts[1:]))
+    assert 64 <= auto_tile_size(30, budget_bytes=1 << 30) <= 2048
+    assert auto_tile_size(30, budget_bytes=1 << 30) % 16 == 0
+
+
+def test_units_dtype_and_shapes(stack, weights) -> None:
+    r = predict_depth(stack.stack, device="cpu", weights=weights)
+    h, w = stack.stack.shape_yx
+    assert r.depth.shape == r.index.shape == r.confidence.shape == (h, w)
+    assert r.units == "µm" and r.device == "cpu"
+    lo, hi = stack.stack.focus_um.min(), stack.stack.focus_um.max()
+    assert lo - 1e-3 <= r.depth.min() and r.depth.max() <= hi + 1e-3
+    assert r.aif.dtype == stack.stack.frames.dtype and r.aif.shape == (h, w)
+    assert 0 <= r.confidence.min() and r.confidence.max() <= 1
+    assert {"network", "total"} <= set(r.timings)
+    # frame units when positions are unknown: depth equals the index
+    r2 = predict_depth(FocalStack(stack.stack.frames), device="cpu", weights=weights)
+    assert r2.units == "frame"
+    np.testing.assert_allclose(r2.depth, r2.index, atol=1e-4)
+
+
+def test_select_aif_takes_input_values_and_rgb(weights) -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 65535, (6, 40, 36, 3), dtype=np.uint16)
+    r = predict_depth(FocalStack(frames), device="cpu", aif_mode="select", weights=weights)
+    assert r.aif.dtype == np.uint16 and r.aif.shape == (40, 36, 3)
+    k = np.clip(np.rint(r.index).astype(int), 0, 5)
+    yy, xx = np.indices((40, 36))
+    np.testing.assert_array_equal(r.aif, frames[k, yy, xx])
+
+
+def test_tiled_matches_whole_without_seams(stack, weights) -> None:
+    whole = predict_depth(stack.stack, device="cpu", weights=weights, tile_size=512)
+    calls: list[tuple[int, int]] = []
+    tiled = predict_depth(
+        stack.stack, device="cpu", weights=weights, tile_size=96, overlap=48,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert tiled.params["tiles"] > 1 and whole.params["tiles"] == 1
+    assert calls[-1] == (tiled.params["tiles"], tiled.params["tiles"])
+    span = float(stack.stack.focus_um.max() - stack.stack.focus_um.min())
+    diff = np.abs(tiled.depth - whole.depth)
+    assert np.percentile(diff, 99) < 0.01 * span
+    assert diff.mean() < 0.002 * span
+
+
+def test_cancel_between_tiles(stack, weights) -> None:
+    seen = []
+
+    def cancel() -> bool:
+        return len(seen) >= 1
+
+    with pytest.raises(Cancelled):
+        predict_depth(
+            stack.stack, device="cpu", weights=weights, tile_size=64, overlap=16,
+            progress=lambda d, t: seen.append(d), cancel=cancel,
+        )
+    assert seen == [1]
+
+
+@pytest.mark.skipif(not has_default_weights("gplws"), reason="packaged weights not trained yet")
+def test_packaged_weights_beat_classical_on_small_fixed_set() -> None:
+    from napari_gplws.core.focus import depth_from_focus
+    from napari_gplws.core.metrics import depth_metrics
+    from napari_gplws.core.synth import HEIGHT_FAMILIES, synthetic_stack
+
+    net_rmse, sml_rmse, net_bump, sml_bump = [], [], [], []
+    for i, fam in enumerate(HEIGHT_FAMILIES):
+        s = synthetic_stack(
+            family=fam, n_frames=16, shape=(96, 96), depth_range_um=(5.0, 35.0),
+            bit_depth=16 if i % 2 else 8, seed=2_000_000 + i,
+        )
+        a = depth_metrics(predict_depth(s.stack, device="cpu").depth, s.depth_um)
+        b = depth_metrics(depth_from_focus(s.stack, measure="sml").depth, s.depth_um)
+        net_rmse.append(a["RMSE"])
+        sml_rmse.append(b["RMSE"])
+        net_bump.append(a["Bumpiness"])
+        sml_bump.append(b["Bumpiness"])
+    assert np.mean(net_rmse) < 0.8 * np.mean(sml_rmse)
+    assert np.mean(net_bump) <= np.mean(sml_bump)
+
+
+def test_onnx_export_matches_pytorch(tmp_path, weights) -> None:
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from napari_gplws.core.inference import export_onnx
+    from napari_gplws.core.models.registry import load_gplws
+
+    path = export_onnx(tmp_path / "gplws.onnx", weights=weights)
+    x = torch.rand(1, 1, 7, 48, 64)
+    with torch.inference_mode():
+        ref = load_gplws(weights)(x).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": x.numpy()})[0]
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() < 1e-3

@@ -1,0 +1,200 @@
+"""LDSE-NET: shapes and size, preprocessing, weight files, a tiny training run, the
+real-data loaders with grouped splits, and the committed weights' quality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_gplws.core.autofocus_data import (  # noqa: E402
+    concat_tilesets,
+    grouped_split,
+    load_jiang_tiles,
+    parse_jiang_name,
+    stack_defocus_tiles,
+)
+from napari_gplws.core.errors import ModelError, StackError  # noqa: E402
+from napari_gplws.core.models.ldse import (  # noqa: E402
+    LDSEConfig,
+    LDSENet,
+    count_parameters,
+    load_ldse,
+    prepare_tiles,
+    save_ldse,
+)
+from napari_gplws.core.stack import FocalStack  # noqa: E402
+
+TINY = LDSEConfig(stem=8, growth=(4, 4, 4), layers=(1, 1, 1))
+
+
+def test_network_output_shape_and_size() -> None:
+    torch.manual_seed(0)
+    net = LDSENet().eval()
+    with torch.inference_mode():
+        assert net(torch.zeros(2, 1, 224, 224)).shape == (2,)
+        assert net(torch.zeros(3, 1, 128, 96)).shape == (3,)  # any size ≥ 32 px
+    n = count_parameters(net)
+    assert 50_000 < n < 250_000
+    assert 4 * n <= 1_000_000  # float32 weights ≤ 1 MB
+    # Tanh-gated SE and Tanh activations are present, as in the paper.
+    assert any(isinstance(m, torch.nn.Tanh) for m in net.modules())
+
+
+def test_prepare_tiles_is_invariant_to_gain_and_offset_and_reads_rgb() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.6, (2, 64, 64)).astype(np.float32)
+    a, b = prepare_tiles(x), prepare_tiles(0.5 * x + 0.1)
+    assert a.shape == (2, 1, 64, 64) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    rgb = np.repeat((x * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    np.testing.assert_allclose(prepare_tiles(rgb), prepare_tiles((x * 255).astype(np.uint8)), atol=1e-4)
+    flat = prepare_tiles(np.full((1, 32, 32), 100, np.uint8))
+    assert np.all(np.isfinite(flat)) and np.abs(flat).max() < 1e-3  # not amplified into noise
+    with pytest.raises(ValueError):
+        prepare_tiles(np.zeros((2, 3, 32, 32)))
+
+
+def test_weights_round_trip_and_errors(tmp_path: Path) -> None:
+    net = LDSENet(TINY).eval()
+    path = save_ldse(net, tmp_path / "w.safetensors", {"name": "tiny", "optics": {"pixel_size_um": 0.25}})
+    assert path.with_suffix(".json").is_file() and path.with_suffix(".md").is_file()
+    loaded = load_ldse(path)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), atol=1e-6)
+    with pytest.raises(ModelError, match="missing"):
+        load_ldse(tmp_path / "nope.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.zeros(1)}, str(tmp_path / "other.safetensors"), metadata={"format": "x"})
+    with pytest.raises(ModelError, match="LDSE"):
+        load_ldse(tmp_path / "other.safetensors")
+
+
+def test_a_tiny_training_run_lowers_the_loss() -> None:
+    from napari_gplws.core.defocus_sim import DefocusSimulator, PSFBank
+
+    torch.manual_seed(0)
+    bank = PSFBank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=1.0, size_px=33)
+    sim = DefocusSimulator(bank, ("he_tissue", "bf_noise"), defocus_max_um=4.0, p_jpeg=0.0)
+    ts = sim.tiles(np.random.default_rng(0), n_fields=4, per_field=4, tile_px=64)
+    x = torch.from_numpy(prepare_tiles(ts.tiles))
+    y = torch.from_numpy(ts.defocus_um)
+    net = LDSENet(TINY)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = torch.nn.functional.mse_loss(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -> None:
+    from napari_gplws.core.train_ldse import LDSETrainConfig, train_ldse
+
+    cfg = LDSETrainConfig(
+        out_dir=str(tmp_path / "run"), steps=3, batch_size=4, n_aberrations=1, psf_step_um=1.0, crop_px=48,
+        full_px=64, per_field=2, buffer_size=32, n_val_fields=1, n_test_fields=2, test_per_field=2,
+        n_test_aberrations=1, n_calib_fields=2, threads=1, log_every=1, warmup_steps=1,
+        config=TINY.to_dict(), weights_out=str(tmp_path / "w.safetensors"), command="pytest",
+    )
+    summary = train_ldse(cfg)
+    assert summary["steps"] == 3 and (tmp_path / "run" / "last.ckpt").is_file()
+    card = json.loads((tmp_path / "w.json").read_text(encoding="utf-8"))
+    for key in ("command", "seed", "steps", "wall_time_min", "optics", "test", "baseline_abs_only", "sign_convention"):
+        assert key in card
+    assert {"mae_le5", "sign_acc_ge1", "rmse", "median", "p90", "within_dof_half", "per_bin"} <= set(card["test"])
+    cfg.steps, cfg.resume, cfg.weights_out = 5, True, None
+    assert train_ldse(cfg)["steps"] == 5  # continued from step 3
+    assert "resumed" in (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
+
+
+# --- real-data loaders ---------------------------------------------------------------------
+def _write(path: Path, img: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, img)
+
+
+def test_jiang_layout_loader_and_grouped_split(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels_nm = [-1250, -500, 0, 730, 2000]
+    for f in range(4):
+        for k, nm in enumerate(labels_nm):
+            _write(tmp_path / "train" / f"field{f}" / f"Seg{k + 1}_defocus{nm}.png",
+                   rng.integers(0, 255, (240, 230, 3), dtype=np.uint8))
+    _write(tmp_path / "test" / "fieldA" / "defocus-1500.png", rng.integers(0, 255, (500, 700), dtype=np.uint8))
+    _write(tmp_path / "train" / "field0" / "notes.png", np.zeros((8, 8), np.uint8))  # ignored
+    assert parse_jiang_name("Seg3_defocus-1250.jpg") == (3, -1.25)
+    assert parse_jiang_name("defocus730.JPG") == (None, 0.73)
+    assert parse_jiang_name("img_001.jpg") is None
+
+    train = load_jiang_tiles(tmp_path, "train", tile_px=224)
+    assert train.tiles.shape == (20, 224, 224) and train.tiles.dtype == np.uint8
+    assert sorted(set(np.round(train.defocus_um, 3))) == [-1.25, -0.5, 0.0, 0.73, 2.0]
+    assert len(np.unique(train.field_id)) == 4
+    test = load_jiang_tiles(tmp_path, "test", tile_px=224)
+    assert len(test) == 6 and np.all(test.defocus_um == -1.5)  # 500×700 → 2×3 tiles (edge-aligned)
+    flipped = load_jiang_tiles(tmp_path, "test", tile_px=224, sign=-1)
+    assert np.all(flipped.defocus_um == 1.5)
+
+    tr, va = grouped_split(train.field_id, val_fraction=0.25, seed=0)
+    assert len(tr) + len(va) == len(train) and len(va) == 5
+    assert not set(train.field_id[tr]) & set(train.field_id[va])
+    with pytest.raises(StackError, match="No"):
+        load_jiang_tiles(tmp_path / "test", "train")
+
+
+def test_stack_loader_labels_from_focus_curves() -> None:
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(1)
+    sharp = ndi.gaussian_filter(rng.random((128, 256)), 1.0)
+    sharp[:, 128:] = 0.5 + 0.001 * rng.standard_normal((128, 128))  # right half blank
+    focus = np.arange(9, dtype=float) * 1.0  # µm
+    best = 3.4
+    frames = np.stack([ndi.gaussian_filter(sharp, 0.3 + 1.2 * abs(z - best)) for z in focus]).astype(np.float32)
+    st = FocalStack(frames, focus_um=focus)
+    ts = stack_defocus_tiles(st, tile_px=64, max_abs_um=None)
+    # Only the textured half gives tiles: 2 rows × 2 columns of positions, 9 frames each.
+    assert len(np.unique(ts.field_id)) == 4 and len(ts) == 36
+    for fid in np.unique(ts.field_id):
+        lab = ts.defocus_um[ts.field_id == fid]
+        np.testing.assert_allclose(lab, focus - best, atol=0.3)
+    both = concat_tilesets([ts, ts])
+    assert len(np.unique(both.field_id)) == 8
+    with pytest.raises(StackError, match="focus positions"):
+        stack_defocus_tiles(FocalStack(frames))
+
+
+# --- committed weights ---------------------------------------------------------------------
+def test_committed_weights_meet_a_quick_quality_bar() -> None:
+    from napari_gplws.core.models.registry import model_card, weights_path
+
+    if not weights_path("ldse_default").is_file():
+        pytest.skip("ldse_default weights not installed yet (training in progress)")
+    card = model_card("ldse_default")
+    # The full held-out evaluation is in the card; check it is there and meets the issue's bar.
+    assert card["test"]["mae_le5"] <= 0.5
+    assert card["test"]["sign_acc_ge1"] >= 0.9
+    # And re-check quickly on a few fresh held-out tiles.
+    from napari_gplws.core.autofocus import predict_defocus
+    from napari_gplws.core.defocus_sim import TEST_SPECIMENS, DefocusSimulator, PSFBank
+    from napari_gplws.core.psf import Optics
+
+    optics = Optics.from_dict(card["optics"])
+    bank = PSFBank(optics, n_configs=1, seed=123, defocus_max_um=4.0, step_um=0.5)
+    sim = DefocusSimulator(bank, TEST_SPECIMENS, defocus_max_um=4.0, p_near=0.0)
+    ts = sim.tiles(np.random.default_rng(7), 6, 4, 224, defocus_um=[-3.0, -1.5, 1.5, 3.0])
+    pred = predict_defocus(ts.tiles, device="cpu")
+    assert np.mean(np.abs(pred - ts.defocus_um)) < 1.0
+    assert np.mean(np.sign(pred) == np.sign(ts.defocus_um)) >= 0.75

@@ -1,0 +1,155 @@
+"""Training: synthetic renderer, Micro 3D loader, loss that falls, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_gplws.core.datasets import (  # noqa: E402
+    TRAIN_FAMILIES,
+    Micro3DDataset,
+    SyntheticFocusDataset,
+    render_height,
+)
+from napari_gplws.core.errors import StackError  # noqa: E402
+from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet  # noqa: E402
+from napari_gplws.core.train import TrainConfig, gplws_loss, make_batch, train_gplws, train_main  # noqa: E402
+
+
+@pytest.mark.parametrize("family", TRAIN_FAMILIES)
+def test_every_height_family_renders(family: str) -> None:
+    z = render_height(family, 24, 30, np.random.default_rng(0))
+    assert z.shape == (24, 30) and z.dtype == np.float32
+    assert 0.0 <= z.min() and z.max() <= 1.0
+
+
+def test_synthetic_dataset_sample_and_batch() -> None:
+    ds = SyntheticFocusDataset(seed=3)
+    s = ds.sample(n_frames=9, size=(40, 33), rgb=True, dtype="uint16")
+    assert s.frames.shape == (9, 40, 33, 3) and s.frames.dtype == np.uint16
+    assert s.depth_index.shape == (40, 33)
+    assert 0 <= s.depth_index.min() and s.depth_index.max() <= 8
+    b = ds.batch(3, n_frames=7, size=32)
+    x, t = make_batch(b)
+    assert x.shape[0] == 3 and x.shape[2:] == (7, 32, 32) and t.shape == (3, 32, 32)
+    # the same seed gives the same data
+    a1 = SyntheticFocusDataset(seed=5).sample(n_frames=6, size=(16, 16))
+    a2 = SyntheticFocusDataset(seed=5).sample(n_frames=6, size=(16, 16))
+    np.testing.assert_array_equal(a1.frames, a2.frames)
+
+
+def test_sharpest_frame_matches_ground_truth() -> None:
+    """The renderer's frames are sharpest where the label says (sanity of the labels)."""
+    from scipy import ndimage as ndi
+
+    ds = SyntheticFocusDataset(seed=1)
+    s = ds.sample(n_frames=12, size=(64, 64), rgb=False, family="plane", dtype="float32")
+    f = s.frames.astype(np.float64)
+    energy = np.stack([ndi.uniform_filter(ndi.laplace(fr) ** 2, 9) for fr in f])
+    err = np.abs(np.argmax(energy, 0) - s.depth_index)
+    assert np.median(err) <= 1.5
+
+
+def test_tiny_training_loss_falls() -> None:
+    torch.manual_seed(0)
+    net = GPLWSNet(GPLWSConfig(widths=(8, 8, 16, 16)))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, t = make_batch(SyntheticFocusDataset(seed=0).batch(4, n_frames=8, size=32))
+    losses = []
+    for _ in range(30):
+        loss, _ = gplws_loss(net(x), t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
+
+
+def test_train_writes_weights_and_resumes(tmp_path) -> None:
+    from napari_gplws.core.models.registry import load_gplws, model_card
+
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"), steps=3, batch_size=2, n_choices=(6,), size_choices=(32,),
+        widths=(8, 8, 8, 8), epoch_steps=2, n_val=2, synth_fraction=0.0, benchmark=0,
+        weights_out=str(tmp_path / "w" / "model.safetensors"), warmup_steps=1,
+    )
+    out = train_gplws(cfg)
+    assert out["steps"] == 3
+    assert (tmp_path / "run" / "last.ckpt").is_file()
+    assert "val rmse" in (tmp_path / "run" / "train.log").read_text()
+    net = load_gplws(tmp_path / "w" / "model.safetensors")
+    assert net.is_fused
+    card = model_card(tmp_path / "w" / "model.safetensors")
+    assert card["steps"] == 3 and card["params_fused"] < card["params_train"]
+    cfg.steps, cfg.resume = 5, True
+    out2 = train_gplws(cfg)
+    assert out2["steps"] == 5
+    assert "resumed" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_train_main_parses_arguments(tmp_path) -> None:
+    rc = train_main([
+        "gplws", "--out-dir", str(tmp_path), "--steps", "1", "--batch-size", "1", "--n-choices", "4",
+        "--size-choices", "32", "--widths", "8", "8", "8", "8", "--synth-fraction", "0", "--benchmark", "0",
+    ])
+    assert rc == 0 and (tmp_path / "final.safetensors").is_file()
+
+
+# ---------------------------------------------------------------------------------------
+# Micro 3D-layout folders
+# ---------------------------------------------------------------------------------------
+
+
+def _write_micro3d(root, names=("s1", "s2", "s3"), n=11, h=12, w=10):
+    from PIL import Image
+
+    for j, name in enumerate(names):
+        d = root / name
+        d.mkdir(parents=True)
+        for k in range(n):  # frame k has the constant value k*10+j: order is checkable
+            Image.fromarray(np.full((h, w), k * 10 + j, np.uint8)).save(d / f"{k}.png")
+        gt = (np.arange(h * w).reshape(h, w) % n).astype(np.uint8) * 10  # index × 10
+        Image.fromarray(gt).save(d / "depth.png")
+
+
+def test_micro3d_loader_natural_order_and_scale(tmp_path) -> None:
+    _write_micro3d(tmp_path)
+    ds = Micro3DDataset(tmp_path, gt_pattern="depth*", gt_scale=0.1)
+    assert len(ds) == 3
+    s = ds[1]
+    assert s.name == "s2" and s.frames.shape == (11, 12, 10)
+    np.testing.assert_array_equal(s.frames[:, 0, 0], np.arange(11) * 10 + 1)  # 2 before 10
+    np.testing.assert_allclose(s.depth_index, (np.arange(120).reshape(12, 10) % 11), atol=1e-5)
+    ts = ds.training_sample(0, np.random.default_rng(0), crop=8)
+    assert ts.frames.shape == (11, 8, 8) and ts.depth_index.shape == (8, 8)
+
+
+def test_micro3d_split_files(tmp_path) -> None:
+    _write_micro3d(tmp_path / "data")
+    (tmp_path / "train.txt").write_text("s1\ns3\n")
+    assert Micro3DDataset(tmp_path / "data", split_file=tmp_path / "train.txt").names == ["s1", "s3"]
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["s2"], "test": ["s1"]}))
+    ds = Micro3DDataset(tmp_path / "data", split_file=tmp_path / "split.json", split="test")
+    assert ds.names == ["s1"]
+    (tmp_path / "bad.txt").write_text("nope\n")
+    with pytest.raises(StackError, match="missing"):
+        Micro3DDataset(tmp_path / "data", split_file=tmp_path / "bad.txt")
+
+
+def test_micro3d_float_um_ground_truth(tmp_path) -> None:
+    import tifffile
+    from PIL import Image
+
+    d = tmp_path / "a"
+    d.mkdir()
+    for k in range(5):
+        Image.fromarray(np.full((6, 6), k, np.uint8)).save(d / f"img_{k}.png")
+    tifffile.imwrite(d / "gt_depth.tif", np.full((6, 6), 7.0, np.float32))  # µm
+    ds = Micro3DDataset(tmp_path, gt_pattern="gt*", gt_units="um", focus_start_um=3.0, focus_step_um=2.0)
+    np.testing.assert_allclose(ds[0].depth_index, 2.0)
+    with pytest.raises(StackError, match="ground-truth"):
+        Micro3DDataset(tmp_path, gt_pattern="nothing*")[0]
