@@ -11,11 +11,12 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"  # do not spin on a shared CPU
 exec "$PY" -m napari_gplws.core.train gplws \
     --out-dir runs/gplws_default \
     --seed 0 \
-    --max-minutes "${MAX_MINUTES:-90}" \
-    --batch-size 8 \
+    --max-minutes "${MAX_MINUTES:-85}" \
+    --batch-size 6 \
     --lr 2e-3 \
     --widths 16 24 32 48 \
     --s2d 4 \

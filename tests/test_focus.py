@@ -176,11 +176,8 @@ def test_peak_offset_recovers_gaussian_and_parabola_vertices():
         p = 5.0 - (x - true) ** 2
         assert peak_offset(p[:1], p[1:2], p[2:], "parabolic")[0] == pytest.approx(true, abs=1e-5)
     # A zero neighbour makes the log fit impossible: falls back to the parabola.
-    assert peak_offset(np.array([0.0]), np.array([2.0]), np.array([1.0]), "gaussian")[
-        0
-    ] == pytest.approx(
-        float(peak_offset(np.array([0.0]), np.array([2.0]), np.array([1.0]), "parabolic")[0])
-    )
+    lcr = (np.array([0.0]), np.array([2.0]), np.array([1.0]))
+    assert peak_offset(*lcr, "gaussian")[0] == pytest.approx(peak_offset(*lcr, "parabolic")[0])
     # Clamped to half a frame; no bend -> no offset.
     assert peak_offset(np.array([1.0]), np.array([1.0]), np.array([0.0]), "parabolic")[0] == -0.5
     assert peak_offset(np.array([1.0]), np.array([1.0]), np.array([1.0]), "gaussian")[0] == 0.0
@@ -196,11 +193,12 @@ def test_tilted_plane_depth_is_recovered(plane_stack):
     assert res.units == "µm"
     assert res.index.dtype == res.depth.dtype == res.confidence.dtype == np.float32
     assert res.depth.shape == truth.shape
-    # Bound: a well-textured, low-noise plane should be located to a fraction of a frame
-    # (here 1 µm). 0.3 frames leaves room for the texture's random local contrast and the
-    # focus window straddling a slope of 0.1 µm/px, while a method off by one frame
-    # somewhere in ten pixels (RMSE ≈ 0.3) or a systematic half-frame bias still fails.
-    assert rmse(res.depth, truth) < 0.3
+    # Bound: 0.15 frames (here 1 frame = 1 µm), half the 0.29-frame RMSE that rounding to
+    # whole frames alone gives (1/sqrt(12)), so only a working sub-frame fit passes; it
+    # leaves room for the texture's random local contrast and for the focus window
+    # straddling a slope of 0.1 µm/px (measured: 0.03). A method off by one frame in 1 pixel
+    # out of 50, or biased by a sixth of a frame, fails.
+    assert rmse(res.depth, truth) < 0.15
     assert set(res.timings) >= {"focus", "fit", "refine", "aif", "total"}
 
 
@@ -212,8 +210,8 @@ def test_depth_in_um_for_decreasing_and_uneven_focus_positions():
     frames = render_stack(truth, focus, blur_per_um=0.5, noise=0.01)
     res = depth_from_focus(FocalStack(frames, focus_um=focus))
     step = float(np.median(np.abs(np.diff(focus))))
-    # Same 0.3-frame bound as the uniform case, in µm of the median step.
-    assert rmse(res.depth, truth) < 0.3 * step
+    # Same 0.15-frame bound as the uniform case, in µm of the median step (measured: 0.04).
+    assert rmse(res.depth, truth) < 0.15 * step
     # And without positions the depth is the frame index.
     res_idx = depth_from_focus(FocalStack(frames))
     assert res_idx.units == "frame"
@@ -231,19 +229,25 @@ def test_subframe_interpolation_beats_integer_frames(plane_stack):
     assert err["parabolic"] < 0.9 * err["none"], err
 
 
-def test_refinement_reduces_error_on_a_noisy_stack_and_keeps_a_step():
+@pytest.mark.parametrize("with_step", [False, True])
+def test_refinement_reduces_error_on_a_noisy_stack_and_keeps_a_step(with_step):
     shape = (96, 96)
     truth = tilted_plane(shape, 3.0, 9.0)
-    truth[:, 48:] += 4.0  # a 4 µm step in the middle
+    if with_step:
+        truth[:, 48:] += 4.0  # a 4 µm step in the middle, inside continuous texture
     focus = np.arange(16, dtype=float)
-    frames = render_stack(truth, focus, noise=0.04, seed=3)
+    # Noise of 10 % of the texture range: enough for wrong peaks (outliers) in the raw map.
+    frames = render_stack(truth, focus, noise=0.1, seed=3)
     stack = FocalStack(frames, focus_um=focus)
     raw = depth_from_focus(stack, refine=False)
     ref = depth_from_focus(stack, refine=True)
-    assert rmse(ref.depth, truth) < 0.8 * rmse(raw.depth, truth)
-    # The step is still a step: 8 px either side of it the depth differs by most of 4 µm.
+    # Measured 0.93 -> 0.15 µm (plane) and 1.01 -> 0.43 µm (step, which the refinement
+    # smooths over a few pixels, hence the looser bound).
+    assert rmse(ref.depth, truth) < (0.3 if not with_step else 0.6) * rmse(raw.depth, truth)
+    # 8 px either side of the middle the depth difference is kept (truth 5.0 µm with the
+    # step, 1.0 µm without), not smoothed away.
     jump = np.median(ref.depth[10:-10, 56] - ref.depth[10:-10, 40])
-    assert jump > 4.0 + 0.8 * (truth[0, 56] - truth[0, 40] - 4.0) - 0.6
+    assert jump == pytest.approx(truth[0, 56] - truth[0, 40], abs=0.5)
 
 
 def test_refine_index_fills_low_confidence_pixels_from_confident_neighbours():

@@ -77,10 +77,10 @@ def test_weights_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 def test_a_tiny_training_run_lowers_the_loss() -> None:
-    from napari_gplws.core.defocus_sim import DefocusSimulator, PSFBank
+    from napari_gplws.core.defocus_sim import DefocusSimulator, psf_bank
 
     torch.manual_seed(0)
-    bank = PSFBank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=1.0, size_px=33)
+    bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=1.0, size_px=33)
     sim = DefocusSimulator(bank, ("he_tissue", "bf_noise"), defocus_max_um=4.0, p_jpeg=0.0)
     ts = sim.tiles(np.random.default_rng(0), n_fields=4, per_field=4, tile_px=64)
     x = torch.from_numpy(prepare_tiles(ts.tiles))
@@ -132,7 +132,7 @@ def test_jiang_layout_loader_and_grouped_split(tmp_path: Path) -> None:
         for k, nm in enumerate(labels_nm):
             _write(tmp_path / "train" / f"field{f}" / f"Seg{k + 1}_defocus{nm}.png",
                    rng.integers(0, 255, (240, 230, 3), dtype=np.uint8))
-    _write(tmp_path / "test" / "fieldA" / "defocus-1500.png", rng.integers(0, 255, (500, 700), dtype=np.uint8))
+    _write(tmp_path / "test" / "fieldA" / "defocus-1500.png", rng.integers(0, 255, (448, 672), dtype=np.uint8))
     _write(tmp_path / "train" / "field0" / "notes.png", np.zeros((8, 8), np.uint8))  # ignored
     assert parse_jiang_name("Seg3_defocus-1250.jpg") == (3, -1.25)
     assert parse_jiang_name("defocus730.JPG") == (None, 0.73)
@@ -143,7 +143,7 @@ def test_jiang_layout_loader_and_grouped_split(tmp_path: Path) -> None:
     assert sorted(set(np.round(train.defocus_um, 3))) == [-1.25, -0.5, 0.0, 0.73, 2.0]
     assert len(np.unique(train.field_id)) == 4
     test = load_jiang_tiles(tmp_path, "test", tile_px=224)
-    assert len(test) == 6 and np.all(test.defocus_um == -1.5)  # 500×700 → 2×3 tiles (edge-aligned)
+    assert len(test) == 6 and np.all(test.defocus_um == -1.5)  # 448×672 → 2×3 tiles
     flipped = load_jiang_tiles(tmp_path, "test", tile_px=224, sign=-1)
     assert np.all(flipped.defocus_um == 1.5)
 

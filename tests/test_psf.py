@@ -90,7 +90,7 @@ def test_depth_of_field_of_the_default_optics() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_bank() -> PSFBank:
-    return PSFBank(n_configs=1, seed=0, defocus_max_um=3.0, step_um=1.0, size_px=33)
+    return psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=1.0, size_px=33)
 
 
 def test_psf_bank_interpolates_between_grid_points(tiny_bank: PSFBank) -> None:
@@ -99,7 +99,7 @@ def test_psf_bank_interpolates_between_grid_points(tiny_bank: PSFBank) -> None:
     np.testing.assert_allclose(mid, 0.5 * (a + b), atol=1e-7)
     assert mid.sum() == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ValueError, match="outside"):
-        tiny_bank.psf(0, 4.0)
+        tiny_bank.psf(0, 5.0)
 
 
 def test_simulator_is_deterministic_and_labels_match(tiny_bank: PSFBank) -> None:

@@ -6,7 +6,8 @@
 2018 layout with ``--jiang DIR`` and focal stacks with known focus positions with
 ``--stacks PATH ...``). It uses
 
-* MSE loss on the defocus in µm, Adam, a linear warm-up then a cosine decay over the time
+* MSE loss on the defocus in µm (plus auxiliary losses on its magnitude and sign,
+  :func:`ldse_loss`), Adam, a linear warm-up then a cosine decay over the time
   or step budget, an exponential moving average (EMA) of the weights for evaluation;
 * 128×128 crops for the first 80 % of the budget and 224×224 tiles afterwards (the network
   pools globally, so it runs at any size; the end of training matches the use);
@@ -53,6 +54,7 @@ from .psf import PRESETS, Optics, depth_of_field_um
 __all__ = [
     "LDSETrainConfig",
     "train_ldse",
+    "ldse_loss",
     "defocus_metrics",
     "fit_abs_baseline",
     "predict_tiles",
@@ -88,6 +90,8 @@ class LDSETrainConfig:
     buffer_size: int = 3072
     per_field: int = 6
     ema_decay: float = 0.998
+    aux_abs_weight: float = 1.0
+    aux_sign_weight: float = 0.5
     ckpt_minutes: float = 4.0
     val_minutes: float = 8.0
     resume: bool = False
@@ -261,6 +265,25 @@ def predict_tiles(model: nn.Module, tiles: np.ndarray, batch: int = 64, device: 
 # ------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------
+def ldse_loss(model: LDSENet, x: torch.Tensor, y: torch.Tensor, abs_weight: float = 1.0,
+              sign_weight: float = 0.5) -> torch.Tensor:
+    """MSE on the signed defocus plus auxiliary terms on its parts.
+
+    ``MSE(m·tanh(s), z) + abs_weight · MSE(m, |z|) + sign_weight · BCE(s, z > 0)``, the
+    sign term counting only tiles with ``|z| > 0.5 µm`` (closer to focus the sign is
+    ill-defined). See :class:`.models.ldse.LDSENet` for why the head is factorised.
+    """
+    magnitude, sign_logit = model.forward_parts(x)
+    loss = nn.functional.mse_loss(magnitude * torch.tanh(sign_logit), y)
+    if abs_weight:
+        loss = loss + abs_weight * nn.functional.mse_loss(magnitude, y.abs())
+    if sign_weight:
+        w = (y.abs() > 0.5).float()
+        bce = nn.functional.binary_cross_entropy_with_logits(sign_logit, (y > 0).float(), weight=w, reduction="sum")
+        loss = loss + sign_weight * bce / w.sum().clamp(min=1.0)
+    return loss
+
+
 def _gplws_training_alive() -> bool:
     try:
         r = subprocess.run(["pgrep", "-f", "napari_gplws.core.train gplws"], capture_output=True, text=True, timeout=5)
@@ -379,7 +402,7 @@ def train_ldse(cfg: LDSETrainConfig, log: Callable[[str], None] | None = None) -
         model.train()
         x = torch.from_numpy(np.ascontiguousarray(xb)).to(device)
         y = torch.from_numpy(yb).to(device)
-        loss = nn.functional.mse_loss(model(x), y)
+        loss = ldse_loss(model, x, y, cfg.aux_abs_weight, cfg.aux_sign_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -558,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack-focus-step", type=float, default=None, help="focus step (µm) when the stacks lack it")
     p.add_argument("--real-fraction", type=float, default=d.real_fraction)
     p.add_argument("--weights-out", default=None, help="write weights + model card here at the end")
+    p.add_argument("--aux-abs-weight", type=float, default=d.aux_abs_weight)
+    p.add_argument("--aux-sign-weight", type=float, default=d.aux_sign_weight)
     p.add_argument("--log-every", type=int, default=d.log_every)
     return p
 
@@ -576,6 +601,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         n_test_aberrations=a.n_test_aberrations, n_val_fields=a.n_val_fields,
         jiang=a.jiang, stacks=tuple(a.stacks), stack_focus_step_um=a.stack_focus_step,
         real_fraction=a.real_fraction, weights_out=a.weights_out, log_every=a.log_every,
+        aux_abs_weight=a.aux_abs_weight, aux_sign_weight=a.aux_sign_weight,
         command="python -m napari_gplws.core.train_ldse " + " ".join(shlex.quote(x) for x in argv),
     )
     try:

@@ -178,6 +178,12 @@ class OwnLayers:
         ``new_layers`` maps a role to a layer object (not yet in the viewer). Each new layer is
         inserted where its predecessor was, or appended. Returns the added layers by role.
         """
+        # One batch: napari then rebuilds its scene graph (and garbage-collects) once, not
+        # once per removed and added layer, which keeps the GUI thread's stall short.
+        with self.viewer.layers.batched_update():
+            return self._replace(input_name, new_layers)
+
+    def _replace(self, input_name: str, new_layers: dict[str, Any]) -> dict[str, Any]:
         old = self._by_input.get(input_name, {})
         positions: dict[str, int] = {}
         for role, layer in old.items():

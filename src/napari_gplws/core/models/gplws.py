@@ -68,12 +68,17 @@ class GPLWSConfig:
     s2d
         Space-to-depth factor s of the first step (2 or 4): the backbone starts at 1/s of
         the frame size and a sub-pixel head restores full resolution.
+    focus_prior
+        Add a fixed (not learned) second input channel: the log Laplacian energy of each
+        frame relative to its mean over the stack. It hands the network the classical
+        focus curve from the start, which makes training far cheaper (see module notes).
     """
 
     widths: tuple[int, int, int, int] = (16, 24, 32, 48)
     group_size: int = 4
     deep_blocks: int = 2
     s2d: int = 4
+    focus_prior: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -87,6 +92,7 @@ class GPLWSConfig:
             group_size=int(d.get("group_size", 4)),
             deep_blocks=int(d.get("deep_blocks", 2)),
             s2d=int(d.get("s2d", 2)),
+            focus_prior=bool(d.get("focus_prior", False)),
         )
 
 
@@ -271,7 +277,8 @@ class GPLWSNet(nn.Module):
         self.s2d = int(self.config.s2d)
         #: H and W are padded to a multiple of this.
         self.multiple = 8 * self.s2d
-        self.stem = RepConv3d(self.s2d**2, c0, (1, 3, 3))
+        in_ch = self.s2d**2 * (2 if self.config.focus_prior else 1)
+        self.stem = RepConv3d(in_ch, c0, (1, 3, 3))
         self.enc0 = GroupParallelBlock(c0, gs)
         self.down1 = RepConv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2))
         self.enc1 = GroupParallelBlock(c1, gs)
@@ -287,6 +294,18 @@ class GPLWSNet(nn.Module):
         self.dec0 = GroupParallelBlock(c0, gs)
         self.head = RepConv3d(c0, self.s2d**2, (3, 1, 1), identity=False, act=False)
         self.register_buffer("luma", torch.tensor(LUMA).reshape(1, 3, 1, 1, 1), persistent=False)
+        lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).reshape(1, 1, 3, 3)
+        self.register_buffer("laplacian", lap, persistent=False)
+
+    def focus_energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Fixed focus prior: log Laplacian energy per frame minus its mean over the stack.
+
+        ``x`` is ``(B, 1, N, H, W)`` normalised intensity; returns the same shape.
+        """
+        b, _, n, h, w = x.shape
+        f = F.pad(x.reshape(b * n, 1, h, w), (1, 1, 1, 1), mode="replicate")
+        e = torch.log(F.conv2d(f, self.laplacian.to(x.dtype)) ** 2 + 1e-5).reshape(b, 1, n, h, w)
+        return e - e.mean(dim=2, keepdim=True)
 
     # ------------------------------------------------------------------------------------
     @property
@@ -303,6 +322,8 @@ class GPLWSNet(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             x = _pad_hw(x, ph, pw)
+        if self.config.focus_prior:
+            x = torch.cat([x, self.focus_energy(x)], dim=1)
         x0 = self.enc0(self.stem(_space_to_depth(x, self.s2d)))
         x1 = self.enc1(self.down1(x0))
         x2 = self.enc2(self.down2(x1))

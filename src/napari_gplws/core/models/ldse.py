@@ -10,7 +10,15 @@ Architecture (after the paper's description; our own implementation):
 * transition layers between blocks: BN → Tanh → 1×1 convolution (halving the channels)
   → 2×2 average pool;
 * a final BN → ReLU, then a squeeze-and-excitation block whose gate is Tanh
-  (``x · tanh(W2 relu(W1 gap(x)))``), global average pooling and a linear output.
+  (``x · tanh(W2 relu(W1 gap(x)))``), global average pooling and a linear layer.
+
+The linear layer has two outputs, a magnitude ``m = softplus(a)`` and a sign logit ``s``;
+the defocus is ``m · tanh(s)`` (µm). This departs from a single linear output on purpose:
+with a plain signed output and an MSE loss nothing can be gained before the sign is
+learnt (for a symmetric label distribution the best sign-blind prediction is 0), so
+training stalls at the label variance; with the factorised head the magnitude is learnt
+from the blur at once (an auxiliary loss on ``|z|``, see :mod:`..train_ldse`) and the sign
+from the PSF's asymmetry on top of it.
 
 The input is one channel: :func:`prepare_tiles` turns RGB into luma, scales by the dtype's
 range and standardises each tile by its own mean and standard deviation, so exposure and
@@ -107,7 +115,8 @@ class _TanhSE(nn.Module):
 class LDSENet(nn.Module):
     """Single-tile signed defocus regressor.
 
-    Input ``(B, 1, H, W)`` float32 from :func:`prepare_tiles`; output ``(B,)`` defocus in µm.
+    Input ``(B, 1, H, W)`` float32 from :func:`prepare_tiles`; output ``(B,)`` defocus in µm
+    (:meth:`forward_parts` gives the magnitude and sign logit separately).
     """
 
     def __init__(self, config: LDSEConfig | None = None) -> None:
@@ -134,12 +143,18 @@ class LDSENet(nn.Module):
                 c = c_out
         self.features = nn.Sequential(*blocks, nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.se = _TanhSE(c, cfg.se_reduction)
-        self.head = nn.Linear(c, 1)
+        self.head = nn.Linear(c, 2)
         self.n_features = c
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(magnitude ≥ 0 in µm, sign logit)`` of each tile; the defocus is their combination."""
         x = self.se(self.features(self.stem(x)))
-        return self.head(x.mean(dim=(2, 3)))[:, 0]
+        out = self.head(x.mean(dim=(2, 3)))
+        return nn.functional.softplus(out[:, 0]), out[:, 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        magnitude, sign_logit = self.forward_parts(x)
+        return magnitude * torch.tanh(sign_logit)
 
 
 def count_parameters(model: nn.Module) -> int:
