@@ -69,7 +69,7 @@ def region_stack() -> FocalStack:
 def test_tiles_cover_the_frame_with_edge_aligned_last_tiles() -> None:
     o = tile_origins((500, 700), 224)
     assert {int(y) for y in o[:, 0]} == {0, 224, 276} and {int(x) for x in o[:, 1]} == {0, 224, 448, 476}
-    assert len(tile_origins((500, 700), 224, stride=112)) == 4 * 5
+    assert len(tile_origins((500, 700), 224, stride=112)) == 4 * 6  # y: 0 112 224 276; x: 0 … 448 476
     frame = np.arange(500 * 700, dtype=np.float32).reshape(500, 700)
     tiles = cut_tiles(frame, o, 224)
     assert tiles.shape == (12, 224, 224)

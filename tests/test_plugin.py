@@ -29,6 +29,12 @@ def test_reader_through_npe2(tmp_path, small_synthetic):
 
     path = tmp_path / "stack.tif"
     save_stack(path, small_synthetic.stack)
+    # napari's pytest plugin gives each test an empty plugin manager: register ours.
+    pm = npe2.PluginManager.instance()
+    try:
+        pm.get_manifest("napari-gplws")
+    except KeyError:
+        pm.register(npe2.PluginManifest.from_distribution("napari-gplws"))
     layers = npe2.read([str(path)], plugin_name="napari-gplws", stack=False)
     data, kwargs, kind = layers[0]
     assert kind == "image"

@@ -100,7 +100,7 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
 def tile_origins(shape_yx: tuple[int, int], tile_px: int = TILE_PX, stride: int | None = None) -> np.ndarray:
     """Top-left corners ``(M, 2)`` of tiles covering a frame; the last row/column touch the
     frame's edges. Frames smaller than a tile give one (padded) tile."""
-    stride = int(stride or tile_px)
+    stride = int(tile_px if stride is None else stride)
     if stride < 1:
         raise ValueError(f"stride must be a positive number of pixels; got {stride}.")
     ys = _starts(int(shape_yx[0]), tile_px, stride)
@@ -604,7 +604,7 @@ def autofocus(
         zoom = (1, z, z) + ((1,) if frames.ndim == 4 else ())
         frames = ndi.zoom(frames, zoom, order=1)
     h, w = frames.shape[1:3]
-    stride = int(stride or tile_px)
+    stride = int(tile_px if stride is None else stride)
     origins = tile_origins((h, w), tile_px, stride)
     regions = _region_index(origins, tile_px, (h, w), grid)
     m = len(origins)

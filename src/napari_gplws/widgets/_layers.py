@@ -15,7 +15,7 @@ public API; the maths is in :mod:`napari_gplws.core`. Helpers:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
@@ -172,33 +172,55 @@ class OwnLayers:
         layer = self._by_input.get(input_name, {}).get(role)
         return layer if contains(self.viewer, layer) else None
 
-    def replace(self, input_name: str, new_layers: dict[str, Any]) -> dict[str, Any]:
+    def replace(
+        self,
+        input_name: str,
+        new_layers: dict[str, Any],
+        then: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """Remove this widget's previous layers for ``input_name`` and add ``new_layers``.
 
         ``new_layers`` maps a role to a layer object (not yet in the viewer). Each new layer is
-        inserted where its predecessor was, or appended. Returns the added layers by role.
+        inserted where its predecessor was, or appended. The old layers go in one batch (napari
+        then rebuilds its scene graph and garbage-collects once, not once per layer); the new
+        ones are inserted one per turn of the Qt event loop, so the GUI stays responsive while
+        napari builds their visuals (each insert costs a few hundred ms on a slow machine).
+        ``then(added_layers_by_role)`` is called after the last insert.
         """
-        # One batch: napari then rebuilds its scene graph (and garbage-collects) once, not
-        # once per removed and added layer, which keeps the GUI thread's stall short.
-        with self.viewer.layers.batched_update():
-            return self._replace(input_name, new_layers)
-
-    def _replace(self, input_name: str, new_layers: dict[str, Any]) -> dict[str, Any]:
         old = self._by_input.get(input_name, {})
         positions: dict[str, int] = {}
         for role, layer in old.items():
             i = index_of(self.viewer, layer)
             if i >= 0:
                 positions[role] = i
-        for role in sorted(positions, key=positions.get, reverse=True):  # type: ignore[arg-type]
-            del self.viewer.layers[positions[role]]
+        if positions:
+            with self.viewer.layers.batched_update():
+                for role in sorted(positions, key=positions.get, reverse=True):  # type: ignore[arg-type]
+                    del self.viewer.layers[positions[role]]
         for layer in new_layers.values():
             layer.metadata[MADE_BY] = self.widget_name
-        # Ascending old positions first, so each insert lands where its predecessor was.
-        for role in sorted((r for r in new_layers if r in positions), key=positions.get):  # type: ignore[arg-type]
-            self.viewer.layers.insert(min(positions[role], len(self.viewer.layers)), new_layers[role])
-        for role in new_layers:
-            if role not in positions:
-                self.viewer.layers.append(new_layers[role])
         self._by_input[input_name] = dict(new_layers)
-        return dict(new_layers)
+        # Ascending old positions first, so each insert lands where its predecessor was.
+        order = sorted((r for r in new_layers if r in positions), key=positions.get)  # type: ignore[arg-type]
+        order += [r for r in new_layers if r not in positions]
+        steps: list[Callable[[], None]] = []
+        for role in order:
+            layer = new_layers[role]
+            if role in positions:
+                steps.append(lambda ly=layer, i=positions[role]: self.viewer.layers.insert(min(i, len(self.viewer.layers)), ly))
+            else:
+                steps.append(lambda ly=layer: self.viewer.layers.append(ly))
+        self._run_steps(steps, lambda: then(dict(new_layers)) if then is not None else None)
+
+    @staticmethod
+    def _run_steps(steps: list[Callable[[], None]], last: Callable[[], None]) -> None:
+        from qtpy.QtCore import QTimer
+
+        def next_step() -> None:
+            if steps:
+                steps.pop(0)()
+                QTimer.singleShot(0, next_step)
+            else:
+                last()
+
+        next_step()

@@ -135,6 +135,7 @@ class DepthFromFocusWidget(QWidget):
         self.result: RunResult | None = None
         self.job: Job | None = None
         self._saved_visibility: dict[Any, bool] | None = None
+        self._adding_layers = False
 
         # --- inputs --------------------------------------------------------------------------
         self.stack_combo = QComboBox()
@@ -401,7 +402,7 @@ class DepthFromFocusWidget(QWidget):
     # Running
     # ======================================================================================
     def _running(self) -> bool:
-        return self.job is not None and self.job.running
+        return self._adding_layers or (self.job is not None and self.job.running)
 
     def run(self) -> None:
         """Start a reconstruction of the selected stack with the chosen settings."""
@@ -530,10 +531,19 @@ class DepthFromFocusWidget(QWidget):
             },
         )  # fmt: skip
         # Draw order bottom to top: all-in-focus, depth (on top, so it is what one sees first).
-        res.layers = self.outputs.replace(
-            name, {"aif": aif, "confidence": conf, "depth": depth, "surface": surface}
+        self._adding_layers = True
+        self.outputs.replace(
+            name,
+            {"aif": aif, "confidence": conf, "depth": depth, "surface": surface},
+            then=lambda layers: self._layers_added(res, layers),
         )
+
+    def _layers_added(self, res: RunResult, layers: dict[str, Any]) -> None:
+        self._adding_layers = False
+        res.layers = layers
         self.result = res
+        rec, mesh = res.reconstruction, res.mesh
+        lo, hi = res.depth_range
         secs = rec.timings.get("total", 0.0)
         aspect = "" if mesh.true_aspect else " (surface z and x/y are in different units)"
         self.status_label.setText(
@@ -541,6 +551,7 @@ class DepthFromFocusWidget(QWidget):
             f"{lo:.4g} … {hi:.4g} {rec.units}.{aspect}"
         )
         self.params_label.setText("")
+        self._set_running(False)
         self.finished.emit("done")
 
     def _on_error(self, message: str) -> None:
@@ -555,7 +566,8 @@ class DepthFromFocusWidget(QWidget):
         self.finished.emit("cancelled")
 
     def _on_job_finished(self) -> None:
-        self._set_running(False)
+        if not self._adding_layers:  # else _layers_added unlocks the controls
+            self._set_running(False)
 
     # ======================================================================================
     # 3D view
