@@ -34,8 +34,7 @@ class _Progress:
 
             self.bar = tqdm(total=total, desc=self.desc, unit="step", leave=False, file=sys.stderr)
         self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
