@@ -65,7 +65,9 @@ def use_random_weights() -> None:
     from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
 
     folder = Path(tempfile.mkdtemp(prefix="gplws-random-"))
-    registry.save_gplws(GPLWSNet(GPLWSConfig()).eval(), folder / f"{registry.DEFAULT_GPLWS}.safetensors", {})
+    registry.save_gplws(
+        GPLWSNet(GPLWSConfig()).eval(), folder / f"{registry.DEFAULT_GPLWS}.safetensors", {}
+    )
     registry.WEIGHTS_DIR = folder
 
 
@@ -111,11 +113,18 @@ def measure(args: argparse.Namespace) -> dict:
     combo = widget.method_combo
     i = combo.findData(method)
     if i < 0 or not combo.model().item(i).isEnabled():
-        raise SystemExit(f"Method {method!r} is not available in the widget (no weights? try --random-weights).")
+        raise SystemExit(
+            f"Method {method!r} is not available in the widget (no weights? try --random-weights)."
+        )
     combo.setCurrentIndex(i)
 
     def run_once(name: str, data: np.ndarray) -> dict:
-        layer = viewer.add_image(data, name=name, scale=(1.5, 0.5, 0.5), metadata={"focus_um": focus.tolist(), "pixel_size_um": 0.5, "units": "µm"})
+        layer = viewer.add_image(
+            data,
+            name=name,
+            scale=(1.5, 0.5, 0.5),
+            metadata={"focus_um": focus.tolist(), "pixel_size_um": 0.5, "units": "µm"},
+        )
         widget.stack_combo.setCurrentIndex(widget.stack_combo.findText(layer.name))
         ticks: list[float] = []
         marks: dict[str, float] = {}
@@ -164,7 +173,10 @@ def measure(args: argparse.Namespace) -> dict:
         }
 
     run_once("warm-up", small)  # imports, model load, first-call allocations
-    result = run_once("responsiveness", frames)
+    widget.activity_progress = True  # napari's activity progress bar (and its animation)
+    result = {"activity": run_once("responsiveness", frames)}
+    widget.activity_progress = False  # progress in the dock only: no napari activity animation
+    result["dock_only"] = run_once("responsiveness (dock progress only)", frames)
     viewer.close()
     result["core_main_thread_s"] = core_seconds(frames, focus, method, in_thread=False)
     result["core_plain_thread_s"] = core_seconds(frames, focus, method, in_thread=True)
@@ -176,28 +188,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--frames", type=int, default=20)
     p.add_argument("--method", default=None, help="default: the widget's default method")
-    p.add_argument("--random-weights", action="store_true", help="time GPLWS-Net with random weights")
+    p.add_argument(
+        "--random-weights", action="store_true", help="time GPLWS-Net with random weights"
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if args.random_weights:
         use_random_weights()
         args.method = args.method or "gplws"
     r = measure(args)
-    ok = r["compute_max_stall_ms"] <= TARGET_MS and r["layers_max_stall_ms"] <= TARGET_MS
-    n, h, w = r["stack"]
-    print(f"\nDepth from focus widget, {n}×{h}×{w} uint8, method {r['method']} on {r['device']}, "
+    a, d = r["activity"], r["dock_only"]
+    n, h, w = a["stack"]
+    print(f"\nDepth from focus widget, {n}×{h}×{w} uint8, method {a['method']} on {a['device']}, "
           f"{os.cpu_count()} CPU cores\n")  # fmt: skip
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| longest GUI stall while computing | {r['compute_max_stall_ms']:.0f} ms |")
-    print(f"| 99th percentile gap while computing | {r['compute_p99_ms']:.0f} ms |")
-    print(f"| longest GUI stall while adding layers | {r['layers_max_stall_ms']:.0f} ms |")
-    print(f"| timer ticks per second while computing (ideal {1000 // TICK_MS}) | {r['ticks_per_s_during_compute']:.0f} |")
-    print(f"| click to done | {r['click_to_done_s']:.2f} s |")
-    print(f"| core call in the widget's worker | {r['worker_seconds']:.2f} s |")
-    print(f"| same call on the main thread, no GUI | {r['core_main_thread_s']:.2f} s |")
-    print(f"| same call on a plain thread, no GUI | {r['core_plain_thread_s']:.2f} s |")
-    print(f"\ntarget: no stall above {TARGET_MS:.0f} ms -> {'met' if ok else 'NOT met'}")
+    from napari_gplws.widgets._worker import software_opengl
+
+    print(
+        f"OpenGL is {'a software rasteriser' if software_opengl() else 'hardware'}: the widget's "
+        f"default is {'dock progress only' if software_opengl() else 'napari activity progress'}.\n"
+    )
+    print("| measure | napari activity progress | dock progress only |")
+    print("|---|---|---|")
+    rows = [
+        ("longest GUI stall while computing", "compute_max_stall_ms", "{:.0f} ms"),
+        ("99th percentile gap while computing", "compute_p99_ms", "{:.0f} ms"),
+        ("longest GUI stall while adding layers", "layers_max_stall_ms", "{:.0f} ms"),
+        (
+            f"timer ticks per second while computing (ideal {1000 // TICK_MS})",
+            "ticks_per_s_during_compute",
+            "{:.0f}",
+        ),
+        ("click to done", "click_to_done_s", "{:.2f} s"),
+        ("core call in the widget's worker", "worker_seconds", "{:.2f} s"),
+    ]
+    for label, key, fmt in rows:
+        print(f"| {label} | {fmt.format(a[key])} | {fmt.format(d[key])} |")
+    print(f"| same call on the main thread, no GUI | {r['core_main_thread_s']:.2f} s | |")
+    print(f"| same call on a plain thread, no GUI | {r['core_plain_thread_s']:.2f} s | |")
+    for name, x in (("activity progress", a), ("dock progress only", d)):
+        worst = max(x["compute_max_stall_ms"], x["layers_max_stall_ms"])
+        verdict = "met" if worst <= TARGET_MS else "NOT met"
+        print(f"\n{name}: longest stall {worst:.0f} ms; target {TARGET_MS:.0f} ms {verdict}")
     if args.json:
         args.json.write_text(json.dumps(r, indent=2), encoding="utf-8")
     return 0

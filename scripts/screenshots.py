@@ -3,12 +3,21 @@
     xvfb-run -a .venv/bin/python scripts/screenshots.py
 
 Writes PNGs into docs/images/. Each picture is made from the real plugin code path
-(reader/sample, core reconstruction, layers) so the docs stay true.
+(reader/sample, core reconstruction, layers, the dock widgets driven through their buttons)
+so the docs stay true:
+
+* ``sample_depth.png`` — the sample and its depth map (core API);
+* ``depth_widget.png`` — the Depth from focus dock after Run, with the surface parameters of a
+  drawn rectangle;
+* ``surface_3d.png`` — after "View surface in 3D": the textured surface, true aspect ratio;
+* ``height_profile.png`` — the Height profile dock with a line across the depth map.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +44,93 @@ def sample_and_depth(viewer) -> None:
     viewer.reset_view()
 
 
+def settle(seconds: float = 0.5) -> None:
+    """Let Qt process events and paint for a moment."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("the widget did not finish in time")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def shoot(viewer, name: str, canvas_only: bool = False) -> None:
+    settle()
+    path = OUT / name
+    viewer.screenshot(str(path), canvas_only=canvas_only)
+    print(f"wrote {path}")
+
+
+def widgets(napari) -> None:
+    """The two dock widgets at work on the bundled sample."""
+    from napari_gplws._sample_data import sample_stack
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 900)
+    for data, kwargs, _ in sample_stack():
+        viewer.add_image(data, **kwargs)
+    dock, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Depth from focus")
+    w.method_combo.setCurrentIndex(w.method_combo.findData("sml"))
+    done: list[str] = []
+    w.finished.connect(done.append)
+    w.run_button.click()
+    wait_for(lambda: bool(done))
+    w.new_region_button.click()
+    w.measure_button.click()
+    viewer.layers.selection.active = viewer.layers["sample stack depth"]
+    viewer.reset_view()
+    shoot(viewer, "depth_widget.png")
+
+    viewer.layers.remove("sample stack region")
+    w.view3d_button.click()
+    settle(1.0)
+    shoot(viewer, "surface_3d.png")
+    w.view3d_button.click()
+
+    viewer.window.remove_dock_widget(dock)
+    _, p = viewer.window.add_plugin_dock_widget("napari-gplws", "Height profile")
+    p.depth_combo.setCurrentIndex(p.depth_combo.findText("sample stack depth"))
+    line = p.add_line_layer()
+    h, wd = viewer.layers["sample stack depth"].data.shape
+    line.data = [np.array([[0.2 * h, 0.1 * wd], [0.8 * h, 0.9 * wd]])]  # a diagonal across the waves
+    settle(0.5)
+    p.marker_a.setValue(0.3 * p.profile.length)
+    p.marker_b.setValue(0.55 * p.profile.length)
+    p.half_width.setValue(2.0)
+    viewer.layers.selection.active = line
+    shoot(viewer, "height_profile.png")
+    csv_path = OUT.parent.parent / "build" / "height_profile_example.csv"
+    csv_path.parent.mkdir(exist_ok=True)
+    p.export_csv(str(csv_path))
+    print("".join(csv_path.read_text(encoding="utf-8").splitlines(keepends=True)[:6]))
+    viewer.close()
+
+
 def main() -> int:
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
+    warnings.filterwarnings("ignore", message=".*System theme detection.*")
     import napari
 
     OUT.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1100, 750)
     sample_and_depth(viewer)
-    path = OUT / "sample_depth.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    print(f"wrote {path}")
+    shoot(viewer, "sample_depth.png")
     viewer.close()
+    widgets(napari)
     return 0
 
 

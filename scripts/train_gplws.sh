@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"  # do not spin on a shared 
 exec "$PY" -m napari_gplws.core.train gplws \
     --out-dir runs/gplws_default \
     --seed 0 \
-    --max-minutes "${MAX_MINUTES:-85}" \
+    --max-minutes "${MAX_MINUTES:-75}" \
     --batch-size 6 \
     --lr 2e-3 \
     --widths 16 24 32 48 \

@@ -2,7 +2,7 @@
 # Train the packaged LDSE-NET weights (src/napari_gplws/weights/ldse_default.*).
 #
 # Exact command used for the committed weights:
-#   MAX_MINUTES=76 nohup scripts/train_ldse.sh > runs/ldse_train.log 2>&1 &
+#   MAX_MINUTES=55 nohup scripts/train_ldse.sh > runs/ldse_train.log 2>&1 &
 # Resume an interrupted run (the schedule follows the saved wall time):
 #   nohup scripts/train_ldse.sh --resume >> runs/ldse_train.log 2>&1 &
 # Extra arguments are passed to `python -m napari_gplws.core.train_ldse` (see --help).

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.autofocus import (  # noqa: E402
+from napari_gplws.core.autofocus import (
     AutofocusResult,
     add_autofocus_arguments,
     autofocus,
@@ -25,8 +25,8 @@ from napari_gplws.core.autofocus import (  # noqa: E402
     predict_defocus,
     tile_origins,
 )
-from napari_gplws.core.errors import Cancelled, StackError  # noqa: E402
-from napari_gplws.core.stack import FocalStack  # noqa: E402
+from napari_gplws.core.errors import Cancelled, StackError
+from napari_gplws.core.stack import FocalStack
 
 BEST_UM = np.array([[2.6, 3.0, 3.4], [2.8, 3.2, 3.6], [2.4, 3.0, 3.3]])
 FOCUS_UM = np.arange(7, dtype=float)  # 0 … 6 µm
@@ -55,26 +55,41 @@ def region_stack() -> FocalStack:
     """672×672 stack: a 3×3 grid of 224 px regions, region (i, j) sharpest at BEST_UM[i, j]."""
     from napari_gplws.core.defocus_sim import DefocusSimulator, psf_bank
 
-    bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=1.0, size_px=33)
-    sim = DefocusSimulator(bank, ("he_tissue",), p_jpeg=0.0, p_partial=0.0, defocus_max_um=4.0)
+    bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=0.25, size_px=33)
+    # Absorbing specimen only: the focus curves of phase objects dip at focus (see docs).
+    sim = DefocusSimulator(
+        bank, ("he_tissue",), p_jpeg=0.0, p_partial=0.0, p_phase=0.0, defocus_max_um=4.0
+    )
     rng = np.random.default_rng(3)
     frames = np.zeros((len(FOCUS_UM), 672, 672), np.uint8)
     for i in range(3):
         for j in range(3):
             t, _, _ = sim.render_field(rng, FOCUS_UM - BEST_UM[i, j], tile_px=224, aberration=0)
-            frames[:, 224 * i:224 * (i + 1), 224 * j:224 * (j + 1)] = t
+            frames[:, 224 * i : 224 * (i + 1), 224 * j : 224 * (j + 1)] = t
     return FocalStack(frames, focus_um=FOCUS_UM, source="synthetic regions")
 
 
 def test_tiles_cover_the_frame_with_edge_aligned_last_tiles() -> None:
     o = tile_origins((500, 700), 224)
-    assert {int(y) for y in o[:, 0]} == {0, 224, 276} and {int(x) for x in o[:, 1]} == {0, 224, 448, 476}
-    assert len(tile_origins((500, 700), 224, stride=112)) == 4 * 6  # y: 0 112 224 276; x: 0 … 448 476
+    assert {int(y) for y in o[:, 0]} == {0, 224, 276} and {int(x) for x in o[:, 1]} == {
+        0,
+        224,
+        448,
+        476,
+    }
+    assert (
+        len(tile_origins((500, 700), 224, stride=112)) == 4 * 6
+    )  # y: 0 112 224 276; x: 0 … 448 476
     frame = np.arange(500 * 700, dtype=np.float32).reshape(500, 700)
     tiles = cut_tiles(frame, o, 224)
     assert tiles.shape == (12, 224, 224)
     np.testing.assert_array_equal(tiles[-1], frame[276:, 476:])
-    assert cut_tiles(np.zeros((100, 150, 3), np.uint8), tile_origins((100, 150)), 224).shape == (1, 224, 224, 3)
+    assert cut_tiles(np.zeros((100, 150, 3), np.uint8), tile_origins((100, 150)), 224).shape == (
+        1,
+        224,
+        224,
+        3,
+    )
     with pytest.raises(ValueError):
         tile_origins((10, 10), 224, stride=0)
 
@@ -113,15 +128,24 @@ def test_predict_defocus_api(tiny_weights: Path) -> None:
     rng = np.random.default_rng(0)
     tiles = rng.integers(0, 255, (5, 224, 224), dtype=np.uint8)
     calls: list[tuple[int, int]] = []
-    out = predict_defocus(tiles, weights=tiny_weights, device="cpu", batch_size=2,
-                          progress=lambda d, t: calls.append((d, t)))
+    out = predict_defocus(
+        tiles,
+        weights=tiny_weights,
+        device="cpu",
+        batch_size=2,
+        progress=lambda d, t: calls.append((d, t)),
+    )
     assert out.shape == (5,) and out.dtype == np.float32 and np.isfinite(out).all()
     assert calls[-1] == (3, 3)
     rgb = np.repeat(tiles[..., None], 3, axis=-1)
-    np.testing.assert_allclose(predict_defocus(rgb, weights=tiny_weights, device="cpu"), out, atol=1e-4)
+    np.testing.assert_allclose(
+        predict_defocus(rgb, weights=tiny_weights, device="cpu"), out, atol=1e-4
+    )
     assert predict_defocus(tiles[0], weights=tiny_weights, device="cpu").shape == (1,)
     blank = np.full((2, 224, 224), 128, np.uint8)
-    assert np.isnan(predict_defocus(blank, weights=tiny_weights, device="cpu", reject_blank=True)).all()
+    assert np.isnan(
+        predict_defocus(blank, weights=tiny_weights, device="cpu", reject_blank=True)
+    ).all()
     with pytest.raises(StackError):
         predict_defocus(np.zeros((2, 16, 16)), weights=tiny_weights)
     with pytest.raises(Cancelled):
@@ -135,9 +159,13 @@ def test_best_focus_from_a_focus_curve() -> None:
     assert np.isnan(best_focus_from_curve(np.array([5.0, 4, 3, 2, 1]), pos))  # peak not bracketed
 
 
-def test_stack_mode_gives_true_defocus_and_error_per_region(region_stack: FocalStack, tiny_weights: Path) -> None:
+def test_stack_mode_gives_true_defocus_and_error_per_region(
+    region_stack: FocalStack, tiny_weights: Path
+) -> None:
     seen: list[tuple[int, int]] = []
-    res = autofocus(region_stack, device="cpu", weights=tiny_weights, progress=lambda d, t: seen.append((d, t)))
+    res = autofocus(
+        region_stack, device="cpu", weights=tiny_weights, progress=lambda d, t: seen.append((d, t))
+    )
     n = region_stack.n_frames
     assert res.predicted_um.shape == res.true_um.shape == res.error_um.shape == (n, 3, 3)
     assert res.n_tiles.min() == 1 and res.best_focus_um.shape == (3, 3)
@@ -147,7 +175,9 @@ def test_stack_mode_gives_true_defocus_and_error_per_region(region_stack: FocalS
     np.testing.assert_allclose(res.error_um, res.predicted_um - res.true_um)
     assert seen[-1][0] == seen[-1][1]
     rows = res.table()
-    assert len(rows) == n * 9 and {"true_um", "error_um", "best_focus_um", "focus_um"} <= set(rows[0])
+    assert len(rows) == n * 9 and {"true_um", "error_um", "best_focus_um", "focus_um"} <= set(
+        rows[0]
+    )
     assert "predicted / true / error" in res.format_table(3)
     one = autofocus(region_stack, frame=3, device="cpu", weights=tiny_weights)
     assert one.predicted_um.shape == (1, 3, 3) and one.frames.tolist() == [3]
@@ -172,24 +202,42 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def test_cli_end_to_end(region_stack: FocalStack, tiny_weights: Path, tmp_path: Path,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_end_to_end(
+    region_stack: FocalStack, tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import imageio.v3 as iio
 
     stack_path = tmp_path / "stack.npy"
     np.save(stack_path, region_stack.frames)
     out = tmp_path / "out"
-    args = _parse([str(stack_path), "--focus-step", "1", "-o", str(out), "--weights", str(tiny_weights),
-                   "--device", "cpu", "-q"])
+    args = _parse(
+        [
+            str(stack_path),
+            "--focus-step",
+            "1",
+            "-o",
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
     assert cli_autofocus(args) == 0
     text = capsys.readouterr().out
     assert "predicted / true / error" in text and "mean |error|" in text
     assert {p.name for p in out.iterdir()} >= {"autofocus.csv", "autofocus.json", "autofocus.png"}
-    assert len((out / "autofocus.csv").read_text(encoding="utf-8").splitlines()) == 1 + 9 * region_stack.n_frames
+    assert (
+        len((out / "autofocus.csv").read_text(encoding="utf-8").splitlines())
+        == 1 + 9 * region_stack.n_frames
+    )
     # Single image, one frame: predicted only; earlier outputs are backed up, not overwritten.
     img = tmp_path / "frame.png"
     iio.imwrite(img, region_stack.frames[3])
-    args = _parse([str(img), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu", "-q"])
+    args = _parse(
+        [str(img), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu", "-q"]
+    )
     assert cli_autofocus(args) == 0
     text = capsys.readouterr().out
     assert "predicted defocus" in text and "backup" in text

@@ -11,6 +11,7 @@ from napari_gplws.core.defocus_sim import (
     TRAIN_SPECIMENS,
     DefocusSimulator,
     PSFBank,
+    psf_bank,
     specimen_image,
 )
 from napari_gplws.core.psf import (
@@ -64,14 +65,18 @@ def test_index_mismatch_makes_the_psf_asymmetric_and_shifts_focus() -> None:
         down = psf_2d(optics, bf - d, depth, size_px=41)
         assert np.abs(up - down).max() > 0.05 * max(up.max(), down.max())
     # Peak intensity is highest at the best focus found.
-    peaks = [psf_2d(optics, bf + d, depth, size_px=21, oversample=1).max() for d in (-0.5, 0.0, 0.5)]
+    peaks = [
+        psf_2d(optics, bf + d, depth, size_px=21, oversample=1).max() for d in (-0.5, 0.0, 0.5)
+    ]
     assert peaks[1] >= max(peaks[0], peaks[2])
 
 
 def test_defocus_widens_the_psf_monotonically() -> None:
     optics = Optics(n_sample=1.0)
     r = _radius_um(41, optics.pixel_size_um)
-    widths = [float(np.sqrt((psf_2d(optics, d, 0.0, size_px=41) * r**2).sum())) for d in (0.0, 2.0, 4.0)]
+    widths = [
+        float(np.sqrt((psf_2d(optics, d, 0.0, size_px=41) * r**2).sum())) for d in (0.0, 2.0, 4.0)
+    ]
     assert widths[0] < widths[1] < widths[2]
 
 
@@ -116,7 +121,9 @@ def test_simulator_is_deterministic_and_labels_match(tiny_bank: PSFBank) -> None
 
 
 def test_simulated_blur_grows_with_defocus(tiny_bank: PSFBank) -> None:
-    sim = DefocusSimulator(tiny_bank, ("he_tissue",), p_jpeg=0.0, p_partial=0.0, defocus_max_um=3.0)
+    sim = DefocusSimulator(
+        tiny_bank, ("he_tissue",), p_jpeg=0.0, p_partial=0.0, p_phase=0.0, defocus_max_um=3.0
+    )
     t, _, _ = sim.render_field(np.random.default_rng(0), [0.0, 3.0], tile_px=64)
     # Contrast of 4×4 block means (block averaging keeps the shot noise out of the measure).
     contrast = [x.astype(float).reshape(16, 4, 16, 4).mean(axis=(1, 3)).std() for x in t]
@@ -133,3 +140,12 @@ def test_rgb_tiles_and_specimen_split() -> None:
     assert np.median(fl) < 0.3  # dark background
     with pytest.raises(ValueError, match="Unknown specimen"):
         specimen_image("nope", (8, 8), rng)
+
+
+def test_phase_contrast_flips_sign_through_focus(tiny_bank: PSFBank) -> None:
+    sim = DefocusSimulator(tiny_bank, ("he_tissue",), defocus_max_um=3.0)
+    _, grid = sim._phase_object(np.ones((32, 32), np.float32), np.random.default_rng(0), 32)
+    up, down = sim._phase_transfer(grid, 2.0), sim._phase_transfer(grid, -2.0)
+    np.testing.assert_allclose(up, -down, atol=1e-7)
+    assert np.abs(up).max() > 0.1
+    assert np.all(sim._phase_transfer(grid, 0.0) == 0)

@@ -19,7 +19,9 @@ def test_plane_levelling_removes_tilt_exactly():
     np.testing.assert_allclose(lev, 0.0, atol=1e-9)
     assert (a, b, c) == pytest.approx((5.0, 0.6, -0.4))
     p = surface_parameters(z, spacing_yx=(0.5, 0.5))
-    assert p.values["Sa"] == pytest.approx(0.0, abs=1e-9) and p.values["Sz"] == pytest.approx(0.0, abs=1e-9)
+    assert p.values["Sa"] == pytest.approx(0.0, abs=1e-9) and p.values["Sz"] == pytest.approx(
+        0.0, abs=1e-9
+    )
 
 
 def test_sinusoid_on_a_tilt_has_the_textbook_values():
@@ -62,7 +64,10 @@ def test_region_and_mask_select_pixels_and_nan_is_ignored():
 
 def test_parameters_csv_has_units_in_the_header(tmp_path):
     z = np.random.default_rng(2).normal(0, 1, (20, 20))
-    rows = [surface_parameters(z, label="whole map"), surface_parameters(z, region=(0, 10, 0, 10), label="box")]
+    rows = [
+        surface_parameters(z, label="whole map"),
+        surface_parameters(z, region=(0, 10, 0, 10), label="box"),
+    ]
     out = write_parameters_csv(tmp_path / "p.csv", rows, source="stack")
     table = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["region"] for r in table] == ["whole map", "box"]

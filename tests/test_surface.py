@@ -22,7 +22,9 @@ def test_vertices_are_world_coordinates_with_true_aspect():
     rows, cols = (y - 10.0) / 0.5, (x + 4.0) / 0.25
     np.testing.assert_allclose(rows, np.rint(rows), atol=1e-4)
     # z is the depth itself at that pixel: no scaling, no flip.
-    np.testing.assert_allclose(z, d[np.rint(rows).astype(int), np.rint(cols).astype(int)], atol=1e-4)
+    np.testing.assert_allclose(
+        z, d[np.rint(rows).astype(int), np.rint(cols).astype(int)], atol=1e-4
+    )
     assert y.min() == pytest.approx(10.0) and y.max() == pytest.approx(10.0 + 39 * 0.5)
     assert x.min() == pytest.approx(-4.0) and x.max() == pytest.approx(-4.0 + 59 * 0.25)
 
@@ -34,7 +36,9 @@ def test_coarse_grid_spans_the_map_and_is_unbiased_on_a_plane():
     z, y, x = m.vertices.T
     assert y.max() == 299 and x.max() == 499  # last row and column kept
     inner = (y > 8) & (y < 290) & (x > 8) & (x < 490)
-    np.testing.assert_allclose(z[inner], tilted_plane(300, 500)[y[inner].astype(int), x[inner].astype(int)], atol=1e-6)
+    np.testing.assert_allclose(
+        z[inner], tilted_plane(300, 500)[y[inner].astype(int), x[inner].astype(int)], atol=1e-6
+    )
     assert len(m.faces) == 2 * (len(np.unique(y)) - 1) * (len(np.unique(x)) - 1)
 
 

@@ -21,6 +21,20 @@ def viewer(make_napari_viewer_proxy):
     return make_napari_viewer_proxy()
 
 
+@pytest.fixture(scope="module")
+def sample():
+    """The bundled sample's layer-data tuples, generated once for the module."""
+    from napari_gplws._sample_data import sample_stack
+
+    return sample_stack()
+
+
+def add_sample(viewer, sample):
+    """What File > Open Sample does, without generating the stack again."""
+    for data, kwargs, _ in sample:
+        viewer.add_image(data, **kwargs)
+
+
 def open_dock(viewer, qtbot):
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Depth from focus")
     method = widget.method_combo
@@ -37,7 +51,9 @@ def run(widget, qtbot, outcome="done"):
 def errors_shown():
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
-    return [n.message for n in notification_manager.records if n.severity == NotificationSeverity.ERROR]
+    return [
+        n.message for n in notification_manager.records if n.severity == NotificationSeverity.ERROR
+    ]
 
 
 def test_sample_gives_named_layers_with_units_and_geometry(viewer, qtbot):
@@ -49,7 +65,11 @@ def test_sample_gives_named_layers_with_units_and_geometry(viewer, qtbot):
 
     w.run_button.click()
     # Controls are locked while the worker runs.
-    assert not w.run_button.isEnabled() and w.cancel_button.isEnabled() and not w.method_combo.isEnabled()
+    assert (
+        not w.run_button.isEnabled()
+        and w.cancel_button.isEnabled()
+        and not w.method_combo.isEnabled()
+    )
     qtbot.waitUntil(lambda: "sample stack surface" in viewer.layers, timeout=TIMEOUT_MS)
     qtbot.waitUntil(lambda: w.run_button.isEnabled(), timeout=TIMEOUT_MS)
     assert not w.cancel_button.isEnabled()
@@ -81,8 +101,8 @@ def test_sample_gives_named_layers_with_units_and_geometry(viewer, qtbot):
     assert viewer.dims.ndisplay == 2 and depth.visible and not surface.visible
 
 
-def test_rerun_replaces_only_its_own_layers(viewer, qtbot):
-    viewer.open_sample(PLUGIN, "focus_stack")
+def test_rerun_replaces_only_its_own_layers(viewer, qtbot, sample):
+    add_sample(viewer, sample)
     notes = viewer.add_image(np.zeros((8, 8)), name="my own layer")
     w = open_dock(viewer, qtbot)
     run(w, qtbot)
@@ -100,8 +120,8 @@ def test_rerun_replaces_only_its_own_layers(viewer, qtbot):
     assert depth.metadata["units"] == "frame" and 0 <= depth.data.min() and depth.data.max() <= 19
 
 
-def test_start_and_step_are_editable(viewer, qtbot):
-    viewer.open_sample(PLUGIN, "focus_stack")
+def test_start_and_step_are_editable(viewer, qtbot, sample):
+    add_sample(viewer, sample)
     w = open_dock(viewer, qtbot)
     w.focus_start.setValue(100.0)
     w.focus_step.setValue(-2.0)
@@ -167,30 +187,31 @@ def test_surface_orientation_matches_a_known_tilted_plane(viewer, qtbot):
     z, y, x = world.T
     # Least-squares plane through the surface in world coordinates (µm): z = a + b·x + c·y.
     a_mat = np.column_stack([np.ones_like(x), x, y])
-    (a, b, c), *_ = np.linalg.lstsq(a_mat, z, rcond=None)
+    (_, b, c), *_ = np.linalg.lstsq(a_mat, z, rcond=None)
     assert b == pytest.approx(0.2 / 0.5, rel=0.1)  # z grows with x, in µm per µm: true aspect
     assert abs(c) < 0.02
     # Each surface point sits, in world coordinates, in the stack frame where it is in focus.
     inner = (x > 3) & (x < 44) & (y > 3) & (y < 28)
     frame = np.array([stack.world_to_data(p)[0] for p in world[inner]])
-    expected = (truth[np.rint(y[inner] / 0.5).astype(int), np.rint(x[inner] / 0.5).astype(int)] - focus[0]) / (
-        focus[1] - focus[0]
-    )
+    expected = (
+        truth[np.rint(y[inner] / 0.5).astype(int), np.rint(x[inner] / 0.5).astype(int)] - focus[0]
+    ) / (focus[1] - focus[0])
     assert np.median(np.abs(frame - expected)) < 0.5
 
 
-def test_exports_depth_mesh_and_surface_parameters(viewer, qtbot, tmp_path, monkeypatch):
-    import trimesh
+def test_exports_depth_mesh_and_surface_parameters(viewer, qtbot, sample, tmp_path, monkeypatch):
     from qtpy.QtWidgets import QFileDialog
 
     from napari_gplws.core.io import read_depth_tiff
 
-    viewer.open_sample(PLUGIN, "focus_stack")
+    add_sample(viewer, sample)
     w = open_dock(viewer, qtbot)
     run(w, qtbot)
 
     def choose(path, kind=""):
-        monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), kind)))
+        monkeypatch.setattr(
+            QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), kind))
+        )
 
     choose(tmp_path / "depth.tif")
     w.export_depth_button.click()
@@ -198,22 +219,32 @@ def test_exports_depth_mesh_and_surface_parameters(viewer, qtbot, tmp_path, monk
     assert info["units"] == "µm" and info["pixel_size_um"] == pytest.approx(0.5)
     np.testing.assert_allclose(data, viewer.layers["sample stack depth"].data)
 
-    for suffix in (".ply", ".stl", ".obj"):
-        choose(tmp_path / f"mesh{suffix}")
-        w.export_mesh_button.click()
-        mesh = trimesh.load(tmp_path / f"mesh{suffix}", process=False, force="mesh")
-        assert len(mesh.faces) == len(viewer.layers["sample stack surface"].data[1])
-
     w.new_region_button.click()
     assert w.region_combo.currentText() == "rectangle in 'sample stack region'"
     w.measure_button.click()
-    assert "Sa" in w.params_label.text() and "µm" in w.params_label.text()
+    assert "rectangle" in w.params_label.text()
+    assert (
+        w.param_values["Sa"].text().endswith(" µm")
+        and float(w.param_values["Sa"].text().split()[0]) > 0
+    )
     choose(tmp_path / "params.csv")
     w.export_params_button.click()
     rows = list(csv.DictReader((tmp_path / "params.csv").open(encoding="utf-8")))
     assert [r["region"] for r in rows] == ["whole map", "rectangle in 'sample stack region'"]
     whole, rect = rows
-    assert int(rect["n_pixels"]) == pytest.approx(128 * 128, rel=0.05) and int(whole["n_pixels"]) == 256 * 256
+    assert (
+        int(rect["n_pixels"]) == pytest.approx(128 * 128, rel=0.05)
+        and int(whole["n_pixels"]) == 256 * 256
+    )
     for row in rows:
-        assert float(row["Sz_µm"]) == pytest.approx(float(row["Sp_µm"]) + float(row["Sv_µm"]), rel=1e-4)
+        assert float(row["Sz_µm"]) == pytest.approx(
+            float(row["Sp_µm"]) + float(row["Sv_µm"]), rel=1e-4
+        )
         assert 0 < float(row["Sa_µm"]) <= float(row["Sq_µm"])
+
+    trimesh = pytest.importorskip("trimesh")  # the mesh library (a dependency of the plugin)
+    for suffix in (".ply", ".stl", ".obj"):
+        choose(tmp_path / f"mesh{suffix}")
+        w.export_mesh_button.click()
+        mesh = trimesh.load(tmp_path / f"mesh{suffix}", process=False, force="mesh")
+        assert len(mesh.faces) == len(viewer.layers["sample stack surface"].data[1])

@@ -47,32 +47,33 @@ import csv
 import json
 import math
 import time
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .callbacks import CancelFn, ProgressFn, check_cancel, report
-from .errors import GplwsError, ModelError, StackError
+from .errors import GplwsError, StackError
 from .stack import FocalStack, index_to_position
 
 __all__ = [
-    "TILE_PX",
-    "MIN_CONTENT",
     "BLANK_DEVIATION",
+    "MIN_CONTENT",
+    "TILE_PX",
     "AutofocusResult",
-    "tile_origins",
-    "cut_tiles",
+    "add_autofocus_arguments",
+    "autofocus",
+    "benchmark",
+    "best_focus_from_curve",
+    "cli_autofocus",
     "content_fraction",
+    "cut_tiles",
+    "plot_heatmap",
     "predict_defocus",
     "region_focus_curves",
-    "best_focus_from_curve",
-    "autofocus",
-    "plot_heatmap",
-    "add_autofocus_arguments",
-    "cli_autofocus",
+    "tile_origins",
 ]
 
 TILE_PX = 224
@@ -97,7 +98,9 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
     return s
 
 
-def tile_origins(shape_yx: tuple[int, int], tile_px: int = TILE_PX, stride: int | None = None) -> np.ndarray:
+def tile_origins(
+    shape_yx: tuple[int, int], tile_px: int = TILE_PX, stride: int | None = None
+) -> np.ndarray:
     """Top-left corners ``(M, 2)`` of tiles covering a frame; the last row/column touch the
     frame's edges. Frames smaller than a tile give one (padded) tile."""
     stride = int(tile_px if stride is None else stride)
@@ -115,7 +118,7 @@ def cut_tiles(frame: np.ndarray, origins: np.ndarray, tile_px: int = TILE_PX) ->
     if h < tile_px or w < tile_px:
         pad = [(0, max(tile_px - h, 0)), (0, max(tile_px - w, 0))] + [(0, 0)] * (f.ndim - 2)
         f = np.pad(f, pad, mode="reflect" if min(h, w) > 1 else "edge")
-    return np.stack([f[y:y + tile_px, x:x + tile_px] for y, x in origins])
+    return np.stack([f[y : y + tile_px, x : x + tile_px] for y, x in origins])
 
 
 def _luma01(tiles: np.ndarray) -> np.ndarray:
@@ -238,7 +241,7 @@ def predict_defocus(
     with torch.inference_mode():
         for b, i in enumerate(range(0, len(idx), batch_size)):
             check_cancel(cancel)
-            sel = idx[i:i + batch_size]
+            sel = idx[i : i + batch_size]
             x = torch.from_numpy(prepare_tiles(a[sel])).to(dev)
             out[sel] = model(x).float().cpu().numpy()
             report(progress, b + 1, total)
@@ -248,7 +251,9 @@ def predict_defocus(
 # ------------------------------------------------------------------------------------------
 # Focus curves (stack mode)
 # ------------------------------------------------------------------------------------------
-def _region_index(origins: np.ndarray, tile_px: int, shape_yx: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+def _region_index(
+    origins: np.ndarray, tile_px: int, shape_yx: tuple[int, int], grid: tuple[int, int]
+) -> np.ndarray:
     cy = np.minimum(origins[:, 0] + tile_px / 2, shape_yx[0] - 1e-6)
     cx = np.minimum(origins[:, 1] + tile_px / 2, shape_yx[1] - 1e-6)
     ry = np.clip((cy * grid[0] / shape_yx[0]).astype(int), 0, grid[0] - 1)
@@ -256,7 +261,9 @@ def _region_index(origins: np.ndarray, tile_px: int, shape_yx: tuple[int, int], 
     return np.stack([ry, rx], axis=1)
 
 
-def _region_bounds(shape_yx: tuple[int, int], grid: tuple[int, int]) -> list[list[tuple[int, int, int, int]]]:
+def _region_bounds(
+    shape_yx: tuple[int, int], grid: tuple[int, int]
+) -> list[list[tuple[int, int, int, int]]]:
     ys = np.linspace(0, shape_yx[0], grid[0] + 1).round().astype(int)
     xs = np.linspace(0, shape_yx[1], grid[1] + 1).round().astype(int)
     return [[(ys[i], ys[i + 1], xs[j], xs[j + 1]) for j in range(grid[1])] for i in range(grid[0])]
@@ -312,7 +319,7 @@ def best_focus_from_curve(curve: np.ndarray, positions: np.ndarray) -> float:
     k = int(np.argmax(c))
     if k == 0 or k == len(c) - 1 or not np.isfinite(c[k]) or c.max() <= c.min():
         return float("nan")
-    l, m, r = np.log(np.maximum(c[k - 1:k + 2], 1e-300))
+    l, m, r = np.log(np.maximum(c[k - 1 : k + 2], 1e-300))
     den = l - 2 * m + r
     off = 0.0 if den >= 0 else float(np.clip(0.5 * (l - r) / den, -0.5, 0.5))
     return float(index_to_position(np.array([k + off]), np.asarray(positions, np.float64))[0])
@@ -385,12 +392,17 @@ class AutofocusResult:
                     r: dict[str, Any] = {
                         "frame": int(k),
                         "focus_um": None if self.focus_um is None else float(self.focus_um[f]),
-                        "row": i, "col": j,
+                        "row": i,
+                        "col": j,
                         "predicted_um": _num(self.predicted_um[f, i, j]),
                         "spread_um": _num(self.spread_um[f, i, j]),
                         "n_tiles": int(self.n_tiles[f, i, j]),
                     }
-                    if self.true_um is not None and self.error_um is not None and self.best_focus_um is not None:
+                    if (
+                        self.true_um is not None
+                        and self.error_um is not None
+                        and self.best_focus_um is not None
+                    ):
                         r["true_um"] = _num(self.true_um[f, i, j])
                         r["error_um"] = _num(self.error_um[f, i, j])
                         r["best_focus_um"] = _num(self.best_focus_um[i, j])
@@ -400,8 +412,11 @@ class AutofocusResult:
     def summary(self) -> dict[str, Any]:
         """Aggregate figures: mean |error|, fraction within 0.5 µm, tiles used/rejected."""
         s: dict[str, Any] = {
-            "frames": len(self.frames), "grid": list(self.grid), "tiles_per_frame": int(self.tile_origins.shape[0]),
-            "tiles_rejected": int(np.isnan(self.tile_defocus_um).sum()), "timings_s": self.timings,
+            "frames": len(self.frames),
+            "grid": list(self.grid),
+            "tiles_per_frame": int(self.tile_origins.shape[0]),
+            "tiles_rejected": int(np.isnan(self.tile_defocus_um).sum()),
+            "timings_s": self.timings,
         }
         if self.error_um is not None:
             e = np.abs(self.error_um[np.isfinite(self.error_um)])
@@ -413,14 +428,21 @@ class AutofocusResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (grids as nested lists, NaN as ``None``)."""
         d: dict[str, Any] = {
-            "units": self.units, "source": self.source, "weights": self.weights,
+            "units": self.units,
+            "source": self.source,
+            "weights": self.weights,
             "defocus_convention": "frame position − best-focus position (µm of focus-drive travel)",
-            "grid": list(self.grid), "tile_px": self.tile_px, "stride": self.stride,
-            "shape_yx": list(self.shape_yx), "min_content": self.min_content,
+            "grid": list(self.grid),
+            "tile_px": self.tile_px,
+            "stride": self.stride,
+            "shape_yx": list(self.shape_yx),
+            "min_content": self.min_content,
             "frames": [int(v) for v in self.frames],
             "focus_um": None if self.focus_um is None else [float(v) for v in self.focus_um],
-            "predicted_um": _nested(self.predicted_um), "spread_um": _nested(self.spread_um),
-            "n_tiles": self.n_tiles.tolist(), "summary": self.summary(),
+            "predicted_um": _nested(self.predicted_um),
+            "spread_um": _nested(self.spread_um),
+            "n_tiles": self.n_tiles.tolist(),
+            "summary": self.summary(),
         }
         if self.true_um is not None:
             d["true_um"] = _nested(self.true_um)
@@ -441,7 +463,9 @@ class AutofocusResult:
 
     def to_json(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         return path
 
     def format_table(self, frame: int | None = None, digits: int = 2) -> str:
@@ -453,7 +477,9 @@ class AutofocusResult:
         head = f"frame {int(self.frames[f])}"
         if self.focus_um is not None:
             head += f" at {self.focus_um[f]:g} µm"
-        head += ": " + ("predicted / true / error (µm)" if self.has_truth else "predicted defocus (µm)")
+        head += ": " + (
+            "predicted / true / error (µm)" if self.has_truth else "predicted defocus (µm)"
+        )
         cells = []
         for i in range(self.grid[0]):
             row = []
@@ -492,7 +518,9 @@ def _robust_stats(values: np.ndarray) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------
 # Main entry
 # ------------------------------------------------------------------------------------------
-def _as_frames(image_or_stack: Any, focus_positions: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray | None, bool, str | None, float | None]:
+def _as_frames(
+    image_or_stack: Any, focus_positions: Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray | None, bool, str | None, float | None]:
     """(frames (N,H,W[,3]), positions or None, is_stack, source, pixel size)."""
     if isinstance(image_or_stack, FocalStack):
         st = image_or_stack
@@ -591,7 +619,9 @@ def autofocus(
         if not is_stack and frame not in (0, -1):
             raise StackError(f"frame={frame} was given but the input is a single image.")
         if not -n <= frame < n:
-            raise StackError(f"frame {frame} is out of range for a stack of {n} frames (0…{n - 1}).")
+            raise StackError(
+                f"frame {frame} is out of range for a stack of {n} frames (0…{n - 1})."
+            )
         todo = np.array([frame % n])
     else:
         todo = np.arange(n)
@@ -621,8 +651,12 @@ def autofocus(
             report(progress, k, total_steps)
 
         curves = region_focus_curves(frames, grid, progress=prog, cancel=cancel)
-        best = np.array([[best_focus_from_curve(curves[:, i, j], positions) for j in range(grid[1])]
-                         for i in range(grid[0])])
+        best = np.array(
+            [
+                [best_focus_from_curve(curves[:, i, j], positions) for j in range(grid[1])]
+                for i in range(grid[0])
+            ]
+        )
         true = positions[todo][:, None, None] - best[None]
         timings["focus_curves_s"] = time.perf_counter() - t0
         done = n
@@ -637,8 +671,9 @@ def autofocus(
         tile_content[f] = content
         keep = content >= min_content
         if keep.any():
-            tile_pred[f, keep] = predict_defocus(tiles[keep], weights=weights, device=device,
-                                                 batch_size=batch_size, cancel=cancel)
+            tile_pred[f, keep] = predict_defocus(
+                tiles[keep], weights=weights, device=device, batch_size=batch_size, cancel=cancel
+            )
         done += 1
         report(progress, done, total_steps)
     timings["network_s"] = time.perf_counter() - t0
@@ -657,12 +692,91 @@ def autofocus(
         err = pred - true
     timings["total_s"] = time.perf_counter() - t_start
     return AutofocusResult(
-        frames=todo, focus_um=None if positions is None else positions[todo], predicted_um=pred,
-        spread_um=spread, n_tiles=count, true_um=true, error_um=err, best_focus_um=best,
-        tile_origins=origins, tile_region=regions, tile_defocus_um=tile_pred, tile_content=tile_content,
-        grid=grid, tile_px=tile_px, stride=stride, shape_yx=(h, w), min_content=min_content,
-        weights=str(weights), timings=timings, source=source,
+        frames=todo,
+        focus_um=None if positions is None else positions[todo],
+        predicted_um=pred,
+        spread_um=spread,
+        n_tiles=count,
+        true_um=true,
+        error_um=err,
+        best_focus_um=best,
+        tile_origins=origins,
+        tile_region=regions,
+        tile_defocus_um=tile_pred,
+        tile_content=tile_content,
+        grid=grid,
+        tile_px=tile_px,
+        stride=stride,
+        shape_yx=(h, w),
+        min_content=min_content,
+        weights=str(weights),
+        timings=timings,
+        source=source,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Speed
+# ------------------------------------------------------------------------------------------
+def benchmark(
+    device: str = "cpu",
+    repeats: int = 3,
+    weights: str | Path = "ldse_default",
+    shape_yx: tuple[int, int] = (1944, 2592),
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Speed of the autofocus path, for ``gplws bench``.
+
+    Returns the median over ``repeats`` of (a) milliseconds per 224×224 tile at batch
+    ``batch_size`` (network only, after one warm-up batch) and (b) seconds for the full 3×3
+    map of one ``shape_yx`` uint8 frame (tiling, blank test, network, aggregation), plus the
+    tile count and torch thread count. Uses the packaged weights, or an untrained network of
+    the same architecture when they are absent (same cost).
+    """
+    import torch
+
+    from .models.ldse import LDSENet, load_ldse, prepare_tiles
+    from .models.registry import weights_path
+
+    dev = _resolve_device(device)
+    if weights_path(weights).is_file():
+        model = load_ldse(weights, dev)
+    else:
+        model = LDSENet().to(dev).eval()
+        import tempfile
+
+        from .models.ldse import save_ldse
+
+        tmp = Path(tempfile.mkdtemp()) / "bench.safetensors"
+        weights = save_ldse(model, tmp, {"optics": {}})
+    rng = np.random.default_rng(0)
+    from scipy import ndimage as ndi
+
+    frame = ndi.gaussian_filter(rng.random(shape_yx, dtype=np.float32), 2.0)
+    frame = np.clip((frame - frame.mean()) / frame.std() * 40 + 128, 0, 255).astype(np.uint8)
+    tiles = torch.from_numpy(prepare_tiles(cut_tiles(frame, tile_origins(shape_yx)[:batch_size])))
+    tiles = tiles[:batch_size].to(dev)
+    per_tile, full = [], []
+    with torch.inference_mode():
+        model(tiles)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(tiles)
+            if str(dev).startswith("cuda"):
+                torch.cuda.synchronize()
+            per_tile.append((time.perf_counter() - t0) / len(tiles) * 1000)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = autofocus(frame, device=device, weights=weights, batch_size=batch_size)
+        full.append(time.perf_counter() - t0)
+    return {
+        "device": dev,
+        "threads": torch.get_num_threads(),
+        "ms_per_tile_batch64": float(np.median(per_tile)),
+        "full_map_s": float(np.median(full)),
+        "frame": f"{shape_yx[1]}x{shape_yx[0]}",
+        "tiles": len(res.tile_origins),
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -681,10 +795,13 @@ def plot_heatmap(
     (µm; diverging colour map centred on 0; empty cells = no estimate). When ``image``
     (that frame) is given, it is drawn in gray under the predicted panel.
     """
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GplwsError("Drawing the heatmap needs matplotlib: pip install matplotlib.") from None
 
     f = 0 if frame is None else int(np.flatnonzero(result.frames == frame)[0])
     panels = [("predicted", result.predicted_um[f])]
@@ -698,12 +815,19 @@ def plot_heatmap(
         extent = (0, w, h, 0)
         if image is not None and title == "predicted":
             img = np.asarray(image)
-            ax.imshow(img if img.ndim == 3 else img, cmap=None if img.ndim == 3 else "gray", extent=extent)
+            ax.imshow(img, cmap=None if img.ndim == 3 else "gray", extent=extent)
             alpha = 0.55
         else:
             alpha = 1.0
-        im = ax.imshow(np.ma.masked_invalid(grid_vals), cmap="RdBu_r", vmin=-vmax, vmax=vmax, alpha=alpha,
-                       extent=extent, interpolation="nearest")
+        im = ax.imshow(
+            np.ma.masked_invalid(grid_vals),
+            cmap="RdBu_r",
+            vmin=-vmax,
+            vmax=vmax,
+            alpha=alpha,
+            extent=extent,
+            interpolation="nearest",
+        )
         gy, gx = result.grid
         for i in range(gy):
             for j in range(gx):
@@ -711,8 +835,16 @@ def plot_heatmap(
                 txt = "–" if not np.isfinite(v) else f"{v:+.2f}"
                 if title == "predicted":
                     txt += f"\nn={int(result.n_tiles[f, i, j])}"
-                ax.text((j + 0.5) * w / gx, (i + 0.5) * h / gy, txt, ha="center", va="center", fontsize=10,
-                        color="black", bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 1.5})
+                ax.text(
+                    (j + 0.5) * w / gx,
+                    (i + 0.5) * h / gy,
+                    txt,
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    color="black",
+                    bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 1.5},
+                )
         ax.set_title(f"{title} (µm)")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -734,22 +866,47 @@ def add_autofocus_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``gplws autofocus`` arguments (INPUT, --frame, -o, --device, --grid, --stride,
     --min-content, --weights, -q). Stack options (focus positions, pixel size, axis pick)
     are added by the caller (the CLI's shared helper) or by this function when absent."""
-    p.add_argument("input", help="one image (TIFF/PNG/JPG) or a stack (TIFF, folder of frames, .npy/.npz)")
-    p.add_argument("--frame", type=int, default=None, metavar="K", help="analyse only frame K of a stack (0-based)")
-    p.add_argument("-o", "--output", default=None, metavar="OUTDIR", help="write autofocus.csv/.json/.png here")
+    p.add_argument(
+        "input", help="one image (TIFF/PNG/JPG) or a stack (TIFF, folder of frames, .npy/.npz)"
+    )
+    p.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        metavar="K",
+        help="analyse only frame K of a stack (0-based)",
+    )
+    p.add_argument(
+        "-o", "--output", default=None, metavar="OUTDIR", help="write autofocus.csv/.json/.png here"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--grid", default="3x3", help="regions ROWSxCOLS (default 3x3)")
     p.add_argument("--stride", type=int, default=None, help="tile stride in pixels (default 224)")
-    p.add_argument("--min-content", type=float, default=MIN_CONTENT, help="blank-tile threshold (0..1)")
-    p.add_argument("--weights", default="ldse_default", help="packaged weights name or .safetensors path")
+    p.add_argument(
+        "--min-content", type=float, default=MIN_CONTENT, help="blank-tile threshold (0..1)"
+    )
+    p.add_argument(
+        "--weights", default="ldse_default", help="packaged weights name or .safetensors path"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    known = {a.dest for a in p._actions}  # noqa: SLF001 - argparse has no public accessor
+    known = {a.dest for a in p._actions}
     if "focus_step" not in known:
-        p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
-        p.add_argument("--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm")
-        p.add_argument("--focus-positions", metavar="UM,UM,...", help="one focus position per frame in µm")
+        p.add_argument(
+            "--focus-step", type=float, metavar="UM", help="focus step between frames in µm"
+        )
+        p.add_argument(
+            "--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm"
+        )
+        p.add_argument(
+            "--focus-positions", metavar="UM,UM,...", help="one focus position per frame in µm"
+        )
         p.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
-        p.add_argument("--axis-pick", action="append", metavar="AXIS=INDEX", help="index on extra axes, e.g. T=0")
+        p.add_argument(
+            "--axis-pick",
+            action="append",
+            metavar="AXIS=INDEX",
+            help="index on extra axes, e.g. T=0",
+        )
 
 
 OUTPUT_NAMES = ("autofocus.csv", "autofocus.json", "autofocus.png")
@@ -763,13 +920,22 @@ def read_autofocus_input(args: argparse.Namespace) -> tuple[Any, np.ndarray | No
     positions = None
     if getattr(args, "focus_positions", None):
         try:
-            positions = [float(v) for v in str(args.focus_positions).replace(";", ",").split(",") if v.strip()]
+            positions = [
+                float(v)
+                for v in str(args.focus_positions).replace(";", ",").split(",")
+                if v.strip()
+            ]
         except ValueError:
-            raise GplwsError(f"--focus-positions must be numbers in µm; got '{args.focus_positions}'.") from None
+            raise GplwsError(
+                f"--focus-positions must be numbers in µm; got '{args.focus_positions}'."
+            ) from None
     try:
         st = gio.read_stack(
-            path, focus_um=positions, focus_start_um=getattr(args, "focus_start", None),
-            focus_step_um=getattr(args, "focus_step", None), pixel_size_um=getattr(args, "pixel_size", None),
+            path,
+            focus_um=positions,
+            focus_start_um=getattr(args, "focus_start", None),
+            focus_step_um=getattr(args, "focus_step", None),
+            pixel_size_um=getattr(args, "pixel_size", None),
             axis_pick=gio.parse_axis_pick(getattr(args, "axis_pick", None)) or None,
         )
         return st, st.frames[0]
@@ -827,8 +993,16 @@ def cli_autofocus(args: argparse.Namespace) -> int:
             bar.refresh()
 
     try:
-        res = autofocus(data, frame=args.frame, grid=(gy, gx), device=args.device, progress=progress,
-                        stride=args.stride, min_content=args.min_content, weights=args.weights)
+        res = autofocus(
+            data,
+            frame=args.frame,
+            grid=(gy, gx),
+            device=args.device,
+            progress=progress,
+            stride=args.stride,
+            min_content=args.min_content,
+            weights=args.weights,
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -836,10 +1010,14 @@ def cli_autofocus(args: argparse.Namespace) -> int:
     print(res.format_table(shown))
     s = res.summary()
     if len(res.frames) > 1 and s.get("mean_abs_error_um") is not None:
-        print(f"all {len(res.frames)} frames: mean |error| {s['mean_abs_error_um']:.2f} µm, "
-              f"{100 * s['within_0_5_um']:.0f} % of regions within ±0.5 µm")
+        print(
+            f"all {len(res.frames)} frames: mean |error| {s['mean_abs_error_um']:.2f} µm, "
+            f"{100 * s['within_0_5_um']:.0f} % of regions within ±0.5 µm"
+        )
     if res.true_um is None and isinstance(data, FocalStack):
-        print("(no focus positions: give --focus-step or --focus-positions to get true defocus and error)")
+        print(
+            "(no focus positions: give --focus-step or --focus-positions to get true defocus and error)"
+        )
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -848,8 +1026,10 @@ def cli_autofocus(args: argparse.Namespace) -> int:
         res.to_json(out / OUTPUT_NAMES[1])
         img = data.frames[shown] if isinstance(data, FocalStack) else first
         plot_heatmap(res, out / OUTPUT_NAMES[2], frame=shown, image=img)
-        print(f"wrote {out / OUTPUT_NAMES[0]}, {OUTPUT_NAMES[1]}, {OUTPUT_NAMES[2]}"
-              + (f" (earlier files moved to {backup})" if backup else ""))
+        print(
+            f"wrote {out / OUTPUT_NAMES[0]}, {OUTPUT_NAMES[1]}, {OUTPUT_NAMES[2]}"
+            + (f" (earlier files moved to {backup})" if backup else "")
+        )
     return 0
 
 

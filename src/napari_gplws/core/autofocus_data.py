@@ -23,8 +23,9 @@ It does not render simulated tiles (:mod:`.defocus_sim`) nor train (:mod:`.train
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,15 +36,17 @@ from .stack import FocalStack
 
 __all__ = [
     "JIANG_PATTERN",
-    "parse_jiang_name",
-    "load_jiang_tiles",
-    "stack_defocus_tiles",
-    "grouped_split",
     "concat_tilesets",
+    "grouped_split",
+    "load_jiang_tiles",
+    "parse_jiang_name",
+    "stack_defocus_tiles",
 ]
 
 #: File names of the Jiang et al. layout: optional ``Seg{k}_`` then ``defocus{nm}``.
-JIANG_PATTERN = re.compile(r"^(?:seg(?P<seg>\d+)_)?defocus(?P<nm>[-+]?\d+(?:\.\d+)?)$", re.IGNORECASE)
+JIANG_PATTERN = re.compile(
+    r"^(?:seg(?P<seg>\d+)_)?defocus(?P<nm>[-+]?\d+(?:\.\d+)?)$", re.IGNORECASE
+)
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 
@@ -89,7 +92,7 @@ def _centre_crop(a: np.ndarray, tile_px: int, p: Path) -> np.ndarray:
     if h < tile_px or w < tile_px:
         raise StackError(f"'{p}' is {h}×{w} px, smaller than a {tile_px}×{tile_px} tile.")
     y, x = (h - tile_px) // 2, (w - tile_px) // 2
-    return a[y:y + tile_px, x:x + tile_px]
+    return a[y : y + tile_px, x : x + tile_px]
 
 
 def load_jiang_tiles(
@@ -129,7 +132,9 @@ def load_jiang_tiles(
         raise ValueError(f"split must be 'train', 'test' or 'all'; got {split!r}.")
     if not root.is_dir():
         raise StackError(f"The Jiang et al. dataset folder '{root}' does not exist.")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+    )
     folders: dict[str, int] = {}
     tiles, labels, fids, names = [], [], [], []
     for p in files:
@@ -149,7 +154,9 @@ def load_jiang_tiles(
             if img.shape[0] < tile_px or img.shape[1] < tile_px:
                 raise StackError(f"'{p}' is smaller than a {tile_px}×{tile_px} tile.")
             if len(origins) > max_tiles_per_image:
-                origins = origins[np.linspace(0, len(origins) - 1, max_tiles_per_image).round().astype(int)]
+                origins = origins[
+                    np.linspace(0, len(origins) - 1, max_tiles_per_image).round().astype(int)
+                ]
             cut = list(cut_tiles(img, origins, tile_px))
         tiles += cut
         labels += [sign * dz] * len(cut)
@@ -161,8 +168,14 @@ def load_jiang_tiles(
             f"(split '{split}'). Expected per-field folders of files like Seg1_defocus-1500.jpg (training) "
             "or defocus-1500.jpg (test), labels in nm."
         )
-    return TileSet(np.stack(tiles), np.asarray(labels, np.float32), np.asarray(fids), np.asarray(names),
-                   np.full(len(tiles), -1), meta={"source": str(root), "layout": "jiang2018", "split": split})
+    return TileSet(
+        np.stack(tiles),
+        np.asarray(labels, np.float32),
+        np.asarray(fids),
+        np.asarray(names),
+        np.full(len(tiles), -1),
+        meta={"source": str(root), "layout": "jiang2018", "split": split},
+    )
 
 
 def stack_defocus_tiles(
@@ -220,20 +233,23 @@ def stack_defocus_tiles(
     for k in range(n):
         fm = focus_measure(frames[k], "sml", 9)
         for t, (y, x) in enumerate(origins):
-            curves[k, t] = float(fm[y:y + tile_px, x:x + tile_px].mean(dtype=np.float64))
+            curves[k, t] = float(fm[y : y + tile_px, x : x + tile_px].mean(dtype=np.float64))
     tiles, labels, fids = [], [], []
     for t, (y, x) in enumerate(origins):
         best = best_focus_from_curve(curves[:, t], pos)
         if not np.isfinite(best):
             continue
         k_sharp = int(np.argmax(curves[:, t]))
-        if content_fraction(frames[k_sharp][None, y:y + tile_px, x:x + tile_px])[0] < min_content:
+        if (
+            content_fraction(frames[k_sharp][None, y : y + tile_px, x : x + tile_px])[0]
+            < min_content
+        ):
             continue
         for k in range(n):
             dz = float(pos[k] - best)
             if max_abs_um is not None and abs(dz) > max_abs_um:
                 continue
-            tiles.append(frames[k][y:y + tile_px, x:x + tile_px])
+            tiles.append(frames[k][y : y + tile_px, x : x + tile_px])
             labels.append(dz)
             fids.append(field_offset + t)
     if not tiles:
@@ -241,12 +257,19 @@ def stack_defocus_tiles(
             f"No tile of the stack{' ' + repr(stack.source) if stack.source else ''} has a focus peak inside the "
             "stack (or all are blank); the stack must pass through focus."
         )
-    return TileSet(np.stack(tiles), np.asarray(labels, np.float32), np.asarray(fids),
-                   np.full(len(tiles), str(stack.source or "stack")), np.full(len(tiles), -1),
-                   meta={"source": str(stack.source), "layout": "focal-stack"})
+    return TileSet(
+        np.stack(tiles),
+        np.asarray(labels, np.float32),
+        np.asarray(fids),
+        np.full(len(tiles), str(stack.source or "stack")),
+        np.full(len(tiles), -1),
+        meta={"source": str(stack.source), "layout": "focal-stack"},
+    )
 
 
-def grouped_split(field_id: np.ndarray, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def grouped_split(
+    field_id: np.ndarray, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, validation)`` with every field entirely on one side.
 
     Fields are shuffled with ``seed`` and assigned to validation until it holds about
@@ -256,7 +279,7 @@ def grouped_split(field_id: np.ndarray, val_fraction: float = 0.2, seed: int = 0
     fields = np.unique(fid)
     rng = np.random.default_rng(seed)
     order = rng.permutation(fields)
-    n_val = int(round(val_fraction * len(fields)))
+    n_val = round(val_fraction * len(fields))
     if len(fields) >= 2:
         n_val = min(max(n_val, 1), len(fields) - 1)
     val_fields = set(order[:n_val].tolist())
@@ -292,5 +315,11 @@ def concat_tilesets(sets: Sequence[TileSet]) -> TileSet:
         names.append(s.specimen)
         abs_.append(s.aberration)
     meta: dict[str, Any] = {"sources": [s.meta.get("source") for s in sets]}
-    return TileSet(np.concatenate(tiles), np.concatenate(labels), np.concatenate(fids), np.concatenate(names),
-                   np.concatenate(abs_), meta=meta)
+    return TileSet(
+        np.concatenate(tiles),
+        np.concatenate(labels),
+        np.concatenate(fids),
+        np.concatenate(names),
+        np.concatenate(abs_),
+        meta=meta,
+    )

@@ -25,6 +25,15 @@ positions. Each tile of a field is::
 * **Camera**: smooth illumination fall-off, shot noise (Poisson), read noise (Gaussian),
   8-bit quantisation, and JPEG compression (quality 70–95) for half of the tiles.
 
+* **Phase** (brightfield, 80 % of fields): real brightfield specimens are also weak phase
+  objects, and defocus turns phase into intensity with a sign that flips through focus
+  (transport of intensity). A phase map (correlated with the absorbance, plus an independent
+  part; peak 0.05–0.6 rad) is imaged with the partially coherent weak-phase transfer
+  function ``−2 sin(π λ dz f² / n_i)`` damped by the condenser cone (NA_c = 0.2–0.8 NA), see
+  :meth:`DefocusSimulator._phase_transfer`, and added to the incoherent absorption image.
+  This is the dominant sign cue of real brightfield frames; fluorescence has only the
+  PSF's asymmetry.
+
 Labels are signed defocus in µm of **focus-drive travel**, ``frame position − best-focus
 position``, where the best focus of each aberration configuration is found numerically
 (:func:`.psf.best_focus_um`). A positive defocus means the objective is closer to the
@@ -39,8 +48,9 @@ from __future__ import annotations
 import functools
 import io
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
@@ -50,22 +60,35 @@ from .psf import OPTICS_20X, ZERNIKE_NAMES, Optics, best_focus_um, psf_2d
 
 __all__ = [
     "SPECIMENS",
-    "TRAIN_SPECIMENS",
     "TEST_SPECIMENS",
+    "TRAIN_SPECIMENS",
     "Aberration",
-    "random_aberration",
-    "PSFBank",
-    "psf_bank",
-    "specimen_image",
-    "camera",
     "DefocusSimulator",
+    "PSFBank",
     "TileSet",
+    "camera",
+    "psf_bank",
+    "random_aberration",
+    "specimen_image",
 ]
 
 #: Brightfield specimens made from textures of :mod:`.synth` (images bundled with
 #: scikit-image or procedural), used as transmission maps.
-_BF_TEXTURES_TRAIN = ("camera", "coins", "moon", "text", "brick", "grass", "gravel", "page",
-                      "astronaut", "chelsea", "noise", "cells", "fibres")
+_BF_TEXTURES_TRAIN = (
+    "camera",
+    "coins",
+    "moon",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
+    "page",
+    "astronaut",
+    "chelsea",
+    "noise",
+    "cells",
+    "fibres",
+)
 _BF_TEXTURES_TEST = ("ihc", "cell", "coffee")
 #: Every specimen name understood by :func:`specimen_image`.
 SPECIMENS: tuple[str, ...] = (
@@ -99,8 +122,12 @@ class Aberration:
     best_focus_um: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"depth_um": self.depth_um, "n_sample": self.n_sample,
-                "zernike_waves": dict(self.zernike_waves), "best_focus_um": self.best_focus_um}
+        return {
+            "depth_um": self.depth_um,
+            "n_sample": self.n_sample,
+            "zernike_waves": dict(self.zernike_waves),
+            "best_focus_um": self.best_focus_um,
+        }
 
 
 def random_aberration(
@@ -161,15 +188,23 @@ class PSFBank:
         n_steps = int(np.ceil(defocus_max_um / step_um))
         self.defocus_grid_um = np.arange(-n_steps, n_steps + 1) * self.step_um
         rng = np.random.default_rng([seed, 7919])
-        self.aberrations = [random_aberration(rng, optics, **aberration_options) for _ in range(n_configs)]
+        self.aberrations = [
+            random_aberration(rng, optics, **aberration_options) for _ in range(n_configs)
+        ]
         total = n_configs * len(self.defocus_grid_um)
         self.psfs = np.empty((n_configs, len(self.defocus_grid_um), size_px, size_px), np.float32)
         done = 0
         for i, ab in enumerate(self.aberrations):
             zern = dict(ab.zernike_waves)
             for j, dz in enumerate(self.defocus_grid_um):
-                self.psfs[i, j] = psf_2d(optics, ab.best_focus_um + dz, ab.depth_um, n_sample=ab.n_sample,
-                                         zernike_waves=zern, size_px=size_px)
+                self.psfs[i, j] = psf_2d(
+                    optics,
+                    ab.best_focus_um + dz,
+                    ab.depth_um,
+                    n_sample=ab.n_sample,
+                    zernike_waves=zern,
+                    size_px=size_px,
+                )
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -187,7 +222,9 @@ class PSFBank:
         """PSF (sum 1, float32) of configuration ``config`` at ``defocus_um`` (interpolated)."""
         x = (float(defocus_um) - self.defocus_grid_um[0]) / self.step_um
         if not (0.0 <= x <= len(self.defocus_grid_um) - 1):
-            raise ValueError(f"defocus {defocus_um} µm is outside the bank's ±{self.defocus_max_um} µm.")
+            raise ValueError(
+                f"defocus {defocus_um} µm is outside the bank's ±{self.defocus_max_um} µm."
+            )
         j = min(int(np.floor(x)), len(self.defocus_grid_um) - 2)
         t = np.float32(x - j)
         return (1 - t) * self.psfs[config, j] + t * self.psfs[config, j + 1]
@@ -197,16 +234,25 @@ _BANK_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_bank(optics: Optics, n_configs: int, seed: int, defocus_max_um: float, step_um: float,
-                 size_px: int) -> PSFBank:
+def _cached_bank(
+    optics: Optics, n_configs: int, seed: int, defocus_max_um: float, step_um: float, size_px: int
+) -> PSFBank:
     return PSFBank(optics, n_configs, seed, defocus_max_um, step_um, size_px)
 
 
-def psf_bank(optics: Optics = OPTICS_20X, n_configs: int = 8, seed: int = 0, defocus_max_um: float = 10.5,
-             step_um: float = 0.25, size_px: int = 113) -> PSFBank:
+def psf_bank(
+    optics: Optics = OPTICS_20X,
+    n_configs: int = 8,
+    seed: int = 0,
+    defocus_max_um: float = 10.5,
+    step_um: float = 0.25,
+    size_px: int = 113,
+) -> PSFBank:
     """A :class:`PSFBank`, built once per set of arguments and kept in memory."""
     with _BANK_LOCK:
-        return _cached_bank(optics, n_configs, seed, float(defocus_max_um), float(step_um), int(size_px))
+        return _cached_bank(
+            optics, n_configs, seed, float(defocus_max_um), float(step_um), int(size_px)
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -219,7 +265,9 @@ def _stretch(img: np.ndarray) -> np.ndarray:
     return np.clip((img - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
-def _blobs(shape: tuple[int, int], rng: np.random.Generator, n: int, r_range: tuple[float, float]) -> np.ndarray:
+def _blobs(
+    shape: tuple[int, int], rng: np.random.Generator, n: int, r_range: tuple[float, float]
+) -> np.ndarray:
     """Sum of ``n`` random filled ellipses (soft edges), values in [0, 1]."""
     img = np.zeros(shape, np.float32)
     h, w = shape
@@ -236,7 +284,9 @@ def _blobs(shape: tuple[int, int], rng: np.random.Generator, n: int, r_range: tu
         u = (dx * np.cos(t) + dy * np.sin(t)) / a
         v = (-dx * np.sin(t) + dy * np.cos(t)) / b
         rr = np.sqrt(u * u + v * v)
-        img[y0:y1, x0:x1] = np.maximum(img[y0:y1, x0:x1], np.clip((1.0 - rr) * 4.0, 0, 1) * rng.uniform(0.6, 1.0))
+        img[y0:y1, x0:x1] = np.maximum(
+            img[y0:y1, x0:x1], np.clip((1.0 - rr) * 4.0, 0, 1) * rng.uniform(0.6, 1.0)
+        )
     return img
 
 
@@ -262,9 +312,13 @@ def _he_tissue(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -
 def _fluo_spots(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -> np.ndarray:
     n = int(rng.uniform(2e-4, 3e-3) * shape[0] * shape[1]) + 1
     img = np.zeros(shape, np.float32)
-    np.add.at(img, (rng.integers(0, shape[0], n), rng.integers(0, shape[1], n)), rng.uniform(0.2, 1.0, n))
+    np.add.at(
+        img, (rng.integers(0, shape[0], n), rng.integers(0, shape[1], n)), rng.uniform(0.2, 1.0, n)
+    )
     img = ndi.gaussian_filter(img, rng.uniform(0.3, 1.2) / px_um * 0.5)
-    cells = _blobs(shape, rng, int(rng.integers(0, 6)), (3 / px_um, 10 / px_um)) * rng.uniform(0.0, 0.3)
+    cells = _blobs(shape, rng, int(rng.integers(0, 6)), (3 / px_um, 10 / px_um)) * rng.uniform(
+        0.0, 0.3
+    )
     return _stretch(img + cells * img.max())
 
 
@@ -293,7 +347,9 @@ def _fluo_dots(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -
     return _stretch(np.clip(img - np.median(img), 0, None))
 
 
-def specimen_image(name: str, shape: tuple[int, int], rng: np.random.Generator, px_um: float = 0.25) -> np.ndarray:
+def specimen_image(
+    name: str, shape: tuple[int, int], rng: np.random.Generator, px_um: float = 0.25
+) -> np.ndarray:
     """Sharp specimen of one kind, float32 in [0, 1].
 
     Brightfield specimens (``he_tissue``, ``bf_*``) return an ``(H, W, 3)`` transmission;
@@ -387,7 +443,7 @@ class TileSet:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return int(len(self.defocus_um))
+        return len(self.defocus_um)
 
 
 def _to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -411,6 +467,9 @@ class DefocusSimulator:
     p_partial
         Probability that a field is partly empty (a smooth mask removes specimen from up to
         half of it), so the network sees edges of specimens.
+    p_phase, phase_rad
+        Probability that a brightfield specimen is also a weak phase object, and the range
+        of its peak phase (radians); see :meth:`_phase_transfer`.
 
     Examples
     --------
@@ -430,12 +489,16 @@ class DefocusSimulator:
         defocus_max_um: float = 10.0,
         p_near: float = 0.6,
         near_um: float = 5.5,
+        p_phase: float = 0.8,
+        phase_rad: tuple[float, float] = (0.05, 0.6),
     ) -> None:
         bad = [s for s in specimens if s not in SPECIMENS]
         if bad:
             raise ValueError(f"Unknown specimens {bad}; choose from {', '.join(SPECIMENS)}.")
         if defocus_max_um > bank.defocus_max_um:
-            raise ValueError(f"defocus_max_um {defocus_max_um} exceeds the PSF bank's ±{bank.defocus_max_um} µm.")
+            raise ValueError(
+                f"defocus_max_um {defocus_max_um} exceeds the PSF bank's ±{bank.defocus_max_um} µm."
+            )
         self.bank = bank
         self.specimens = tuple(specimens)
         self.rgb = rgb
@@ -444,6 +507,8 @@ class DefocusSimulator:
         self.defocus_max_um = float(defocus_max_um)
         self.p_near = p_near
         self.near_um = min(near_um, defocus_max_um)
+        self.p_phase = p_phase
+        self.phase_rad = phase_rad
 
     @property
     def optics(self) -> Optics:
@@ -473,7 +538,11 @@ class DefocusSimulator:
             the aberration configuration used.
         """
         bank = self.bank
-        name = specimen if specimen is not None else str(self.specimens[int(rng.integers(len(self.specimens)))])
+        name = (
+            specimen
+            if specimen is not None
+            else str(self.specimens[int(rng.integers(len(self.specimens)))])
+        )
         ab = int(rng.integers(bank.n_configs)) if aberration is None else int(aberration)
         pad = bank.size_px // 2
         size = tile_px + 2 * pad
@@ -486,8 +555,17 @@ class DefocusSimulator:
         if rng.random() < self.p_partial:
             mask = ndi.gaussian_filter(rng.standard_normal((size // 16 + 1, size // 16 + 1)), 1.5)
             mask = ndi.zoom(mask, size / mask.shape[0], order=1)[:size, :size]
-            mask = np.clip((mask - np.quantile(mask, rng.uniform(0.2, 0.5))) * 8 / (mask.std() + 1e-6), 0, 1)
-            spec = (1.0 - mask[..., None]) * 1.0 + mask[..., None] * spec if spec.ndim == 3 else spec * mask
+            mask = np.clip(
+                (mask - np.quantile(mask, rng.uniform(0.2, 0.5))) * 8 / (mask.std() + 1e-6), 0, 1
+            )
+            spec = (
+                (1.0 - mask[..., None]) * 1.0 + mask[..., None] * spec
+                if spec.ndim == 3
+                else spec * mask
+            )
+        phase_spec, phase_grid = None, None
+        if not fluo and rng.random() < self.p_phase:
+            phase_spec, phase_grid = self._phase_object(spec, rng, size)
         if fluo:
             colour = rng.uniform(0.2, 1.0, 3).astype(np.float32)
             bg = rng.uniform(0.01, 0.08)
@@ -511,12 +589,64 @@ class DefocusSimulator:
         for dz in defocus_um:
             psf = bank.psf(ab, float(dz))
             otf = sfft.rfft2(psf, s=(size, size))
-            blurred = [sfft.irfft2(s * otf, s=(size, size))[2 * pad : 2 * pad + tile_px, 2 * pad : 2 * pad + tile_px]
-                       for s in specs]
+            blurred = [
+                sfft.irfft2(s * otf, s=(size, size))[
+                    2 * pad : 2 * pad + tile_px, 2 * pad : 2 * pad + tile_px
+                ]
+                for s in specs
+            ]
             # (circular convolution with the PSF centred at `pad`: the valid part starts at 2·pad)
             img = blurred[0] if len(blurred) == 1 else np.stack(blurred, axis=-1)
+            if phase_spec is not None:
+                ph = sfft.irfft2(
+                    phase_spec * self._phase_transfer(phase_grid, float(dz)), s=(size, size)
+                )
+                ph = bright * ph[pad : pad + tile_px, pad : pad + tile_px]
+                img = img + (ph if img.ndim == 2 else ph[..., None])
             out.append(camera(img, rng, photons=photons, read_noise_e=read, jpeg_quality=q))
         return np.stack(out), name, ab
+
+    def _phase_object(
+        self, spec: np.ndarray, rng: np.random.Generator, size: int
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Spectrum of a weak phase map (radians) for a brightfield specimen, and the data
+        of its transfer function (frequency grid, condenser NA, wavelength)."""
+        gray = spec if spec.ndim == 2 else spec.mean(axis=-1)
+        od = -np.log(np.clip(gray, 1e-3, 1.0))
+        od = od / (float(od.max()) + 1e-6)
+        indep = ndi.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1.0, 4.0))
+        indep = indep / (float(indep.std()) + 1e-6)
+        phi = rng.uniform(*self.phase_rad) * (
+            rng.uniform(0.3, 1.0) * od + rng.uniform(0.0, 0.3) * indep
+        )
+        optics = self.optics
+        px = optics.pixel_size_um
+        fy = sfft.fftfreq(size, d=px)[:, None]
+        fx = sfft.rfftfreq(size, d=px)[None, :]
+        grid = {
+            "f2": (fy * fy + fx * fx).astype(np.float32),
+            "na_c": float(rng.uniform(0.2, 0.8) * optics.na),
+        }
+        return sfft.rfft2(phi.astype(np.float32)), grid
+
+    def _phase_transfer(self, grid: dict[str, Any], dz: float) -> np.ndarray:
+        """Weak-phase transfer function at drive defocus ``dz`` (µm), partially coherent.
+
+        ``PTF(f) = −2 sin(π λ dz f² / n_i) · exp(−(π f r)² / 2)`` within the partially
+        coherent cutoff ``(NA + NA_c) / λ``, where ``r = |dz| NA_c / n_i`` is the blur of
+        the illumination cone (condenser NA ``NA_c``) over the defocus. A positive ``dz``
+        focuses upstream of the specimen (towards the condenser), where, by the transport of
+        intensity equation, ``I ≈ I0 (1 + (λ dz / 2π) ∇²φ)``: the sign of phase contrast flips
+        through focus, the strongest sign cue of real brightfield images.
+        """
+        o = self.optics
+        lam, ni = o.wavelength_um, o.n_immersion
+        f2 = grid["f2"]
+        chi = np.pi * lam * dz * f2 / ni
+        r = abs(dz) * grid["na_c"] / ni
+        env = np.exp(-0.5 * (np.pi * r) ** 2 * f2)
+        env = env * (f2 < ((o.na + grid["na_c"]) / lam) ** 2)
+        return (-2.0 * np.sin(chi) * env).astype(np.float32)
 
     def tiles(
         self,
@@ -532,13 +662,22 @@ class DefocusSimulator:
         (or at the given ``defocus_um`` values, the same for every field)."""
         tiles, dz_all, fid, names, abs_ = [], [], [], [], []
         for f in range(n_fields):
-            dz = self.draw_defocus(rng, per_field) if defocus_um is None else np.asarray(defocus_um, np.float32)
+            dz = (
+                self.draw_defocus(rng, per_field)
+                if defocus_um is None
+                else np.asarray(defocus_um, np.float32)
+            )
             t, name, ab = self.render_field(rng, dz, tile_px=tile_px)
             tiles.append(t)
             dz_all.append(dz)
             fid += [first_field_id + f] * len(dz)
             names += [name] * len(dz)
             abs_ += [ab] * len(dz)
-        return TileSet(np.concatenate(tiles), np.concatenate(dz_all).astype(np.float32), np.asarray(fid),
-                       np.asarray(names), np.asarray(abs_),
-                       meta={"optics": self.optics.to_dict(), "tile_px": tile_px})
+        return TileSet(
+            np.concatenate(tiles),
+            np.concatenate(dz_all).astype(np.float32),
+            np.asarray(fid),
+            np.asarray(names),
+            np.asarray(abs_),
+            meta={"optics": self.optics.to_dict(), "tile_px": tile_px},
+        )

@@ -14,17 +14,18 @@ It does not draw anything (the Height profile widget does) and knows nothing of 
 from __future__ import annotations
 
 import csv
+import itertools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import GplwsError
 
-__all__ = ["HeightProfile", "height_profile", "height_at", "step_height", "write_profile_csv"]
+__all__ = ["HeightProfile", "height_at", "height_profile", "step_height", "write_profile_csv"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ def height_profile(
     """
     d = np.asarray(depth)
     if d.ndim != 2 or d.dtype.kind not in "uifb":
-        raise GplwsError(f"A height profile needs a 2-D height map; got shape {d.shape} dtype {d.dtype}.")
+        raise GplwsError(
+            f"A height profile needs a 2-D height map; got shape {d.shape} dtype {d.dtype}."
+        )
     pts = np.asarray(polyline_rc, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2 or not np.isfinite(pts).all():
         raise GplwsError("A profile line needs at least two (row, col) vertices.")
@@ -122,7 +125,7 @@ def height_profile(
     if not (dy > 0 and dx > 0):
         raise GplwsError(f"Pixel spacing must be positive; got {tuple(spacing_yx)}.")
     rows, cols = [pts[0, 0]], [pts[0, 1]]
-    for (r0, c0), (r1, c1) in zip(pts[:-1], pts[1:]):
+    for (r0, c0), (r1, c1) in itertools.pairwise(pts):
         n = max(1, int(np.ceil(max(abs(r1 - r0), abs(c1 - c0)) * float(samples_per_pixel))))
         t = np.arange(1, n + 1, dtype=np.float64) / n
         rows.extend(r0 + t * (r1 - r0))
@@ -144,7 +147,12 @@ def height_profile(
     off_map = (rr < -0.5) | (rr > h - 0.5) | (cc < -0.5) | (cc > w - 0.5)
     height[off_map] = np.nan
     return HeightProfile(
-        distance=dist, height=height, rows=rr, cols=cc, units=str(units), distance_units=str(distance_units)
+        distance=dist,
+        height=height,
+        rows=rr,
+        cols=cc,
+        units=str(units),
+        distance_units=str(distance_units),
     )
 
 
@@ -212,7 +220,9 @@ def write_profile_csv(
     """
     p = Path(os.fspath(path))
     if not p.parent.is_dir():
-        raise GplwsError(f"The folder '{p.parent}' does not exist; choose another place for '{p.name}'.")
+        raise GplwsError(
+            f"The folder '{p.parent}' does not exist; choose another place for '{p.name}'."
+        )
     dy, dx = (float(v) for v in spacing_yx)
     ty, tx = (float(v) for v in translate_yx)
     du, hu = profile.distance_units, profile.units
@@ -232,8 +242,14 @@ def write_profile_csv(
             wr.writerow([f"distance_{du}", f"height_{hu}", f"x_{du}", f"y_{du}", "row", "col"])
             for s, z, r, c in zip(profile.distance, profile.height, profile.rows, profile.cols):
                 wr.writerow(
-                    [f"{s:.6g}", "" if not np.isfinite(z) else f"{z:.6g}", f"{tx + c * dx:.6g}",
-                     f"{ty + r * dy:.6g}", f"{r:.4f}", f"{c:.4f}"]
+                    [
+                        f"{s:.6g}",
+                        "" if not np.isfinite(z) else f"{z:.6g}",
+                        f"{tx + c * dx:.6g}",
+                        f"{ty + r * dy:.6g}",
+                        f"{r:.4f}",
+                        f"{c:.4f}",
+                    ]
                 )
     except OSError as exc:
         raise GplwsError(f"Could not write '{p}': {exc}.") from None

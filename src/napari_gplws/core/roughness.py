@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,7 @@ def _region(shape: tuple[int, int], region: Sequence[float] | None) -> tuple[int
     h, w = shape
     if region is None:
         return 0, h, 0, w
-    r0, r1, c0, c1 = (int(round(float(v))) for v in region)
+    r0, r1, c0, c1 = (round(float(v)) for v in region)
     r0, r1 = sorted((r0, r1))
     c0, c1 = sorted((c0, c1))
     r0, c0 = max(r0, 0), max(c0, 0)
@@ -199,7 +200,9 @@ def surface_parameters(
     """
     z = np.asarray(height)
     if z.ndim != 2 or z.dtype.kind not in "uifb":
-        raise GplwsError(f"Surface parameters need a 2-D height map; got shape {z.shape} dtype {z.dtype}.")
+        raise GplwsError(
+            f"Surface parameters need a 2-D height map; got shape {z.shape} dtype {z.dtype}."
+        )
     r0, r1, c0, c1 = _region(z.shape, region)
     sub = z[r0:r1, c0:c1].astype(np.float64)
     use = np.isfinite(sub)
@@ -266,9 +269,20 @@ def write_parameters_csv(
         raise GplwsError("There are no surface parameters to write.")
     p = Path(os.fspath(path))
     if not p.parent.is_dir():
-        raise GplwsError(f"The folder '{p.parent}' does not exist; choose another place for '{p.name}'.")
+        raise GplwsError(
+            f"The folder '{p.parent}' does not exist; choose another place for '{p.name}'."
+        )
     first = rows[0]
-    header = ["source", "region", "row0", "row1", "col0", "col1", "n_pixels", f"area_{first.lateral_units}2"]
+    header = [
+        "source",
+        "region",
+        "row0",
+        "row1",
+        "col0",
+        "col1",
+        "n_pixels",
+        f"area_{first.lateral_units}2",
+    ]
     header += [f"{k}_{first.units}" if k not in _UNITLESS else k for k in PARAMETERS]
     try:
         with p.open("w", newline="", encoding="utf-8") as fh:

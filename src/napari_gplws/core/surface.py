@@ -30,9 +30,9 @@ It does not compute depth (:mod:`.focus`, :mod:`.inference`) nor surface roughne
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -42,9 +42,9 @@ from .errors import GplwsError
 __all__ = [
     "MESH_FORMATS",
     "SurfaceMesh",
+    "export_mesh",
     "height_map_mesh",
     "texture_image",
-    "export_mesh",
 ]
 
 #: File suffixes :func:`export_mesh` writes.
@@ -257,8 +257,13 @@ def texture_image(
         Not a 2-D gray or colour image.
     """
     img = np.asarray(image)
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (3, 4))) or img.dtype.kind not in "uifb":
-        raise GplwsError(f"A texture must be (H, W) or (H, W, 3|4) real values; got {img.shape} {img.dtype}.")
+    if (
+        not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (3, 4)))
+        or img.dtype.kind not in "uifb"
+    ):
+        raise GplwsError(
+            f"A texture must be (H, W) or (H, W, 3|4) real values; got {img.shape} {img.dtype}."
+        )
     factor = int(np.ceil(max(img.shape[:2]) / max(1, int(max_side))))
     if factor > 1:
         img = img[::factor, ::factor]
@@ -323,15 +328,17 @@ def export_mesh(
             f"Cannot write a mesh to '{p}': choose a file ending in {', '.join(MESH_FORMATS)}."
         )
     if not p.parent.is_dir():
-        raise GplwsError(f"The folder '{p.parent}' does not exist; choose another place for '{p.name}'.")
+        raise GplwsError(
+            f"The folder '{p.parent}' does not exist; choose another place for '{p.name}'."
+        )
     if len(mesh.faces) == 0:
-        raise GplwsError("The mesh has no faces (the height map has no valid depth); nothing to export.")
+        raise GplwsError(
+            "The mesh has no faces (the height map has no valid depth); nothing to export."
+        )
     try:
         import trimesh
     except ImportError:
-        raise GplwsError(
-            "Mesh export needs the 'trimesh' package: pip install trimesh"
-        ) from None
+        raise GplwsError("Mesh export needs the 'trimesh' package: pip install trimesh") from None
 
     xyz = mesh.export_xyz()
     tm = trimesh.Trimesh(vertices=xyz, faces=mesh.faces, process=False, validate=False)
@@ -345,7 +352,9 @@ def export_mesh(
             t8 = np.clip(np.rint(np.asarray(texture)[..., :3] * 255), 0, 255).astype(np.uint8)
             image = Image.fromarray(t8)
         material = trimesh.visual.material.SimpleMaterial(image=image, name=p.stem)
-        tm.visual = trimesh.visual.TextureVisuals(uv=mesh.texcoords.astype(np.float64), material=material)
+        tm.visual = trimesh.visual.TextureVisuals(
+            uv=mesh.texcoords.astype(np.float64), material=material
+        )
     kwargs = {"mtl_name": f"{p.stem}.mtl"} if suffix == ".obj" else {}
     try:
         tm.export(str(p), **kwargs)

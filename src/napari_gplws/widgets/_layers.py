@@ -15,13 +15,17 @@ public API; the maths is in :mod:`napari_gplws.core`. Helpers:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import napari
     import napari.layers
+
+#: Milliseconds between two staged layer inserts (see :meth:`OwnLayers.replace`).
+STEP_PAUSE_MS = 25
 
 #: Metadata key marking layers made by this plugin's widgets (value: the widget's name).
 MADE_BY = "gplws_widget"
@@ -39,12 +43,12 @@ def same(a: Any, b: Any) -> bool:
     return ka is not None and ka == kb
 
 
-def contains(viewer: "napari.viewer.Viewer", layer: Any) -> bool:
+def contains(viewer: napari.viewer.Viewer, layer: Any) -> bool:
     """Whether ``layer`` is (still) in the viewer."""
     return layer is not None and any(same(ly, layer) for ly in viewer.layers)
 
 
-def index_of(viewer: "napari.viewer.Viewer", layer: Any) -> int:
+def index_of(viewer: napari.viewer.Viewer, layer: Any) -> int:
     for i, ly in enumerate(viewer.layers):
         if same(ly, layer):
             return i
@@ -57,25 +61,25 @@ def _is_image(layer: Any) -> bool:
     return isinstance(layer, Image)
 
 
-def stack_layers(viewer: "napari.viewer.Viewer") -> list["napari.layers.Image"]:
+def stack_layers(viewer: napari.viewer.Viewer) -> list[napari.layers.Image]:
     """Image layers with a stack axis: at least three non-colour dimensions."""
     return [ly for ly in viewer.layers if _is_image(ly) and ly.ndim >= 3]
 
 
-def depth_layers(viewer: "napari.viewer.Viewer") -> list["napari.layers.Image"]:
+def depth_layers(viewer: napari.viewer.Viewer) -> list[napari.layers.Image]:
     """2-D single-channel Image layers, the ones marked as depth maps first (newest first)."""
     cands = [ly for ly in viewer.layers if _is_image(ly) and ly.ndim == 2 and not ly.rgb]
     marked = [ly for ly in cands if ly.metadata.get("kind") == "depth"]
     return marked[::-1] + [ly for ly in cands if ly not in marked]
 
 
-def shapes_layers(viewer: "napari.viewer.Viewer") -> list["napari.layers.Shapes"]:
+def shapes_layers(viewer: napari.viewer.Viewer) -> list[napari.layers.Shapes]:
     from napari.layers import Shapes
 
     return [ly for ly in viewer.layers if isinstance(ly, Shapes)]
 
 
-def focus_from_layer(layer: "napari.layers.Image") -> np.ndarray | None:
+def focus_from_layer(layer: napari.layers.Image) -> np.ndarray | None:
     """Focus positions (µm) stored in the layer's metadata by the reader/sample, else ``None``."""
     focus = layer.metadata.get("focus_um")
     if focus is None:
@@ -85,7 +89,7 @@ def focus_from_layer(layer: "napari.layers.Image") -> np.ndarray | None:
     return arr if arr.size == n and np.isfinite(arr).all() else None
 
 
-def scale_focus_from_layer(layer: "napari.layers.Image") -> tuple[float, float] | None:
+def scale_focus_from_layer(layer: napari.layers.Image) -> tuple[float, float] | None:
     """``(start, step)`` in µm from the stack axis's translate and scale, when they look physical.
 
     A scale of exactly 1 with no unit in the metadata is napari's default and is read as
@@ -99,7 +103,7 @@ def scale_focus_from_layer(layer: "napari.layers.Image") -> tuple[float, float] 
     return start, step
 
 
-def pixel_size_from_layer(layer: "napari.layers.Layer") -> float | None:
+def pixel_size_from_layer(layer: napari.layers.Layer) -> float | None:
     """Lateral pixel size in µm: the metadata's ``pixel_size_um``, else the x scale unless it is 1."""
     px = layer.metadata.get("pixel_size_um")
     if px:
@@ -108,7 +112,7 @@ def pixel_size_from_layer(layer: "napari.layers.Layer") -> float | None:
     return None if sx == 1.0 else sx
 
 
-def yx_geometry(layer: "napari.layers.Layer") -> tuple[tuple[float, float], tuple[float, float]]:
+def yx_geometry(layer: napari.layers.Layer) -> tuple[tuple[float, float], tuple[float, float]]:
     """``(scale_yx, translate_yx)`` of a layer's last two axes."""
     return (
         (float(layer.scale[-2]), float(layer.scale[-1])),
@@ -116,7 +120,7 @@ def yx_geometry(layer: "napari.layers.Layer") -> tuple[tuple[float, float], tupl
     )
 
 
-def stack_frames(layer: "napari.layers.Image", viewer: "napari.viewer.Viewer") -> Any:
+def stack_frames(layer: napari.layers.Image, viewer: napari.viewer.Viewer) -> Any:
     """The layer's ``(N, H, W[, 3])`` data; axes before the stack axis are taken at the viewer's
     current position (e.g. the time point on the slider). The array is not copied or loaded."""
     data = layer.data
@@ -131,7 +135,7 @@ def stack_frames(layer: "napari.layers.Image", viewer: "napari.viewer.Viewer") -
 
 
 def shape_vertices_in(
-    shapes: "napari.layers.Shapes", index: int, target: "napari.layers.Layer"
+    shapes: napari.layers.Shapes, index: int, target: napari.layers.Layer
 ) -> np.ndarray:
     """Vertices of shape ``index`` of a Shapes layer in ``target``'s data coordinates (last two axes)."""
     verts = np.asarray(shapes.data[index], dtype=np.float64)
@@ -142,7 +146,7 @@ def shape_vertices_in(
     return np.asarray(out)
 
 
-def pick_shape(shapes: "napari.layers.Shapes", types: Iterable[str]) -> int | None:
+def pick_shape(shapes: napari.layers.Shapes, types: Iterable[str]) -> int | None:
     """Index of the selected shape of one of ``types`` (the newest such shape when none is selected)."""
     types = tuple(types)
     kinds = list(shapes.shape_type)
@@ -162,7 +166,7 @@ class OwnLayers:
     name) is never removed, and a layer the user deleted is simply not there to replace.
     """
 
-    def __init__(self, viewer: "napari.viewer.Viewer", widget_name: str) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, widget_name: str) -> None:
         self.viewer = viewer
         self.widget_name = widget_name
         self._by_input: dict[str, dict[str, Any]] = {}
@@ -207,7 +211,11 @@ class OwnLayers:
         for role in order:
             layer = new_layers[role]
             if role in positions:
-                steps.append(lambda ly=layer, i=positions[role]: self.viewer.layers.insert(min(i, len(self.viewer.layers)), ly))
+                steps.append(
+                    lambda ly=layer, i=positions[role]: self.viewer.layers.insert(
+                        min(i, len(self.viewer.layers)), ly
+                    )
+                )
             else:
                 steps.append(lambda ly=layer: self.viewer.layers.append(ly))
         self._run_steps(steps, lambda: then(dict(new_layers)) if then is not None else None)
@@ -219,7 +227,8 @@ class OwnLayers:
         def next_step() -> None:
             if steps:
                 steps.pop(0)()
-                QTimer.singleShot(0, next_step)
+                # A short pause lets Qt paint and handle input between two inserts.
+                QTimer.singleShot(STEP_PAUSE_MS, next_step)
             else:
                 last()
 

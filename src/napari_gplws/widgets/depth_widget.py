@@ -37,17 +37,20 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from ..core.errors import GplwsError
 from . import _layers
-from ._worker import Job
+from ._worker import Job, software_opengl
 
 if TYPE_CHECKING:
     import napari
@@ -128,7 +131,7 @@ class DepthFromFocusWidget(QWidget):
 
     finished = Signal(str)
 
-    def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.outputs = _layers.OwnLayers(napari_viewer, WIDGET_NAME)
@@ -139,10 +142,12 @@ class DepthFromFocusWidget(QWidget):
 
         # --- inputs --------------------------------------------------------------------------
         self.stack_combo = QComboBox()
-        self.stack_combo.setToolTip("Image layer holding the focus stack (frames along the first axis).")
+        self.stack_combo.setToolTip(
+            "Image layer holding the focus stack (frames along the first axis)."
+        )
         self.focus_mode = QComboBox()
-        self.focus_start = _spin(-1e6, 1e6, 3, " µm")
-        self.focus_step = _spin(-1e5, 1e5, 4, " µm")
+        self.focus_start = _spin(-1e6, 1e6, 3, "")
+        self.focus_step = _spin(-1e5, 1e5, 3, "")
         self.focus_step.setValue(1.0)
         self.pixel_size = _spin(0.0, 1e4, 4, " µm")
         self.pixel_size.setSpecialValueText("unknown")
@@ -154,7 +159,9 @@ class DepthFromFocusWidget(QWidget):
         self.tile_size.setRange(0, 8192)
         self.tile_size.setSingleStep(64)
         self.tile_size.setSpecialValueText("auto")
-        self.tile_size.setToolTip("GPLWS-Net tile side in pixels; 'auto' fits the memory available.")
+        self.tile_size.setToolTip(
+            "GPLWS-Net tile side in pixels; 'auto' fits the memory available."
+        )
         self.window = QSpinBox()
         self.window.setRange(3, 63)
         self.window.setSingleStep(2)
@@ -167,8 +174,14 @@ class DepthFromFocusWidget(QWidget):
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        #: Also show progress in napari's activity area: ``True``, ``False``, or ``None`` (the
+        #: default) for "yes, unless OpenGL is a software rasteriser", where napari's animated
+        #: activity indicator costs a CPU core (see :mod:`._worker`).
+        self.activity_progress: bool | None = None
         self.view3d_button = QPushButton("View surface in 3D")
         self.view3d_button.setCheckable(True)
         self.export_depth_button = QPushButton("Depth TIFF…")
@@ -177,8 +190,10 @@ class DepthFromFocusWidget(QWidget):
         self.new_region_button = QPushButton("New rectangle")
         self.measure_button = QPushButton("Measure")
         self.export_params_button = QPushButton("Parameters CSV…")
-        self.params_label = QLabel("")
-        self.params_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.params_label = QLabel("Measure to see the parameters.")
+        self.params_label.setWordWrap(True)
+        #: One value label per parameter (laid out from the start, so the dock never resizes).
+        self.param_values: dict[str, QLabel] = {}
 
         self._build_layout()
         self._fill_methods()
@@ -199,6 +214,7 @@ class DepthFromFocusWidget(QWidget):
         start_step.addWidget(self.focus_start)
         start_step.addWidget(QLabel("step"))
         start_step.addWidget(self.focus_step)
+        start_step.addWidget(QLabel("µm"))
         form.addRow("", start_step)
         form.addRow("Pixel size", self.pixel_size)
         form.addRow("Method", self.method_combo)
@@ -240,12 +256,23 @@ class DepthFromFocusWidget(QWidget):
         prow.addWidget(self.export_params_button)
         pf.addRow(prow)
         pf.addRow(self.params_label)
+        grid = QGridLayout()
+        from ..core.roughness import PARAMETERS
+
+        for i, name in enumerate(PARAMETERS):
+            value = QLabel("–")
+            value.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            self.param_values[name] = value
+            grid.addWidget(QLabel(name), i % 4, 2 * (i // 4))
+            grid.addWidget(value, i % 4, 2 * (i // 4) + 1)
+        pf.addRow(grid)
         params.setLayout(pf)
 
         layout = QVBoxLayout()
         layout.addLayout(form)
         layout.addWidget(self.advanced)
         layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addWidget(self.view3d_button)
         layout.addWidget(exports)
@@ -288,6 +315,7 @@ class DepthFromFocusWidget(QWidget):
         self.new_region_button.clicked.connect(self.add_region_layer)
         self.measure_button.clicked.connect(self.measure)
         self.export_params_button.clicked.connect(self._export_params_clicked)
+        self.region_combo.currentIndexChanged.connect(self._clear_parameters)
         self._on_method_changed()
 
     def _load_devices(self) -> None:
@@ -341,7 +369,8 @@ class DepthFromFocusWidget(QWidget):
         focus = None if layer is None else _layers.focus_from_layer(layer)
         if focus is not None:
             self.focus_mode.addItem(
-                f"from layer ({len(focus)} positions, {focus[0]:g} … {focus[-1]:g} µm)", FOCUS_METADATA
+                f"from layer ({len(focus)} positions, {focus[0]:g} … {focus[-1]:g} µm)",
+                FOCUS_METADATA,
             )
         self.focus_mode.addItem("start + step (µm)", FOCUS_START_STEP)
         self.focus_mode.addItem("unknown: depth in frame index", FOCUS_UNKNOWN)
@@ -356,7 +385,13 @@ class DepthFromFocusWidget(QWidget):
         if start_step is not None:
             self.focus_start.setValue(start_step[0])
             self.focus_step.setValue(start_step[1])
-        mode = FOCUS_METADATA if focus is not None else FOCUS_START_STEP if start_step else FOCUS_UNKNOWN
+        mode = (
+            FOCUS_METADATA
+            if focus is not None
+            else FOCUS_START_STEP
+            if start_step
+            else FOCUS_UNKNOWN
+        )
         self.focus_mode.setCurrentIndex(self.focus_mode.findData(mode))
         for w in (self.focus_start, self.focus_step):
             w.blockSignals(False)
@@ -412,12 +447,14 @@ class DepthFromFocusWidget(QWidget):
             return
         layer = self.stack_layer()
         if layer is None:
-            show_error("Open or select a focus stack first: an Image layer with frames along its first axis.")
+            show_error(
+                "Open or select a focus stack first: an Image layer with frames along its first axis."
+            )
             return
         frames = _layers.stack_frames(layer, self.viewer)
         try:
             focus = self.focus_positions(frames.shape[0])
-        except Exception as exc:  # a FocusPositionError from the core (e.g. a zero step)
+        except GplwsError as exc:  # a FocusPositionError from the core (e.g. a zero step)
             show_error(str(exc))
             return
         name = layer.name
@@ -454,6 +491,8 @@ class DepthFromFocusWidget(QWidget):
             check_cancel(cancel)
             return RunResult(name, rec, mesh, texture, (lo, hi), scale_yx, translate_yx, px)
 
+        if self.job is not None:
+            self.job.deleteLater()
         self.job = Job(
             task,
             description=f"Depth from focus: {name}",
@@ -461,10 +500,18 @@ class DepthFromFocusWidget(QWidget):
             on_error=self._on_error,
             on_cancelled=self._on_cancelled,
             on_finished=self._on_job_finished,
+            activity=self.activity_progress
+            if self.activity_progress is not None
+            else not software_opengl(),
             parent=self,
         )
+        self.job.progressed.connect(self._show_progress)
+        self.progress_bar.setRange(0, 1)  # determinate from the start: no busy animation
+        self.progress_bar.setValue(0)
         self._set_running(True)
-        self.status_label.setText(f"Reconstructing '{name}' with {self.method_combo.currentText()}…")
+        self.status_label.setText(
+            f"Reconstructing '{name}' with {self.method_combo.currentText()}…"
+        )
         self.job.start()
 
     def cancel(self) -> None:
@@ -473,7 +520,13 @@ class DepthFromFocusWidget(QWidget):
             self.job.cancel()  # type: ignore[union-attr]
             self.status_label.setText("Cancelling…")
 
+    def _show_progress(self, done: int, total: int) -> None:
+        if total > 0:
+            self.progress_bar.setRange(0, total)
+            self.progress_bar.setValue(done)
+
     def _set_running(self, running: bool) -> None:
+        self.progress_bar.setVisible(running)
         for w in self._inputs:
             w.setEnabled(not running)
         self.cancel_button.setEnabled(running)
@@ -501,7 +554,9 @@ class DepthFromFocusWidget(QWidget):
             "method": rec.method,
             "device": rec.device,
             "pixel_size_um": res.pixel_size_um,
-            "focus_um": None if rec.stack.focus_um is None else [float(v) for v in rec.stack.focus_um],
+            "focus_um": None
+            if rec.stack.focus_um is None
+            else [float(v) for v in rec.stack.focus_um],
             "source": name,
             "seconds": round(float(rec.timings.get("total", 0.0)), 3),
         }
@@ -532,6 +587,9 @@ class DepthFromFocusWidget(QWidget):
         )  # fmt: skip
         # Draw order bottom to top: all-in-focus, depth (on top, so it is what one sees first).
         self._adding_layers = True
+        self.cancel_button.setEnabled(
+            False
+        )  # the result is complete; only its layers remain to add
         self.outputs.replace(
             name,
             {"aif": aif, "confidence": conf, "depth": depth, "surface": surface},
@@ -550,9 +608,14 @@ class DepthFromFocusWidget(QWidget):
             f"Done in {secs:.2f} s: {rec.method} on {rec.device}; depth "
             f"{lo:.4g} … {hi:.4g} {rec.units}.{aspect}"
         )
-        self.params_label.setText("")
+        self._clear_parameters()
         self._set_running(False)
         self.finished.emit("done")
+
+    def _clear_parameters(self, *_: Any) -> None:
+        self.params_label.setText("Measure to see the parameters.")
+        for label in self.param_values.values():
+            label.setText("–")
 
     def _on_error(self, message: str) -> None:
         from napari.utils.notifications import show_error
@@ -588,6 +651,8 @@ class DepthFromFocusWidget(QWidget):
             # From napari's usual side (the one that shows the 2-D image unmirrored), raised
             # 45° above the bottom edge of the image and turned a little, so relief reads.
             self.viewer.camera.set_view_direction(VIEW_3D, up_direction=UP_3D)
+            self.viewer.camera.zoom *= 0.8
+            self.viewer.layers.selection.active = surface  # its controls: shading, opacity…
             self.view3d_button.setText("Back to 2D")
         else:
             self.viewer.dims.ndisplay = 2
@@ -616,7 +681,6 @@ class DepthFromFocusWidget(QWidget):
 
     def export_depth(self, path: str) -> Path | None:
         """Write the last depth map as a float32 TIFF with its units and pixel size."""
-        from ..core.errors import GplwsError
         from ..core.io import write_depth_tiff
 
         res = self.result
@@ -653,7 +717,6 @@ class DepthFromFocusWidget(QWidget):
 
     def export_mesh(self, path: str) -> Path | None:
         """Write the last surface as PLY, STL or OBJ (by suffix), in µm where known."""
-        from ..core.errors import GplwsError
         from ..core.surface import export_mesh
 
         if self.result is None:
@@ -687,7 +750,6 @@ class DepthFromFocusWidget(QWidget):
         """Surface parameters of the whole map, plus the chosen rectangle when there is one."""
         from skimage.draw import polygon2mask
 
-        from ..core.errors import GplwsError
         from ..core.roughness import surface_parameters
 
         res = self.result
@@ -703,7 +765,9 @@ class DepthFromFocusWidget(QWidget):
         if _layers.contains(self.viewer, shapes):
             idx = _layers.pick_shape(shapes, ("rectangle", "polygon"))
             if idx is None:
-                raise GplwsError(f"'{shapes.name}' holds no rectangle; draw one, or choose 'whole map'.")
+                raise GplwsError(
+                    f"'{shapes.name}' holds no rectangle; draw one, or choose 'whole map'."
+                )
             depth_layer = self.outputs.get(res.input_name, "depth")
             if depth_layer is None:
                 raise GplwsError("The depth layer was removed; run again to measure a region.")
@@ -715,14 +779,17 @@ class DepthFromFocusWidget(QWidget):
             region = (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
             out.append(
                 surface_parameters(
-                    rec.depth, region=region, mask=mask, label=f"rectangle in '{shapes.name}'", **common
+                    rec.depth,
+                    region=region,
+                    mask=mask,
+                    label=f"rectangle in '{shapes.name}'",
+                    **common,
                 )
             )
         return out
 
     def measure(self) -> list[Any]:
         """Compute and show the surface parameters of the chosen region."""
-        from ..core.errors import GplwsError
 
         try:
             results = self._measurements()
@@ -731,21 +798,24 @@ class DepthFromFocusWidget(QWidget):
             return []
         if results:
             r = results[-1]
-            self.params_label.setText(f"{r.label} ({r.n_pixels} px)\n{r.format()}")
+            self.params_label.setText(f"{r.label}: {r.n_pixels} px, plane-levelled")
+            for name, label in self.param_values.items():
+                label.setText(f"{r.values[name]:.4g} {r.unit_of(name)}".rstrip())
         return results
 
     def _export_params_clicked(self) -> None:
         if self.result is None:
             return
         path, _ = self._ask_path(
-            "Save surface parameters", f"{self.result.input_name}_surface_parameters.csv", "CSV (*.csv)"
+            "Save surface parameters",
+            f"{self.result.input_name}_surface_parameters.csv",
+            "CSV (*.csv)",
         )
         if path:
             self.export_parameters(path)
 
     def export_parameters(self, path: str) -> Path | None:
         """Write the surface parameters (whole map, and the rectangle when chosen) as CSV."""
-        from ..core.errors import GplwsError
         from ..core.roughness import write_parameters_csv
 
         results = self.measure()
@@ -767,6 +837,7 @@ class DepthFromFocusWidget(QWidget):
 # ==========================================================================================
 def _spin(lo: float, hi: float, decimals: int, suffix: str) -> QDoubleSpinBox:
     s = QDoubleSpinBox()
+    s.setMinimumWidth(100)
     s.setRange(lo, hi)
     s.setDecimals(decimals)
     s.setSuffix(suffix)

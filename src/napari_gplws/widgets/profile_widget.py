@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.errors import GplwsError
 from . import _layers
 from .depth_widget import _error, _refill, find_data
 
@@ -52,7 +53,7 @@ class HeightProfileWidget(QWidget):
 
     updated = Signal()
 
-    def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -96,6 +97,8 @@ class HeightProfileWidget(QWidget):
         markers.addWidget(self.marker_b)
         markers.addWidget(QLabel("±"))
         markers.addWidget(self.half_width)
+        self.distance_units_label = QLabel("µm")
+        markers.addWidget(self.distance_units_label)
         layout = QVBoxLayout()
         layout.addLayout(form)
         layout.addWidget(self.canvas)
@@ -168,7 +171,7 @@ class HeightProfileWidget(QWidget):
         scale, translate = _layers.yx_geometry(depth)
         layer = self.viewer.add_shapes(
             [line], shape_type="line", name=f"{depth.name} profile line", edge_color="red",
-            edge_width=max(1.0, w / 150), scale=scale, translate=translate,
+            edge_width=max(2.0, w / 120), scale=scale, translate=translate,
         )  # fmt: skip
         layer.mode = "direct"
         self.line_combo.setCurrentIndex(find_data(self.line_combo, layer))
@@ -189,7 +192,6 @@ class HeightProfileWidget(QWidget):
 
     def update_profile(self) -> None:
         """Recompute the profile from the current line and depth map, then redraw."""
-        from ..core.errors import GplwsError
         from ..core.profile import height_profile
 
         depth, shapes = self.depth_combo.currentData(), self.line_combo.currentData()
@@ -203,7 +205,11 @@ class HeightProfileWidget(QWidget):
             verts = _layers.shape_vertices_in(shapes, idx, depth)
             try:
                 self.profile = height_profile(
-                    np.asarray(depth.data), verts, spacing_yx=spacing, units=units, distance_units=dist_units
+                    np.asarray(depth.data),
+                    verts,
+                    spacing_yx=spacing,
+                    units=units,
+                    distance_units=dist_units,
                 )
             except GplwsError:
                 self.profile = None
@@ -212,7 +218,7 @@ class HeightProfileWidget(QWidget):
             fresh = previous is None or previous.distance_units != self.profile.distance_units
             for s in (self.marker_a, self.marker_b, self.half_width):
                 s.blockSignals(True)
-                s.setSuffix(f" {self.profile.distance_units}")
+            self.distance_units_label.setText(self.profile.distance_units)
             self.marker_a.setMaximum(length)
             self.marker_b.setMaximum(length)
             self.half_width.setMaximum(max(length / 2, 0.0))
@@ -230,7 +236,9 @@ class HeightProfileWidget(QWidget):
 
         if self.profile is None:
             return float("nan")
-        return step_height(self.profile, self.marker_a.value(), self.marker_b.value(), self.half_width.value())
+        return step_height(
+            self.profile, self.marker_a.value(), self.marker_b.value(), self.half_width.value()
+        )
 
     def _style_plot(self) -> None:
         try:
@@ -253,7 +261,15 @@ class HeightProfileWidget(QWidget):
         ax.tick_params(colors=fg, labelsize=8)
         p = self.profile
         if p is None:
-            ax.text(0.5, 0.5, "no line on a depth map", ha="center", va="center", color=fg, transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no line on a depth map",
+                ha="center",
+                va="center",
+                color=fg,
+                transform=ax.transAxes,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             self.step_label.setText("Draw a line on the depth map (New line).")
@@ -299,7 +315,6 @@ class HeightProfileWidget(QWidget):
 
     def export_csv(self, path: str) -> Path | None:
         """Write the current profile, its units and the markers' step height as CSV."""
-        from ..core.errors import GplwsError
         from ..core.profile import write_profile_csv
 
         if self.profile is None:
@@ -324,7 +339,8 @@ class HeightProfileWidget(QWidget):
 
 def _spin() -> QDoubleSpinBox:
     s = QDoubleSpinBox()
-    s.setDecimals(3)
+    s.setMinimumWidth(90)
+    s.setDecimals(2)
     s.setRange(0.0, 0.0)
     s.setKeyboardTracking(False)
     return s

@@ -69,8 +69,8 @@ class GPLWSConfig:
         Space-to-depth factor s of the first step (2 or 4): the backbone starts at 1/s of
         the frame size and a sub-pixel head restores full resolution.
     focus_prior
-        Add a fixed (not learned) second input channel: the log Laplacian energy of each
-        frame relative to its mean over the stack. It hands the network the classical
+        Add a fixed (not learned) second input channel: the log band-pass (smoothed
+        Laplacian) energy of each frame relative to its mean over the stack. It hands the network the classical
         focus curve from the start, which makes training far cheaper (see module notes).
     """
 
@@ -296,15 +296,25 @@ class GPLWSNet(nn.Module):
         self.register_buffer("luma", torch.tensor(LUMA).reshape(1, 3, 1, 1, 1), persistent=False)
         lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).reshape(1, 1, 3, 3)
         self.register_buffer("laplacian", lap, persistent=False)
+        g1 = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("binomial", (g1[:, None] * g1[None, :] / 16.0).reshape(1, 1, 3, 3), persistent=False)
 
     def focus_energy(self, x: torch.Tensor) -> torch.Tensor:
-        """Fixed focus prior: log Laplacian energy per frame minus its mean over the stack.
+        """Fixed focus prior: log band-pass energy per frame minus its mean over the stack.
 
+        The frame is smoothed twice with a 3×3 binomial kernel (noise), filtered with a 3×3
+        Laplacian, squared and averaged over 5×5 pixels; the log of that energy, relative to
+        its mean over the N frames, is the classical focus curve handed to the network.
         ``x`` is ``(B, 1, N, H, W)`` normalised intensity; returns the same shape.
         """
         b, _, n, h, w = x.shape
-        f = F.pad(x.reshape(b * n, 1, h, w), (1, 1, 1, 1), mode="replicate")
-        e = torch.log(F.conv2d(f, self.laplacian.to(x.dtype)) ** 2 + 1e-5).reshape(b, 1, n, h, w)
+        f = x.reshape(b * n, 1, h, w)
+        g = self.binomial.to(x.dtype)
+        for _ in range(2):
+            f = F.conv2d(F.pad(f, (1, 1, 1, 1), mode="replicate"), g)
+        e = F.conv2d(F.pad(f, (1, 1, 1, 1), mode="replicate"), self.laplacian.to(x.dtype)) ** 2
+        e = F.avg_pool2d(e, 5, stride=1, padding=2, count_include_pad=False)
+        e = torch.log(e + 1e-6).reshape(b, 1, n, h, w)
         return e - e.mean(dim=2, keepdim=True)
 
     # ------------------------------------------------------------------------------------
@@ -320,7 +330,7 @@ class GPLWSNet(nn.Module):
         h, w = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
+        if ph or pw or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             x = _pad_hw(x, ph, pw)
         if self.config.focus_prior:
             x = torch.cat([x, self.focus_energy(x)], dim=1)

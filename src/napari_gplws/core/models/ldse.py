@@ -45,13 +45,14 @@ from torch import nn
 from ..errors import ModelError
 
 __all__ = [
-    "LDSEConfig",
-    "LDSENet",
     "DEFAULT_LDSE",
     "TILE_PX",
-    "prepare_tiles",
+    "LDSEConfig",
+    "LDSENet",
     "count_parameters",
+    "ldse_card_markdown",
     "load_ldse",
+    "prepare_tiles",
     "save_ldse",
 ]
 
@@ -76,8 +77,12 @@ class LDSEConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LDSEConfig":
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+    def from_dict(cls, d: dict[str, Any]) -> LDSEConfig:
+        kw = {
+            k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in d.items()
+            if k in cls.__dataclass_fields__
+        }
         return cls(**kw)
 
 
@@ -94,7 +99,9 @@ class _DenseLayer(nn.Module):
 
 class _Transition(nn.Sequential):
     def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(nn.BatchNorm2d(c_in), nn.Tanh(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.AvgPool2d(2))
+        super().__init__(
+            nn.BatchNorm2d(c_in), nn.Tanh(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.AvgPool2d(2)
+        )
 
 
 class _TanhSE(nn.Module):
@@ -200,21 +207,83 @@ def save_ldse(model: LDSENet, path: str | Path, card: dict[str, Any] | None = No
     """Write weights as safetensors (config in the metadata) and the model card JSON + Markdown."""
     from safetensors.torch import save_file
 
-    from .registry import card_markdown
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": FORMAT, "config": json.dumps(model.config.to_dict())})
+    save_file(
+        state, str(path), metadata={"format": FORMAT, "config": json.dumps(model.config.to_dict())}
+    )
     if card is not None:
-        path.with_suffix(".json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        md = card_markdown(card)
-        if card.get("markdown_extra"):
-            md += "\n" + str(card["markdown_extra"]) + "\n"
-        path.with_suffix(".md").write_text(md, encoding="utf-8")
+        path.with_suffix(".json").write_text(
+            json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        path.with_suffix(".md").write_text(ldse_card_markdown(card), encoding="utf-8")
     with _LOCK:
         _CACHE.clear()
     return path
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def ldse_card_markdown(card: dict[str, Any]) -> str:
+    """Markdown model card: the registry's header plus the test tables of an LDSE-NET card."""
+    from .registry import card_markdown
+
+    lines = [card_markdown(card).rstrip(), ""]
+    for key in ("sign_convention", "other_optics"):
+        if key in card:
+            lines.append(f"- **{key}**: {card[key]}")
+    if "optics" in card:
+        lines.append(f"- **optics**: {json.dumps(card['optics'], ensure_ascii=False)}")
+    net, base = card.get("test"), card.get("baseline_abs_only", {})
+    if net:
+        dof = net.get("dof_um", float("nan"))
+        lines += [
+            "",
+            "## Held-out simulated test set",
+            "",
+            str(card.get("test_set", "")),
+            "",
+            "| metric (µm unless stated) | LDSE-NET | classical \\|z\\|-only baseline |",
+            "|---|---|---|",
+            f"| MAE, \\|z\\| ≤ 5 µm | {_fmt(net.get('mae_le5'))} | {_fmt(base.get('mae_abs_le5'))} (of \\|z\\|) |",
+            f"| MAE of \\|z\\|, \\|z\\| ≤ 5 µm | {_fmt(net.get('mae_abs_le5'))} | {_fmt(base.get('mae_abs_le5'))} |",
+            f"| sign accuracy, \\|z\\| ≥ 1 µm | {_fmt(net.get('sign_acc_ge1'))} | 0.5 (no sign) |",
+            f"| MAE, all (±10 µm) | {_fmt(net.get('mae'))} | {_fmt(base.get('mae_abs'))} (of \\|z\\|) |",
+            f"| RMSE | {_fmt(net.get('rmse'))} | – |",
+            f"| median absolute error | {_fmt(net.get('median'))} | {_fmt(base.get('median_abs'))} (of \\|z\\|) |",
+            f"| P90 absolute error | {_fmt(net.get('p90'))} | {_fmt(base.get('p90_abs'))} (of \\|z\\|) |",
+            (
+                f"| fraction within DOF/2 ({dof / 2:.2f} µm) | {_fmt(net.get('within_dof_half'))} | "
+                f"{_fmt(base.get('within_dof_half_abs'))} (of \\|z\\|) |"
+            ),
+            "",
+            "### Error per 1 µm bin of the true defocus",
+            "",
+            "| true defocus (µm) | n | MAE | bias (mean predicted − true) |",
+            "|---|---|---|---|",
+        ]
+        for b in net.get("per_bin", []):
+            lo, hi = b["bin_um"]
+            lines.append(f"| [{lo:g}, {hi:g}) | {b['n']} | {_fmt(b['mae'])} | {_fmt(b['bias'])} |")
+    spec = card.get("per_specimen")
+    if spec:
+        lines += [
+            "",
+            "### Per test specimen",
+            "",
+            "| specimen | n | MAE | MAE \\|z\\| ≤ 5 | sign accuracy \\|z\\| ≥ 1 |",
+            "|---|---|---|---|---|",
+        ]
+        for k, v in spec.items():
+            lines.append(
+                f"| {k} | {v['n']} | {_fmt(v['mae'])} | {_fmt(v['mae_le5'])} | {_fmt(v['sign_acc_ge1'])} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> LDSENet:
@@ -247,7 +316,9 @@ def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> L
         except Exception as exc:  # noqa: BLE001 - turned into a message for a person
             raise ModelError(f"Cannot read the weights file '{path}': {exc}.") from None
         if meta.get("format") != FORMAT:
-            raise ModelError(f"'{path}' does not hold LDSE-NET weights (format {meta.get('format')!r}).")
+            raise ModelError(
+                f"'{path}' does not hold LDSE-NET weights (format {meta.get('format')!r})."
+            )
         model = LDSENet(LDSEConfig.from_dict(json.loads(meta.get("config", "{}"))))
         try:
             model.load_state_dict(state, strict=True)
