@@ -115,3 +115,13 @@ def test_eval_on_a_dataset_folder(tmp_path, capsys, small_synthetic):
     assert "| sml" in out and "| glv" in out and "RMSE" in out
     data = json.loads(js.read_text())
     assert data["metrics"]["sml"]["RMSE"] < 3.0  # µm, on a 20 µm range with 2.2 µm steps
+
+
+def test_train_and_export_are_wired_to_their_trainers(capsys):
+    import pytest as _pytest
+
+    for network in ("gplws", "ldse"):
+        with _pytest.raises(SystemExit) as exc:
+            main(["train", network, "--help"])
+        assert exc.value.code == 0
+        assert f"gplws train {network}" in capsys.readouterr().out

