@@ -119,6 +119,66 @@ def widgets(napari) -> None:
     viewer.close()
 
 
+def gt_editor(napari) -> None:
+    """``gt_editor.png``: the Ground truth editor on a small generated dataset.
+
+    Not called by :func:`main`; run it on its own under Xvfb::
+
+        xvfb-run -a .venv/bin/python -c "import sys; sys.path.insert(0, 'scripts'); \
+            import napari, screenshots; screenshots.gt_editor(napari)"
+
+    Three samples (20 PNG frames, 16-bit ``depth.png`` of frame index × 100, a sidecar with
+    2 µm steps); sample 1's labels are spoiled in a patch, which "Next suspect" then finds.
+    """
+    import json
+    import tempfile
+
+    import imageio.v3 as iio
+
+    from napari_gplws.core.datasets import render_height, render_stack, render_texture
+
+    root = Path(tempfile.mkdtemp()) / "dataset"
+    rng = np.random.default_rng(3)
+    n, size = 20, 160
+    for i, family in enumerate(("dome", "waves", "plane")):
+        d = root / f"sample_{i + 1:02d}"
+        d.mkdir(parents=True)
+        idx = 2 + 15 * render_height(family, size, size, rng)
+        frames = render_stack(idx, render_texture(size, size, rng, 0.0), n, blur_per_step=1.0)
+        for k, f in enumerate(frames):
+            iio.imwrite(d / f"{k + 1}.png", (np.clip(f, 0, 1) * 255).astype(np.uint8))
+        gt = idx.copy()
+        if i == 0:
+            gt[30:70, 90:140] = 18.0  # a mislabelled patch
+        iio.imwrite(d / "depth.png", np.rint(gt * 100).astype(np.uint16))
+        (d / "focus.json").write_text(json.dumps({"focus_start_um": 0.0, "focus_step_um": 2.0}))
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 950)
+    _, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Ground truth editor")
+    w.ask_restore = lambda message: True
+    w.gt_scale.setValue(0.01)
+    w.folder_edit.setText(str(root))
+    w.open_button.click()
+    w.model_combo.setCurrentIndex(w.model_combo.findData("sml"))
+    done: list[str] = []
+    w.guidance_done.connect(done.append)
+    w.guidance_button.click()
+    wait_for(lambda: bool(done))
+    w.threshold.setValue(4.0)
+    w.suspect_button.click()
+    viewer.layers[f"{w.name} stack"].visible = True
+    viewer.dims.set_current_step(0, 10)
+    viewer.reset_view()
+    viewer.layers.selection.active = w.layers["region"]
+    shoot(viewer, "gt_editor.png")
+    w.snap_k.setValue(19)
+    w.snap_button.click()
+    viewer.reset_view()
+    shoot(viewer, "gt_editor_snapped.png")
+    viewer.close()
+
+
 def main() -> int:
     warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
     warnings.filterwarnings("ignore", message=".*System theme detection.*")

@@ -119,6 +119,8 @@ def test_blank_tiles_are_rejected_and_give_no_estimate(tiny_weights: Path, dark:
     assert np.isfinite(res.predicted_um[0, 0, 0])
     assert np.isnan(res.predicted_um[0, 0, 1]) and np.isnan(res.spread_um[0, 0, 1])  # never 0
     assert np.isnan(res.tile_defocus_um[0, ~left]).all()
+    assert res.magnitude_um[0, 0, 0] >= abs(res.predicted_um[0, 0, 0]) - 1e-6
+    assert np.isnan(res.magnitude_um[0, 0, 1])
     assert res.true_um is None and res.error_um is None
     row = res.table()[1]
     assert row["predicted_um"] is None and row["n_tiles"] == 0
@@ -137,6 +139,11 @@ def test_predict_defocus_api(tiny_weights: Path) -> None:
     )
     assert out.shape == (5,) and out.dtype == np.float32 and np.isfinite(out).all()
     assert calls[-1] == (3, 3)
+    signed, magnitude = predict_defocus(
+        tiles, weights=tiny_weights, device="cpu", return_magnitude=True
+    )
+    np.testing.assert_allclose(signed, out, atol=1e-6)
+    assert np.all(magnitude >= np.abs(signed) - 1e-6)
     rgb = np.repeat(tiles[..., None], 3, axis=-1)
     np.testing.assert_allclose(
         predict_defocus(rgb, weights=tiny_weights, device="cpu"), out, atol=1e-4

@@ -52,12 +52,14 @@ def test_resolve_device() -> None:
 
 
 def test_tile_grid_covers_everything() -> None:
-    assert tile_grid(100, 128, 16) == [0]
-    starts = tile_grid(300, 128, 32)
-    assert starts[0] == 0 and starts[-1] == 300 - 128
-    assert all(b - a <= 128 - 32 for a, b in zip(starts, starts[1:]))
-    assert 64 <= auto_tile_size(30, budget_bytes=1 << 30) <= 2048
-    assert auto_tile_size(30, budget_bytes=1 << 30) % 16 == 0
+    assert tile_grid(100, 128, 16) == [(0, 100)]
+    for length in (300, 333, 1000):
+        spans = tile_grid(length, 128, 32, align=32)
+        assert spans[0][0] == 0 and spans[-1][1] == length
+        assert all(a % 32 == 0 for a, _ in spans)
+        assert all(s1 - a2 >= 32 for (_, s1), (a2, _) in zip(spans, spans[1:]))  # overlap
+    assert 192 <= auto_tile_size(30, budget_bytes=1 << 30) <= 2048
+    assert auto_tile_size(30, budget_bytes=1 << 30) % 32 == 0
 
 
 def test_units_dtype_and_shapes(stack, weights) -> None:
@@ -86,16 +88,19 @@ def test_select_aif_takes_input_values_and_rgb(weights) -> None:
     np.testing.assert_array_equal(r.aif, frames[k, yy, xx])
 
 
-def test_tiled_matches_whole_without_seams(stack, weights) -> None:
-    whole = predict_depth(stack.stack, device="cpu", weights=weights, tile_size=512)
+def test_tiled_matches_whole_without_seams(weights) -> None:
+    from napari_gplws.core.synth import synthetic_stack
+
+    s = synthetic_stack(family="caps", n_frames=10, shape=(256, 320), depth_range_um=(3.0, 21.0), seed=11)
+    whole = predict_depth(s.stack, device="cpu", weights=weights, tile_size=1024)
     calls: list[tuple[int, int]] = []
     tiled = predict_depth(
-        stack.stack, device="cpu", weights=weights, tile_size=96, overlap=48,
+        s.stack, device="cpu", weights=weights, tile_size=192, overlap=96,
         progress=lambda d, t: calls.append((d, t)),
     )
     assert tiled.params["tiles"] > 1 and whole.params["tiles"] == 1
     assert calls[-1] == (tiled.params["tiles"], tiled.params["tiles"])
-    span = float(stack.stack.focus_um.max() - stack.stack.focus_um.min())
+    span = float(s.stack.focus_um.max() - s.stack.focus_um.min())
     diff = np.abs(tiled.depth - whole.depth)
     assert np.percentile(diff, 99) < 0.01 * span
     assert diff.mean() < 0.002 * span

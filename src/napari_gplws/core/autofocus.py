@@ -178,7 +178,8 @@ def predict_defocus(
     min_content: float = MIN_CONTENT,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
-) -> np.ndarray:
+    return_magnitude: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Signed defocus (µm of focus-drive travel) of each tile, by LDSE-NET.
 
     Parameters
@@ -198,11 +199,17 @@ def predict_defocus(
         below ``min_content``) instead of a meaningless number.
     progress, cancel
         ``progress(done, total)`` after each batch; ``cancel()`` is checked before each.
+    return_magnitude
+        Also return the network's unsigned defocus estimate ``|z|`` (µm). The signed value
+        is ``magnitude · tanh(sign logit)``: it shrinks towards 0 when the network is unsure
+        of the direction, so ``|defocus| ≤ magnitude``; the magnitude says how far out of
+        focus a tile is even then.
 
     Returns
     -------
-    numpy.ndarray
-        ``(M,)`` float32 defocus in µm (NaN for rejected tiles).
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        ``(M,)`` float32 defocus in µm (NaN for rejected tiles), and with
+        ``return_magnitude`` the ``(M,)`` magnitude in µm.
 
     Raises
     ------
@@ -233,6 +240,7 @@ def predict_defocus(
     dev = _resolve_device(device)
     model = load_ldse(weights, dev)
     out = np.full(len(a), np.nan, np.float32)
+    mag = np.full(len(a), np.nan, np.float32)
     keep = np.ones(len(a), bool)
     if reject_blank:
         keep = content_fraction(a) >= min_content
@@ -244,9 +252,11 @@ def predict_defocus(
             sel = idx[i : i + batch_size]
             x = torch.from_numpy(prepare_tiles(a[sel])).to(dev)
             x = x.contiguous(memory_format=torch.channels_last)
-            out[sel] = model(x).float().cpu().numpy()
+            m, s = model.forward_parts(x)
+            mag[sel] = m.float().cpu().numpy()
+            out[sel] = (m * torch.tanh(s)).float().cpu().numpy()
             report(progress, b + 1, total)
-    return out
+    return (out, mag) if return_magnitude else out
 
 
 # ------------------------------------------------------------------------------------------
@@ -344,6 +354,9 @@ class AutofocusResult:
         ``(N,)`` focus positions of those frames, or ``None`` for a single image.
     predicted_um, spread_um
         ``(N, rows, cols)`` median and robust spread (1.4826·MAD) of the tiles' predictions.
+    magnitude_um
+        ``(N, rows, cols)`` median of the tiles' unsigned defocus estimates (how far out of
+        focus, whatever the direction; see :func:`predict_defocus`).
     n_tiles
         ``(N, rows, cols)`` number of tiles used per region (blank tiles excluded).
     true_um, error_um
@@ -373,6 +386,7 @@ class AutofocusResult:
     tile_px: int
     stride: int
     shape_yx: tuple[int, int]
+    magnitude_um: np.ndarray | None = None
     units: str = "µm"
     min_content: float = MIN_CONTENT
     weights: str = "ldse_default"
@@ -397,6 +411,9 @@ class AutofocusResult:
                         "col": j,
                         "predicted_um": _num(self.predicted_um[f, i, j]),
                         "spread_um": _num(self.spread_um[f, i, j]),
+                        "magnitude_um": None
+                        if self.magnitude_um is None
+                        else _num(self.magnitude_um[f, i, j]),
                         "n_tiles": int(self.n_tiles[f, i, j]),
                     }
                     if (
@@ -442,6 +459,7 @@ class AutofocusResult:
             "focus_um": None if self.focus_um is None else [float(v) for v in self.focus_um],
             "predicted_um": _nested(self.predicted_um),
             "spread_um": _nested(self.spread_um),
+            "magnitude_um": _nested(self.magnitude_um),
             "n_tiles": self.n_tiles.tolist(),
             "summary": self.summary(),
         }
@@ -664,6 +682,7 @@ def autofocus(
 
     t0 = time.perf_counter()
     tile_pred = np.full((len(todo), m), np.nan, np.float32)
+    tile_mag = np.full((len(todo), m), np.nan, np.float32)
     tile_content = np.zeros((len(todo), m), np.float32)
     for f, k in enumerate(todo):
         check_cancel(cancel)
@@ -672,8 +691,13 @@ def autofocus(
         tile_content[f] = content
         keep = content >= min_content
         if keep.any():
-            tile_pred[f, keep] = predict_defocus(
-                tiles[keep], weights=weights, device=device, batch_size=batch_size, cancel=cancel
+            tile_pred[f, keep], tile_mag[f, keep] = predict_defocus(
+                tiles[keep],
+                weights=weights,
+                device=device,
+                batch_size=batch_size,
+                cancel=cancel,
+                return_magnitude=True,
             )
         done += 1
         report(progress, done, total_steps)
@@ -681,6 +705,7 @@ def autofocus(
 
     pred = np.full((len(todo), grid[0], grid[1]), np.nan)
     spread = np.full_like(pred, np.nan)
+    magnitude = np.full_like(pred, np.nan)
     count = np.zeros(pred.shape, np.int64)
     for f in range(len(todo)):
         for i in range(grid[0]):
@@ -689,6 +714,7 @@ def autofocus(
                 vals = tile_pred[f, sel]
                 count[f, i, j] = int(np.isfinite(vals).sum())
                 pred[f, i, j], spread[f, i, j] = _robust_stats(vals)
+                magnitude[f, i, j] = _robust_stats(tile_mag[f, sel])[0]
     if true is not None:
         err = pred - true
     timings["total_s"] = time.perf_counter() - t_start
@@ -709,6 +735,7 @@ def autofocus(
         tile_px=tile_px,
         stride=stride,
         shape_yx=(h, w),
+        magnitude_um=magnitude,
         min_content=min_content,
         weights=str(weights),
         timings=timings,

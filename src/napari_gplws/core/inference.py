@@ -51,7 +51,7 @@ __all__ = [
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # same weights as the network's
 #: Approximate peak bytes per (frame × pixel) of one tile on the CPU (measured, with margin).
 BYTES_PER_VOXEL = 96
-DEFAULT_OVERLAP = 64
+DEFAULT_OVERLAP = 96
 #: Gaussian smoothing (pixels) of the depth map after blending; see :func:`predict_depth`.
 DEFAULT_SMOOTH_PX = 2.0
 
@@ -146,29 +146,41 @@ def _available_bytes(device: str) -> int:
 
 
 def auto_tile_size(n_frames: int, device: str = "cpu", budget_bytes: int | None = None) -> int:
-    """Largest square tile (multiple of 16, 64–2048 px) whose activations fit the budget."""
+    """Largest square tile (multiple of 32, 192–2048 px) whose activations fit the budget."""
     budget = _available_bytes(device) if budget_bytes is None else budget_bytes
     side = math.sqrt(budget / (BYTES_PER_VOXEL * max(n_frames, 1)))
-    return int(min(2048, max(64, (int(side) // 16) * 16)))
+    return int(min(2048, max(192, (int(side) // 32) * 32)))
 
 
-def tile_grid(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with ``overlap``."""
+def tile_grid(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """``(start, stop)`` spans of tiles covering ``[0, length)``.
+
+    Starts are multiples of ``align`` (the network's padding multiple, so every tile sees
+    the same space-to-depth grid as the whole frame and tiling does not shift the output);
+    neighbours overlap by at least ``overlap`` pixels; the last tile reaches the end (it
+    may be up to ``align − 1`` pixels longer than ``tile``).
+    """
     if tile >= length:
-        return [0]
-    step = max(1, tile - overlap)
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return sorted(set(starts))
+        return [(0, length)]
+    tile = max(align, (tile // align) * align)
+    step = max(align, ((tile - overlap) // align) * align)
+    last = max(0, ((length - tile) // align) * align)
+    starts = list(range(0, last, step)) + [last]
+    return [(a, a + tile) for a in starts[:-1]] + [(last, length)]
 
 
 def _ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:
-    """1-D raised-cosine blending weight of a tile; flat at the image borders."""
+    """1-D blending weight of a tile: ~0 over the outer quarter of the overlap (where the
+    tile lacks context), a raised cosine over the middle half, 1 inside; flat at the image
+    borders."""
     w = np.ones(length, np.float32)
     if overlap <= 0:
         return w
     r = min(overlap, length // 2)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(r, dtype=np.float32) + 0.5) / r)
+    m = r // 4
+    d = np.arange(r, dtype=np.float32) + 0.5
+    t = np.clip((d - m) / max(r - 2 * m, 1), 0.0, 1.0)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * t)
     if start > 0:
         w[:r] = ramp
     if start + length < total:
@@ -313,9 +325,9 @@ def _predict(
 
     tile = int(tile_size) if tile_size else auto_tile_size(n, dev)
     tile = max(16, tile)
-    th, tw = min(tile, h), min(tile, w)
     ov = max(0, min(int(overlap), tile // 2))
-    ys, xs = tile_grid(h, th, ov), tile_grid(w, tw, ov)
+    align = int(getattr(model, "multiple", 1))
+    ys, xs = tile_grid(h, tile, ov, align), tile_grid(w, tile, ov, align)
     total = len(ys) * len(xs)
     single = total == 1
 
@@ -332,11 +344,12 @@ def _predict(
     t_net = t_aif = 0.0
     done = 0
     with torch.inference_mode():
-        for y0 in ys:
-            for x0 in xs:
+        for y0, y1 in ys:
+            for x0, x1 in xs:
                 check_cancel(cancel)
                 t1 = time.perf_counter()
-                raw = frames[:, y0 : y0 + th, x0 : x0 + tw]
+                th, tw = y1 - y0, x1 - x0
+                raw = frames[:, y0:y1, x0:x1]
                 x = (_to_luma(raw) - lo) / scale
                 xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)[None, None]
                 with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):

@@ -7,10 +7,14 @@ that each frame is the sharpest one; from it come the depth (the expected focus 
 
 Architecture (our own implementation of the ideas described in the GPLWS-Net paper):
 
-* A lossless 2×2 space-to-depth step turns full-resolution frames into 4 half-resolution
-  channels, so that no 3D convolution runs at full resolution (speed on CPU), and a
-  sub-pixel (depth-to-space) head gives full-resolution logits back.
-* A U-shaped backbone over four scales (1/2 … 1/16 of the frame size); the stack axis N is
+* A fixed focus prior (not learned): the log band-pass energy of every frame relative to
+  its mean over the stack is added as a second input channel (:meth:`GPLWSNet.focus_energy`).
+  It hands the network the classical focus curve, so the learned part only has to
+  aggregate it over space and frames; this made training on a small CPU budget possible.
+* A lossless s×s space-to-depth step (s = 4 by default) turns full-resolution frames into
+  s² channels at 1/s resolution, so that no 3D convolution runs at full resolution (speed
+  on CPU), and a sub-pixel (depth-to-space) head gives full-resolution logits back.
+* A U-shaped backbone over four scales (1/s … 1/8s of the frame size); the stack axis N is
   never downsampled, so any number of frames works.
 * **Group-parallel blocks**: a grouped 3×3×3 convolution (each channel group looks for local
   focus maxima across the stack) followed by a 1×1×1 convolution that merges the groups
@@ -253,7 +257,8 @@ class GPLWSNet(nn.Module):
     Parameters
     ----------
     config
-        Hyper-parameters; defaults give about 0.1 M parameters in training form.
+        Hyper-parameters; defaults give about 0.115 M parameters in training form
+        (0.109 M fused).
 
     Notes
     -----
@@ -309,11 +314,17 @@ class GPLWSNet(nn.Module):
         """
         b, _, n, h, w = x.shape
         f = x.reshape(b * n, 1, h, w)
-        g = self.binomial.to(x.dtype)
+        # separable shifts and adds: the same numbers as 3×3 convolutions with the
+        # `binomial` and `laplacian` kernels, several times faster on a CPU
         for _ in range(2):
-            f = F.conv2d(F.pad(f, (1, 1, 1, 1), mode="replicate"), g)
-        e = F.conv2d(F.pad(f, (1, 1, 1, 1), mode="replicate"), self.laplacian.to(x.dtype)) ** 2
-        e = F.avg_pool2d(e, 5, stride=1, padding=2, count_include_pad=False)
+            p = F.pad(f, (1, 1, 0, 0), mode="replicate")
+            f = (p[..., :-2] + 2.0 * p[..., 1:-1] + p[..., 2:]) * 0.25
+            p = F.pad(f, (0, 0, 1, 1), mode="replicate")
+            f = (p[..., :-2, :] + 2.0 * p[..., 1:-1, :] + p[..., 2:, :]) * 0.25
+        p = F.pad(f, (1, 1, 1, 1), mode="replicate")
+        c = p[..., 1:-1, 1:-1]
+        lap = p[..., 1:-1, :-2] + p[..., 1:-1, 2:] + p[..., :-2, 1:-1] + p[..., 2:, 1:-1] - 4.0 * c
+        e = F.avg_pool2d(lap * lap, 5, stride=1, padding=2, count_include_pad=False)
         e = torch.log(e + 1e-6).reshape(b, 1, n, h, w)
         return e - e.mean(dim=2, keepdim=True)
 

@@ -1,0 +1,81 @@
+"""Argument wiring of ``gplws batch`` (hooked into :mod:`napari_gplws.cli`).
+
+:func:`add_batch_arguments` declares the options on an argparse (sub)parser and
+:func:`cmd_batch` runs :func:`napari_gplws.core.batch.batch` with a tqdm bar, prints the
+dashboard address and a one-line-per-failure summary, and returns the exit code:
+0 when every stack succeeded (or was already done), 1 when any stack failed.
+Errors about the batch as a whole (no inputs, unreachable scheduler) are raised as
+:class:`~napari_gplws.core.errors.GplwsError` for :func:`napari_gplws.cli.main` to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_SOME_FAILED = 0, 1
+
+
+def add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``gplws batch`` arguments to ``p``."""
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="stack paths, glob patterns (quoted) or .txt files listing one path per line",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="output folder: one sub-folder per stack, manifest.json, summary.csv/.json")
+    p.add_argument("--method", default=None,
+                   help="gplws, sml, tenengrad, glv, lapvar or rdf (default: gplws if installed, else sml)")
+    p.add_argument("--scheduler", default="local",
+                   help="'local' (start a LocalCluster, default) or a scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--workers", type=int, default=2, help="local cluster workers (default 2)")
+    p.add_argument("--threads-per-worker", type=int, default=1, help="threads per local worker (default 1)")
+    p.add_argument("--threads", action="store_true",
+                   help="local workers as threads in this process instead of processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (network only)")
+    p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical)")
+    p.add_argument("--no-refine", action="store_true", help="skip the depth refinement (classical)")
+    p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels")
+    p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
+    p.add_argument("--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm")
+    p.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
+    p.add_argument("--force", action="store_true", help="redo every stack, ignoring the manifest")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Run ``gplws batch``; return 0 when no stack failed, 1 otherwise."""
+    from .core.batch import batch
+
+    bar = None
+    if not getattr(args, "quiet", False):
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, desc="batch", unit="stack", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        summary = batch(
+            args.inputs, args.output, method=args.method, scheduler=args.scheduler,
+            workers=args.workers, threads_per_worker=args.threads_per_worker, progress=progress,
+            processes=not args.threads, device=args.device, window=args.window,
+            refine=not args.no_refine, tile_size=args.tile_size,
+            read_options={"focus_step_um": args.focus_step, "focus_start_um": args.focus_start,
+                          "pixel_size_um": args.pixel_size},
+            force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(
+        f"{len(summary.records)} stacks: {summary.n_done} done, {summary.n_skipped} already done "
+        f"(skipped), {summary.n_failed} failed; {summary.seconds:.1f} s; "
+        f"summary in {summary.outdir / 'summary.csv'}"
+    )
+    for r in summary.failed:
+        print(f"FAILED {r.name} ({r.input}): {r.error}", file=sys.stderr)
+    return EXIT_OK if summary.ok else EXIT_SOME_FAILED

@@ -1,0 +1,676 @@
+"""Batch reconstruction of many focus stacks on a dask.distributed cluster.
+
+:func:`batch` turns a list of stacks (paths, glob patterns or ``.txt`` files listing paths)
+into one output folder per stack, ``OUTDIR/<stack name>/`` holding ``depth.tif`` (float32,
+µm or frame index), ``aif.tif`` (input dtype), ``confidence.tif`` (0..1) and ``report.json``
+— the same files, with the same pixels, as ``gplws reconstruct`` writes for one stack.
+
+How the work is spread
+    One dask task per stack. By default a :class:`distributed.LocalCluster` is started on
+    this machine; give the address of a running scheduler (``"tcp://host:8786"``) to use a
+    cluster of many machines (the workers must see the same file system). The workers read
+    the stack, reconstruct it and write its outputs themselves; only a small record goes
+    back to the client. The network's weights are loaded once per worker process (a
+    :class:`distributed.WorkerPlugin` warms the per-process cache of
+    :func:`~.models.registry.load_gplws`), not once per task.
+
+Resuming
+    ``OUTDIR/manifest.json`` records every finished stack: its input (path, size, mtime),
+    the method and options, and the SHA-256 of each output file. A re-run skips stacks
+    whose entry matches and whose outputs are all present with the recorded checksum, and
+    redoes the others (missing, truncated or edited outputs, changed input or options).
+
+Failures
+    A stack that cannot be read or reconstructed (corrupt file, wrong shape, …) is recorded
+    with its error in ``OUTDIR/summary.csv`` and ``OUTDIR/summary.json`` and never stops the
+    others. :attr:`BatchSummary.ok` (and the CLI's exit code) says whether any failed.
+
+This module does no image processing of its own (it calls :func:`napari_gplws.reconstruct`)
+and never imports napari or Qt. dask.distributed is imported on first use.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .callbacks import ProgressFn, report
+from .errors import GplwsError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "OUTPUT_NAMES",
+    "BatchSummary",
+    "StackRecord",
+    "batch",
+    "collect_inputs",
+    "outputs_valid",
+    "reconstruct_to_folder",
+    "stack_names",
+]
+
+#: Files written per stack (the same as ``gplws reconstruct``).
+OUTPUT_NAMES: tuple[str, ...] = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
+MANIFEST_NAME = "manifest.json"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_JSON = "summary.json"
+_MANIFEST_VERSION = 1
+_STACK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy", ".npz")
+
+
+# =========================================================================================
+# records
+# =========================================================================================
+@dataclass
+class StackRecord:
+    """What happened to one stack of a batch.
+
+    Attributes
+    ----------
+    name
+        Output folder name (``OUTDIR/<name>/``).
+    input
+        Path of the stack.
+    status
+        ``"done"`` (reconstructed now), ``"skipped"`` (valid outputs from an earlier run)
+        or ``"failed"``.
+    error
+        ``"<ExceptionType>: message"`` when failed, else ``""``.
+    seconds
+        Wall time of the task on its worker (0 when skipped).
+    outputs
+        Output file name -> SHA-256 (hex) of its content.
+    units
+        Unit of ``depth.tif``: ``"µm"`` or ``"frame"`` (empty when failed).
+    worker
+        Address of the worker that ran it (empty when skipped).
+    """
+
+    name: str
+    input: str
+    status: str
+    error: str = ""
+    seconds: float = 0.0
+    outputs: dict[str, str] = field(default_factory=dict)
+    units: str = ""
+    worker: str = ""
+
+
+@dataclass
+class BatchSummary:
+    """Result of :func:`batch`.
+
+    Attributes
+    ----------
+    records
+        One :class:`StackRecord` per input stack, in input order.
+    outdir
+        The output folder (holds ``manifest.json``, ``summary.csv``, ``summary.json``).
+    dashboard
+        The dask dashboard address, or ``""`` when there is none.
+    seconds
+        Wall time of the whole batch.
+    """
+
+    records: list[StackRecord]
+    outdir: Path
+    dashboard: str = ""
+    seconds: float = 0.0
+
+    def _count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+    @property
+    def n_done(self) -> int:
+        """Stacks reconstructed in this run."""
+        return self._count("done")
+
+    @property
+    def n_skipped(self) -> int:
+        """Stacks whose valid outputs from an earlier run were kept."""
+        return self._count("skipped")
+
+    @property
+    def n_failed(self) -> int:
+        """Stacks that failed (see :attr:`StackRecord.error`)."""
+        return self._count("failed")
+
+    @property
+    def ok(self) -> bool:
+        """True when no stack failed."""
+        return self.n_failed == 0
+
+    @property
+    def failed(self) -> list[StackRecord]:
+        """The records of the stacks that failed."""
+        return [r for r in self.records if r.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view (what ``summary.json`` holds)."""
+        return {
+            "outdir": str(self.outdir),
+            "dashboard": self.dashboard,
+            "seconds": round(self.seconds, 3),
+            "counts": {
+                "total": len(self.records),
+                "done": self.n_done,
+                "skipped": self.n_skipped,
+                "failed": self.n_failed,
+            },
+            "stacks": [asdict(r) for r in self.records],
+        }
+
+
+# =========================================================================================
+# inputs
+# =========================================================================================
+def collect_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand paths, glob patterns and ``.txt`` lists into a list of stack paths.
+
+    Parameters
+    ----------
+    inputs
+        One item or an iterable of items. Each item is a stack path (file or folder of
+        frames), a glob pattern (``"scans/*.tif"``, ``"**"`` allowed), or a ``.txt`` file with
+        one path or pattern per line (blank lines and lines starting with ``#`` are skipped;
+        relative paths are taken relative to the ``.txt`` file's folder).
+
+    Returns
+    -------
+    list of Path
+        In the order given, duplicates removed. Paths that do not exist are kept (their
+        task fails with a clear message, recorded in the summary).
+
+    Raises
+    ------
+    GplwsError
+        A glob pattern matches nothing, a ``.txt`` list cannot be read, or nothing is left.
+    """
+    items: list[str | os.PathLike[str]]
+    if isinstance(inputs, (str, os.PathLike)):
+        items = [inputs]
+    else:
+        items = list(inputs)
+    out: list[Path] = []
+
+    def add(item: str, base: Path | None) -> None:
+        text = str(item).strip()
+        if base is not None and not os.path.isabs(text):
+            text = str(base / text)
+        if any(ch in text for ch in "*?["):
+            hits = sorted(glob.glob(text, recursive=True))
+            if not hits:
+                raise GplwsError(f"The pattern '{text}' matches no file; check it (quote it in a shell).")
+            out.extend(Path(h) for h in hits)
+        elif text.lower().endswith(".txt"):
+            p = Path(text)
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise GplwsError(f"Cannot read the list of stacks '{p}': {exc}.") from None
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    add(line, p.parent)
+        else:
+            out.append(Path(text))
+
+    for item in items:
+        add(os.fspath(item), None)
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    if not unique:
+        raise GplwsError("No input stacks were given; pass paths, glob patterns or a .txt list.")
+    return unique
+
+
+def _base_name(p: Path) -> str:
+    name = p.name.rstrip("/") or "stack"
+    low = name.lower()
+    for suf in _STACK_SUFFIXES:
+        if low.endswith(suf) and len(name) > len(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def stack_names(paths: Sequence[Path]) -> list[str]:
+    """Output folder names for stacks: the base name (``a.ome.tif`` -> ``a``), made unique.
+
+    Two stacks with the same base name in different folders get ``a``, ``a-2``, ``a-3``… in
+    input order, so a re-run with the same inputs maps every stack to the same folder.
+    """
+    names: list[str] = []
+    used: set[str] = {Path(MANIFEST_NAME).stem, Path(SUMMARY_CSV).stem}
+    for p in paths:
+        base = _base_name(Path(p))
+        name, k = base, 2
+        while name in used:
+            name, k = f"{base}-{k}", k + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+# =========================================================================================
+# checksums and manifest
+# =========================================================================================
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _input_signature(p: Path) -> dict[str, Any]:
+    """Path, size and mtime of an input (of every file in it, for a folder)."""
+    p = Path(p)
+    if p.is_dir():
+        files = sorted(q for q in p.iterdir() if q.is_file())
+        size = sum(q.stat().st_size for q in files)
+        mtime = max((q.stat().st_mtime_ns for q in files), default=0)
+    elif p.exists():
+        st = p.stat()
+        size, mtime = st.st_size, st.st_mtime_ns
+    else:
+        size, mtime = -1, 0
+    return {"path": os.path.abspath(p), "size": int(size), "mtime_ns": int(mtime)}
+
+
+def outputs_valid(folder: Path, checksums: Mapping[str, str]) -> bool:
+    """True when every output named in ``checksums`` exists in ``folder`` with that SHA-256."""
+    if set(checksums) != set(OUTPUT_NAMES):
+        return False
+    for name, digest in checksums.items():
+        p = Path(folder) / name
+        if not p.is_file() or _sha256(p) != digest:
+            return False
+    return True
+
+
+def _read_manifest(outdir: Path) -> dict[str, Any]:
+    p = outdir / MANIFEST_NAME
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a damaged manifest only means everything is redone
+    if not isinstance(data, dict) or data.get("version") != _MANIFEST_VERSION:
+        return {}
+    stacks = data.get("stacks")
+    return stacks if isinstance(stacks, dict) else {}
+
+
+def _write_text_atomic(p: Path, text: str) -> None:
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def _write_manifest(outdir: Path, stacks: Mapping[str, Any]) -> None:
+    body = {"version": _MANIFEST_VERSION, "written_by": "napari-gplws", "stacks": dict(stacks)}
+    _write_text_atomic(outdir / MANIFEST_NAME, json.dumps(body, indent=2, ensure_ascii=False))
+
+
+# =========================================================================================
+# the task
+# =========================================================================================
+def reconstruct_to_folder(
+    path: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    method: str | None = None,
+    read_options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Reconstruct one stack and write its four outputs into ``folder`` (all or nothing).
+
+    The outputs are written into a hidden sibling folder first and moved into place only
+    when all four are complete, so ``folder`` never holds a half-written set.
+
+    Parameters
+    ----------
+    path
+        The stack (anything :func:`~.io.read_stack` reads).
+    folder
+        Output folder; replaced if it exists.
+    method
+        Reconstruction method (``None``: :func:`napari_gplws.api.default_method`).
+    read_options
+        Keyword arguments of :func:`~.io.read_stack` (``focus_step_um``, ``pixel_size_um``…).
+    options
+        Keyword arguments of :func:`napari_gplws.reconstruct` (``window``, ``refine``,
+        ``device``, ``tile_size``).
+
+    Returns
+    -------
+    dict
+        ``{"outputs": {name: sha256}, "units": str, "method": str}``.
+
+    Raises
+    ------
+    GplwsError
+        Bad stack, options or unwritable folder (the message says which).
+    """
+    from ..api import reconstruct
+    from .io import read_stack, write_depth_tiff, write_image_tiff
+
+    t0 = time.perf_counter()
+    stack = read_stack(path, **dict(read_options or {}))
+    t_read = time.perf_counter() - t0
+    result = reconstruct(stack, method=method, **dict(options or {}))
+    result.timings["read"] = t_read
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
+    tmp.mkdir()
+    try:
+        t1 = time.perf_counter()
+        meta = {"method": result.method, "source": stack.source}
+        px = stack.pixel_size_um
+        write_depth_tiff(tmp / "depth.tif", result.depth, units=result.units, pixel_size_um=px, metadata=meta)
+        write_image_tiff(tmp / "aif.tif", result.aif, pixel_size_um=px, metadata=meta)
+        write_image_tiff(
+            tmp / "confidence.tif", result.confidence.astype("float32"), pixel_size_um=px,
+            metadata={**meta, "kind": "confidence", "range": [0, 1]},
+        )
+        result.timings["write"] = time.perf_counter() - t1
+        result.timings["total"] = time.perf_counter() - t0
+        rep = result.report()
+        rep["outputs"] = {n: str(folder / n) for n in OUTPUT_NAMES}
+        (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
+        sums = {n: _sha256(tmp / n) for n in OUTPUT_NAMES}
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"outputs": sums, "units": result.units, "method": result.method}
+
+
+def _run_task(
+    name: str,
+    path: str,
+    folder: str,
+    method: str | None,
+    read_options: dict[str, Any],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """Worker-side wrapper: never raises, returns a record as a dict."""
+    t0 = time.perf_counter()
+    rec = StackRecord(name=name, input=path, status="failed")
+    try:
+        from distributed import get_worker
+
+        rec.worker = str(get_worker().address)
+    except Exception:  # noqa: BLE001 - not on a worker (direct call)
+        rec.worker = "local"
+    try:
+        res = reconstruct_to_folder(path, folder, method, read_options, options)
+        rec.status, rec.outputs, rec.units = "done", res["outputs"], res["units"]
+    except GplwsError as exc:
+        rec.error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
+        last = traceback.extract_tb(exc.__traceback__)[-1:] or None
+        at = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
+        rec.error = f"{type(exc).__name__}: {exc}{at}"
+    rec.seconds = round(time.perf_counter() - t0, 4)
+    return asdict(rec)
+
+
+# =========================================================================================
+# the cluster
+# =========================================================================================
+def _model_plugin(method: str | None, device: str) -> Any:
+    """A WorkerPlugin that loads GPLWS-Net weights once when a worker starts."""
+    from distributed import WorkerPlugin
+
+    class GplwsModelPreload(WorkerPlugin):
+        """Warm :func:`load_gplws`'s per-process cache on every worker (once per process)."""
+
+        name = "napari-gplws-model"
+
+        def __init__(self, method: str | None, device: str) -> None:
+            self.method, self.device = method, device
+
+        def setup(self, worker: Any) -> None:
+            from ..api import default_method
+
+            if (self.method or default_method()) != "gplws":
+                return
+            from .inference import resolve_device
+            from .models.registry import has_default_weights, load_gplws
+
+            if has_default_weights("gplws"):
+                load_gplws(device=resolve_device(self.device))
+
+    return GplwsModelPreload(method, device)
+
+
+def _open_client(
+    scheduler: Any, workers: int, threads_per_worker: int, processes: bool
+) -> tuple[Any, Callable[[], None]]:
+    """Return ``(client, close)`` for ``"local"``, an address, or an existing Client."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        return scheduler, lambda: None
+    if scheduler in (None, "local"):
+        cluster = LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=int(threads_per_worker),
+            processes=bool(processes),
+            dashboard_address=":0",
+        )
+        client = Client(cluster)
+
+        def close() -> None:
+            client.close()
+            cluster.close()
+
+        return client, close
+    try:
+        client = Client(str(scheduler), timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise GplwsError(
+            f"Cannot reach the dask scheduler at '{scheduler}' ({exc}); check the address "
+            "(e.g. tcp://host:8786) or use --scheduler local."
+        ) from None
+    return client, client.close
+
+
+def _write_summaries(summary: BatchSummary) -> None:
+    out = summary.outdir
+    _write_text_atomic(out / SUMMARY_JSON, json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["name", "input", "status", "error", "seconds", "depth_units", "worker"])
+    for r in summary.records:
+        w.writerow([r.name, r.input, r.status, r.error, f"{r.seconds:.3f}", r.units, r.worker])
+    _write_text_atomic(out / SUMMARY_CSV, buf.getvalue())
+
+
+# =========================================================================================
+# public entry point
+# =========================================================================================
+def batch(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    outdir: str | os.PathLike[str],
+    method: str | None = None,
+    scheduler: Any = "local",
+    workers: int = 2,
+    threads_per_worker: int = 1,
+    progress: ProgressFn = None,
+    *,
+    processes: bool = True,
+    device: str = "auto",
+    window: int = 9,
+    refine: bool = True,
+    tile_size: int | None = None,
+    read_options: Mapping[str, Any] | None = None,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> BatchSummary:
+    """Reconstruct many focus stacks on a dask.distributed cluster, resumably.
+
+    Parameters
+    ----------
+    inputs
+        Stack paths, glob patterns and/or ``.txt`` files of paths (see
+        :func:`collect_inputs`).
+    outdir
+        Output folder; one sub-folder per stack (see :func:`stack_names`) with
+        ``depth.tif``, ``aif.tif``, ``confidence.tif`` and ``report.json``, plus
+        ``manifest.json``, ``summary.csv`` and ``summary.json``.
+    method
+        As in :func:`napari_gplws.reconstruct` (``None``: the network when its weights are
+        installed, else ``"sml"``).
+    scheduler
+        ``"local"`` (start a :class:`distributed.LocalCluster`), a scheduler address such
+        as ``"tcp://10.0.0.5:8786"``, or an existing :class:`distributed.Client`.
+    workers, threads_per_worker
+        Size of the local cluster (ignored for an address or a client).
+    progress
+        ``progress(done, total)`` after each finished stack (skipped ones count at once).
+    processes
+        Local cluster with one process per worker (True, default: no GIL contention) or
+        threads in this process (False: starts faster, for small jobs and tests).
+    device, window, refine, tile_size
+        Passed to :func:`napari_gplws.reconstruct` for every stack.
+    read_options
+        Passed to :func:`~.io.read_stack` for every stack (``focus_step_um``,
+        ``focus_start_um``, ``focus_um``, ``pixel_size_um``, ``axis_pick``).
+    force
+        Redo every stack even if the manifest says it is done.
+    log
+        Called with human-readable lines (the dashboard address, …); default: silent.
+
+    Returns
+    -------
+    BatchSummary
+        Per-stack records; ``summary.ok`` is False when any stack failed. Failures never
+        raise.
+
+    Raises
+    ------
+    GplwsError
+        No inputs, a glob that matches nothing, an unreachable scheduler, an unwritable
+        ``outdir``.
+
+    Examples
+    --------
+    >>> s = batch(["scans/*.tif"], "out", method="sml", workers=2)  # doctest: +SKIP
+    >>> s.n_done, s.n_failed, [r.error for r in s.failed]  # doctest: +SKIP
+    """
+    t_start = time.perf_counter()
+    say = log or (lambda _msg: None)
+    paths = collect_inputs(inputs)
+    names = stack_names(paths)
+    out = Path(outdir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GplwsError(f"Cannot create the output folder '{out}': {exc}.") from None
+
+    from ..api import METHODS, default_method
+
+    used_method = (method or default_method()).lower()
+    if used_method not in METHODS:
+        raise GplwsError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
+    options: dict[str, Any] = {"device": device, "window": int(window), "refine": bool(refine), "tile_size": tile_size}
+    read_opts = {k: v for k, v in dict(read_options or {}).items() if v is not None}
+    settings = {"method": used_method, "options": options, "read_options": _jsonable(read_opts)}
+
+    manifest = _read_manifest(out)
+    records: dict[str, StackRecord] = {}
+    todo: list[tuple[str, Path]] = []
+    for name, p in zip(names, paths):
+        entry = manifest.get(name)
+        if (
+            not force
+            and isinstance(entry, dict)
+            and entry.get("input") == _input_signature(p)
+            and entry.get("settings") == settings
+            and outputs_valid(out / name, entry.get("outputs", {}))
+        ):
+            records[name] = StackRecord(
+                name=name, input=str(p), status="skipped", outputs=dict(entry["outputs"]),
+                units=str(entry.get("units", "")),
+            )
+        else:
+            manifest.pop(name, None)
+            todo.append((name, p))
+    total = len(paths)
+    done = len(records)
+    report(progress, done, total)
+    dashboard = ""
+
+    if todo:
+        client, close = _open_client(scheduler, workers, threads_per_worker, processes)
+        try:
+            dashboard = str(getattr(client, "dashboard_link", "") or "")
+            say(f"dask dashboard: {dashboard or 'not available'}")
+            if used_method == "gplws":
+                client.register_plugin(_model_plugin(used_method, device))
+            from distributed import as_completed
+
+            futures = {}
+            for name, p in todo:
+                fut = client.submit(
+                    _run_task, name, str(p), str(out / name), used_method, read_opts, options,
+                    key=f"gplws-batch-{name}-{time.monotonic_ns()}", pure=False,
+                )
+                futures[fut] = (name, p)
+            for fut in as_completed(list(futures)):
+                name, p = futures[fut]
+                try:
+                    rec = StackRecord(**fut.result())
+                except Exception as exc:  # noqa: BLE001 - e.g. a worker died (KilledWorker)
+                    rec = StackRecord(name=name, input=str(p), status="failed",
+                                      error=f"{type(exc).__name__}: {exc}")
+                records[name] = rec
+                if rec.status == "done":
+                    manifest[name] = {
+                        "input": _input_signature(p),
+                        "settings": settings,
+                        "outputs": rec.outputs,
+                        "units": rec.units,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    }
+                    _write_manifest(out, manifest)  # after every stack: a crash loses one
+                done += 1
+                report(progress, done, total)
+        finally:
+            close()
+    _write_manifest(out, manifest)
+    summary = BatchSummary(
+        records=[records[n] for n in names],
+        outdir=out,
+        dashboard=dashboard,
+        seconds=time.perf_counter() - t_start,
+    )
+    _write_summaries(summary)
+    return summary
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    """Make options comparable with what is read back from JSON (arrays -> lists)."""
+    return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

@@ -1,0 +1,563 @@
+"""Out-of-core depth from focus: stacks larger than memory, chunk by chunk with dask.
+
+A stack stored as zarr (a plain ``(N, H, W[, 3])`` array, or OME-Zarr level 0) is read
+lazily with :func:`dask.array.from_zarr` and reconstructed with the classical engine of
+:mod:`.focus` in chunks over y/x (the focus axis is always whole), writing ``depth``,
+``aif`` and ``confidence`` to a zarr group. Peak memory is set by the chunk size, not by
+the image size.
+
+The result equals :func:`.focus.depth_from_focus` on the whole stack in memory, to float
+tolerance (the box filters' running sums start at a different pixel), because
+
+* every chunk is read with an overlap (:func:`dask.array.map_overlap`, ``boundary="none"``
+  so the image border is treated exactly as in memory) at least the receptive field of
+  the step: the focus measure's halo (:func:`.focus_measures.measure_halo`) for the focus
+  pass, the refinement's ``radius·3 + 1`` for the refinement pass;
+* the few quantities that the in-memory engine takes over the whole image — the
+  confidence's ``eps`` (from the largest focus value), the guide's 1st/99th percentile
+  (from the same sub-sampled grid) and the clipping range of the refined index — are
+  computed globally between the two passes from an intermediate zarr array.
+
+Three passes over the data::
+
+    A  frames --map_overlap(halo)--> index, guide, peak, mean   (stored: _work, 16 B/pixel)
+    B  global eps, percentiles, index range                     (reads _work)
+    C  _work --map_overlap(refine halo)--> refined index; depth, confidence, aif (frames again)
+
+What this module does not do: the GPLWS-Net path (its input normalisation is a global
+percentile of the stack and its tiles are blended; not done out of core yet), and files
+other than zarr (a TIFF larger than memory can be converted with :func:`tiff_to_zarr`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .callbacks import ProgressFn, report
+from .errors import StackError
+from .focus import (
+    DEFAULT_REFINE_EPS,
+    DEFAULT_REFINE_FLOOR,
+    DEFAULT_REFINE_RADIUS,
+    DEFAULT_REFINE_TAU,
+    _Engine,
+    _refine_band,
+    _refine_bands,
+    _Runner,
+    focus_confidence,
+)
+from .focus_measures import (
+    DEFAULT_MEASURE,
+    DEFAULT_WINDOW,
+    measure_halo,
+    validate_measure,
+    validate_window,
+)
+from .stack import FocalStack, index_to_position, validate_focus_positions
+
+__all__ = ["OutOfCoreResult", "ZarrStack", "open_zarr_stack", "reconstruct_zarr", "tiff_to_zarr"]
+
+_WORK = "_work"
+_N_WORK = 4  # index, guide, peak, mean
+
+
+# =========================================================================================
+# reading
+# =========================================================================================
+@dataclass
+class ZarrStack:
+    """A lazily read stack.
+
+    Attributes
+    ----------
+    frames
+        ``(N, H, W)`` or ``(N, H, W, 3)`` dask array.
+    focus_um
+        ``(N,)`` focus positions in µm, or ``None`` (then depth is in frame index).
+    pixel_size_um
+        Lateral pixel size in µm, or ``None``.
+    source
+        Path (and component) it was read from.
+    """
+
+    frames: Any
+    focus_um: np.ndarray | None
+    pixel_size_um: float | None
+    source: str
+
+    @property
+    def units(self) -> str:
+        """``"µm"`` when the focus positions are known, else ``"frame"``."""
+        return "frame" if self.focus_um is None else "µm"
+
+
+def open_zarr_stack(
+    path: str | os.PathLike[str],
+    component: str | None = None,
+    *,
+    focus_um: Sequence[float] | np.ndarray | None = None,
+    pixel_size_um: float | None = None,
+) -> ZarrStack:
+    """Open a zarr focus stack lazily (nothing is read but metadata).
+
+    Parameters
+    ----------
+    path
+        A zarr array ``(N, H, W[, 3])``, or a group: an OME-Zarr image (level 0 of
+        ``multiscales`` is used, the axes must be ``z, y, x`` possibly after length-1
+        ``t``/``c``) or a group with an array named ``frames``.
+    component
+        Array path inside the group (overrides the search above).
+    focus_um, pixel_size_um
+        Override the metadata. Otherwise read from the array's attributes ``focus_um``
+        (list, µm) and ``pixel_size_um``, or from the OME-Zarr scale (µm axes only).
+
+    Returns
+    -------
+    ZarrStack
+
+    Raises
+    ------
+    StackError
+        Not a zarr store, no array found, or an array of the wrong shape.
+    """
+    import dask.array as da
+    import zarr
+
+    p = Path(os.fspath(path))
+    try:
+        node = zarr.open(str(p), mode="r")
+    except Exception as exc:  # noqa: BLE001 - turned into a message
+        raise StackError(f"'{p}' is not a readable zarr store ({type(exc).__name__}: {exc}).") from None
+    attrs: dict[str, Any] = {}
+    scale_px: float | None = None
+    squeeze: tuple[int, ...] = ()
+    if component is None and isinstance(node, zarr.Group):
+        gattrs = dict(node.attrs)
+        ms = gattrs.get("multiscales") or (gattrs.get("ome") or {}).get("multiscales")
+        if ms:
+            level = ms[0]["datasets"][0]
+            component = level["path"]
+            axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
+            units = [a.get("unit") if isinstance(a, dict) else None for a in ms[0].get("axes", [])]
+            arr0 = node[component]
+            squeeze = tuple(i for i, a in enumerate(axes) if a in ("t", "c") and arr0.shape[i] == 1)
+            kept = [i for i in range(len(axes)) if i not in squeeze]
+            for t in level.get("coordinateTransformations", []):
+                if t.get("type") == "scale" and len(axes) >= 2 and units[-1] in ("micrometer", "µm"):
+                    scale_px = float(t["scale"][-1])
+            if [axes[i] for i in kept][:3] != ["z", "y", "x"]:
+                raise StackError(
+                    f"The OME-Zarr image '{p}' has axes {axes}; a focus stack needs z, y, x "
+                    "(length-1 t and c are dropped)."
+                )
+        elif "frames" in node:
+            component = "frames"
+        else:
+            raise StackError(f"The zarr group '{p}' has no OME-Zarr multiscales and no 'frames' array.")
+    arr = node[component] if component is not None else node
+    attrs = dict(arr.attrs)
+    frames = da.from_zarr(arr)
+    if squeeze:
+        frames = frames[tuple(0 if i in squeeze else slice(None) for i in range(frames.ndim))]
+    if not (frames.ndim == 3 or (frames.ndim == 4 and frames.shape[-1] == 3)) or frames.shape[0] < 2:
+        raise StackError(f"The zarr array in '{p}' has shape {frames.shape}; a focus stack is (N, H, W[, 3]), N ≥ 2.")
+    if frames.dtype.kind not in "uif":
+        raise StackError(f"Unsupported pixel type {frames.dtype} in '{p}'; use integer or float data.")
+    fu = focus_um if focus_um is not None else attrs.get("focus_um")
+    if fu is not None:
+        fu = validate_focus_positions(np.asarray(fu, np.float64), frames.shape[0], str(p))
+    px = pixel_size_um if pixel_size_um is not None else attrs.get("pixel_size_um", scale_px)
+    src = str(p) if component is None else f"{p}/{component}"
+    return ZarrStack(frames=frames, focus_um=fu, pixel_size_um=None if px is None else float(px), source=src)
+
+
+def is_zarr_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` looks like a zarr store (a folder named ``*.zarr`` or holding zarr metadata)."""
+    p = Path(os.fspath(path))
+    if not p.is_dir():
+        return False
+    return p.suffix.lower() == ".zarr" or any(
+        (p / m).is_file() for m in ("zarr.json", ".zarray", ".zgroup")
+    )
+
+
+def zarr_layer_data(path: str | os.PathLike[str]) -> list[tuple[Any, dict, str]]:
+    """A napari layer-data tuple for a zarr stack, read lazily (a dask array).
+
+    Same ``add_kwargs`` as the TIFF reader: ``name``, ``rgb``, ``scale`` = (focus step µm or
+    1, pixel size µm or 1, pixel size µm or 1) and ``metadata`` with ``focus_um``,
+    ``pixel_size_um``, ``units`` and ``source``. Imports nothing from napari.
+    """
+    zs = open_zarr_stack(path)
+    p = Path(os.fspath(path))
+    px = zs.pixel_size_um
+    fu = zs.focus_um
+    step = None
+    if fu is not None and len(fu) > 1:
+        d = np.diff(fu)
+        step = float(d[0]) if np.allclose(d, d[0]) else None
+    kwargs = {
+        "name": p.name[: -len(".zarr")] if p.name.lower().endswith(".zarr") else p.name,
+        "rgb": zs.frames.ndim == 4,
+        "scale": (abs(step) if step else 1.0, px or 1.0, px or 1.0),
+        "metadata": {
+            "focus_um": None if fu is None else [float(v) for v in fu],
+            "pixel_size_um": px,
+            "units": zs.units,
+            "source": zs.source,
+        },
+    }
+    return [(zs.frames, kwargs, "image")]
+
+
+def tiff_to_zarr(tiff: str | os.PathLike[str], out: str | os.PathLike[str], chunk: int = 1024) -> Path:
+    """Copy a (possibly larger than memory) TIFF stack into a zarr array, chunk by chunk.
+
+    The pages are read lazily through tifffile's zarr interface, so memory stays at a few
+    chunks. Units are not copied: give ``focus_um``/``pixel_size_um`` to
+    :func:`open_zarr_stack` (or set them as attributes of the array).
+
+    Parameters
+    ----------
+    tiff
+        A multi-page TIFF of shape ``(N, H, W[, 3])``.
+    out
+        The zarr array to write (replaced).
+    chunk
+        Chunk side over y/x; one frame per chunk along the focus axis.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    store = tifffile.imread(os.fspath(tiff), aszarr=True)
+    src = da.from_zarr(zarr.open(store, mode="r"))
+    chunks = (1, chunk, chunk) + src.shape[3:]
+    z = zarr.open_array(os.fspath(out), mode="w", shape=src.shape, chunks=chunks, dtype=src.dtype)
+    da.store(src.rechunk(chunks), z, lock=False)
+    return Path(out)
+
+
+# =========================================================================================
+# per-chunk work
+# =========================================================================================
+def _trim(block: np.ndarray, halo: int, loc: tuple[int, ...], nchunks: tuple[int, ...], axes: Sequence[int]) -> np.ndarray:
+    """Remove the overlap that boundary='none' added on interior sides only."""
+    sl = [slice(None)] * block.ndim
+    for ax in axes:
+        lo = halo if loc[ax] > 0 else 0
+        hi = block.shape[ax] - (halo if loc[ax] < nchunks[ax] - 1 else 0)
+        sl[ax] = slice(lo, hi)
+    return block[tuple(sl)]
+
+
+def _focus_pass(block: np.ndarray, measure: str, window: int, halo: int, block_info: Any = None) -> np.ndarray:
+    """Pass A on one overlapped chunk: ``(4, h, w)`` = index, guide, peak, mean (float32)."""
+    info = block_info[0]
+    stack = FocalStack(np.asarray(block))
+    eng = _Engine(stack, measure, window, keep_guide=True)
+    n = eng.n
+    index = np.empty((eng.h, eng.w), np.float32)
+    conf = np.empty((eng.h, eng.w), np.float32)
+    with _Runner(1, len(eng.bands)) as run:
+        for k in range(n):
+            run(partial(eng.update, k), eng.bands)
+        run(partial(eng.finish, "gaussian", 1.0, index, conf), eng.bands)
+    mean = eng.total * np.float32(1.0 / n)  # as in _Engine.finish
+    out = np.stack([index, eng.guide, eng.best, mean])
+    loc, nch = info["chunk-location"], info["num-chunks"]
+    return _trim(out, halo, (0,) + tuple(loc[1:3]), (1,) + tuple(nch[1:3]), (1, 2))
+
+
+def _refine_pass(
+    index: np.ndarray,
+    conf: np.ndarray,
+    guide: np.ndarray,
+    g_lo: float,
+    g_scale: float,
+    radius: int,
+    eps: float,
+    lo: float,
+    hi: float,
+    halo: int,
+    block_info: Any = None,
+) -> np.ndarray:
+    """Pass C refinement of one overlapped chunk (same bands maths as :func:`.focus.refine_index`)."""
+    out = np.empty_like(index)
+    task = partial(
+        _refine_band, index, conf, guide, g_lo, g_scale, radius, eps, DEFAULT_REFINE_TAU, 1,
+        DEFAULT_REFINE_FLOOR, out,
+    )
+    bands = _refine_bands(index.shape, radius, 1)
+    with _Runner(1, len(bands)) as run:
+        run(task, bands)
+    np.clip(out, lo, hi, out=out)
+    info = block_info[0]
+    return _trim(out, halo, info["chunk-location"], info["num-chunks"], (0, 1))
+
+
+def _select(frames: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """All-in-focus pixels: frame at the rounded index (as :func:`.focus.depth_from_focus`)."""
+    n = frames.shape[0]
+    idx_dtype = np.int16 if n < np.iinfo(np.int16).max else np.int32
+    sel = np.empty(index.shape, idx_dtype)
+    np.copyto(sel, np.rint(index), casting="unsafe")
+    np.clip(sel, 0, n - 1, out=sel)
+    key = sel[None, :, :, None] if frames.ndim == 4 else sel[None]
+    return np.take_along_axis(frames, key.astype(np.intp), axis=0)[0]
+
+
+def _to_depth(index: np.ndarray, positions: np.ndarray | None) -> np.ndarray:
+    if positions is None:
+        return index.copy()
+    return index_to_position(index, positions).astype(np.float32)
+
+
+def _chunk_sizes(length: int, chunk: int, min_size: int) -> tuple[int, ...]:
+    """Chunks of ``chunk`` with a last one merged into its neighbour when below ``min_size``."""
+    sizes = [chunk] * (length // chunk)
+    rest = length - chunk * len(sizes)
+    if rest:
+        if sizes and rest < min_size:
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes)
+
+
+# =========================================================================================
+# public entry point
+# =========================================================================================
+@dataclass
+class OutOfCoreResult:
+    """Where :func:`reconstruct_zarr` wrote its outputs.
+
+    Attributes
+    ----------
+    path
+        The output zarr group; arrays ``depth`` (float32, :attr:`units`), ``confidence``
+        (float32, 0..1) and ``aif`` (input dtype).
+    units
+        ``"µm"`` or ``"frame"``.
+    shape
+        ``(H, W)``.
+    timings
+        Seconds per pass (``focus``, ``stats``, ``write``, ``total``).
+    params
+        The parameters used.
+    """
+
+    path: Path
+    units: str
+    shape: tuple[int, int]
+    timings: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> dict[str, Any]:
+        """The three outputs as lazily read dask arrays."""
+        import dask.array as da
+
+        return {k: da.from_zarr(str(self.path), component=k) for k in ("depth", "confidence", "aif")}
+
+
+class _TaskProgress:
+    """A dask local-scheduler callback turning finished tasks into ``progress(done, total)``."""
+
+    def __init__(self, progress: ProgressFn, offset: int, total: int) -> None:
+        from dask.callbacks import Callback
+
+        outer = self
+
+        class _CB(Callback):
+            def _start_state(self, dsk: Any, state: Any) -> None:
+                outer.n = sum(len(state[k]) for k in ("ready", "waiting", "running"))
+                outer.done = 0
+
+            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+                outer.done += 1
+                frac = outer.done / max(1, outer.n)
+                report(progress, offset + int(frac * 100), total)
+
+        self.cb = _CB()
+        self.n, self.done = 1, 0
+
+
+def reconstruct_zarr(
+    source: str | os.PathLike[str] | ZarrStack,
+    out: str | os.PathLike[str],
+    *,
+    measure: str = DEFAULT_MEASURE,
+    window: int = DEFAULT_WINDOW,
+    refine: bool = True,
+    refine_radius: int = DEFAULT_REFINE_RADIUS,
+    refine_eps: float = DEFAULT_REFINE_EPS,
+    chunk: int = 1024,
+    threads: int | None = None,
+    focus_um: Sequence[float] | np.ndarray | None = None,
+    pixel_size_um: float | None = None,
+    keep_work: bool = False,
+    progress: ProgressFn = None,
+) -> OutOfCoreResult:
+    """Depth, confidence and all-in-focus image of a zarr stack, chunk by chunk.
+
+    Parameters
+    ----------
+    source
+        Path of a zarr stack (see :func:`open_zarr_stack`) or an opened :class:`ZarrStack`.
+    out
+        Output zarr group (replaced): arrays ``depth``, ``confidence``, ``aif``, with
+        attributes ``units`` (``"µm"``/``"frame"``), ``pixel_size_um``, ``method`` …
+    measure, window, refine, refine_radius, refine_eps
+        As in :func:`.focus.depth_from_focus` (Gaussian sub-frame fit, nearest-frame AiF).
+    chunk
+        Chunk side in pixels over y and x (memory per task grows with ``N·chunk²``).
+    threads
+        Dask threads (default: usable cores, at most 8).
+    focus_um, pixel_size_um
+        Override the stack's metadata.
+    keep_work
+        Keep the intermediate ``_work`` array (``(4, H, W)`` float32) in the output group.
+    progress
+        ``progress(done, total)`` with ``total = 200`` (two passes of 100 steps).
+
+    Returns
+    -------
+    OutOfCoreResult
+
+    Raises
+    ------
+    StackError
+        Bad stack, measure, window or chunk size.
+
+    Examples
+    --------
+    >>> r = reconstruct_zarr("scan.zarr", "scan-out.zarr", chunk=1024)  # doctest: +SKIP
+    >>> r.open()["depth"]  # doctest: +SKIP
+    """
+    import dask
+    import dask.array as da
+    import zarr
+
+    from .focus import default_threads
+
+    t_start = time.perf_counter()
+    zs = source if isinstance(source, ZarrStack) else open_zarr_stack(source, focus_um=focus_um, pixel_size_um=pixel_size_um)
+    name, win = validate_measure(measure), validate_window(window)
+    radius = int(refine_radius)
+    if refine and radius < 1:
+        raise StackError(f"The refinement radius must be ≥ 1 pixel; got {refine_radius!r}.")
+    halo_a = measure_halo(name, win)
+    halo_c = radius * 3 + 1 if refine else 0
+    halo = max(halo_a, halo_c)
+    if int(chunk) < 2 * halo:
+        raise StackError(f"chunk={chunk} is too small for an overlap of {halo} px; use at least {2 * halo}.")
+    frames = zs.frames
+    n, h, w = (int(v) for v in frames.shape[:3])
+    cy, cx = _chunk_sizes(h, int(chunk), halo), _chunk_sizes(w, int(chunk), halo)
+    frames = frames.rechunk((n, cy, cx) + frames.shape[3:])
+    nthreads = default_threads() if threads is None else max(1, int(threads))
+    timings: dict[str, float] = {}
+
+    outp = Path(os.fspath(out))
+    if outp.exists():
+        shutil.rmtree(outp)
+    group = zarr.open_group(str(outp), mode="w")
+    zchunks = (int(chunk), int(chunk))
+    work = group.create_array(_WORK, shape=(_N_WORK, h, w), chunks=(1,) + zchunks, dtype="float32")
+
+    # pass A: focus curve maxima, chunk by chunk with the focus measure's halo
+    t0 = time.perf_counter()
+    depth_a = {0: 0, 1: halo_a, 2: halo_a}
+    if frames.ndim == 4:
+        depth_a[3] = 0
+    a = da.map_overlap(
+        partial(_focus_pass, measure=name, window=win, halo=halo_a),
+        frames,
+        depth=depth_a,
+        boundary="none",
+        trim=False,
+        chunks=((_N_WORK,), cy, cx),
+        drop_axis=[3] if frames.ndim == 4 else [],
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    cb = _TaskProgress(progress, 0, 200)
+    with dask.config.set(scheduler="threads", num_workers=nthreads), cb.cb:
+        da.store(a, work, lock=False)
+    timings["focus"] = time.perf_counter() - t0
+
+    # pass B: the global quantities the in-memory engine takes over the whole image
+    t0 = time.perf_counter()
+    wk = da.from_zarr(work).rechunk((1, cy, cx))
+    index, guide, peak, mean = wk[0], wk[1], wk[2], wk[3]
+    sub = guide[:: max(1, h // 256), :: max(1, w // 256)]
+    with dask.config.set(scheduler="threads", num_workers=nthreads):
+        pmax, dmin, dmax, sub_np = dask.compute(peak.max(), index.min(), index.max(), sub)
+    eps = max(float(pmax) * 1e-6, float(np.finfo(np.float32).tiny))
+    g_lo, g_hi = (float(v) for v in np.percentile(sub_np, (1, 99)))
+    g_scale = 1.0 / (g_hi - g_lo) if g_hi > g_lo else 1.0
+    timings["stats"] = time.perf_counter() - t0
+
+    # pass C: confidence, refinement with its halo, depth and all-in-focus image
+    t0 = time.perf_counter()
+    conf = da.map_blocks(focus_confidence, peak, mean, eps, dtype=np.float32)
+    if refine:
+        final = da.map_overlap(
+            partial(
+                _refine_pass, g_lo=g_lo, g_scale=g_scale, radius=radius, eps=float(refine_eps),
+                lo=float(dmin), hi=float(dmax), halo=halo_c,
+            ),
+            index, conf, guide,
+            depth={0: halo_c, 1: halo_c},
+            boundary="none",
+            trim=False,
+            chunks=(cy, cx),
+            dtype=np.float32,
+            meta=np.empty((0, 0), np.float32),
+        )
+    else:
+        final = index
+    positions = None if zs.focus_um is None else np.asarray(zs.focus_um, np.float64)
+    depth = final.map_blocks(_to_depth, positions, dtype=np.float32)
+    ax = "yxc" if frames.ndim == 4 else "yx"
+    aif = da.blockwise(_select, ax, frames, "z" + ax, final, "yx", dtype=frames.dtype, concatenate=True)
+    zd = group.create_array("depth", shape=(h, w), chunks=zchunks, dtype="float32")
+    zc = group.create_array("confidence", shape=(h, w), chunks=zchunks, dtype="float32")
+    za = group.create_array("aif", shape=(h, w) + frames.shape[3:], chunks=zchunks + frames.shape[3:], dtype=frames.dtype)
+    cb = _TaskProgress(progress, 100, 200)
+    with dask.config.set(scheduler="threads", num_workers=nthreads), cb.cb:
+        da.store([depth, conf, aif], [zd, zc, za], lock=False)
+    timings["write"] = time.perf_counter() - t0
+    if not keep_work:
+        del group[_WORK]
+    timings["total"] = time.perf_counter() - t_start
+    params = {
+        "measure": name, "window": win, "interpolation": "gaussian", "refine": bool(refine),
+        "refine_radius": radius, "refine_eps": float(refine_eps), "aif_blend": False,
+        "chunk": int(chunk), "overlap_px": halo, "threads": nthreads,
+    }
+    units = zs.units
+    for arr, kind in ((zd, "depth"), (zc, "confidence"), (za, "aif")):
+        arr.attrs.update(
+            kind=kind, units=units if kind == "depth" else None, pixel_size_um=zs.pixel_size_um,
+            method=name, source=zs.source, written_by="napari-gplws",
+        )
+    group.attrs.update(units={"depth": units, "pixel_size": "µm" if zs.pixel_size_um else None},
+                       params=params, focus_um=None if positions is None else positions.tolist())
+    report(progress, 200, 200)
+    return OutOfCoreResult(path=outp, units=units, shape=(h, w), timings=timings, params=params)
