@@ -137,6 +137,9 @@ def gt_editor(napari) -> None:
 
     from napari_gplws.core.datasets import render_height, render_stack, render_texture
 
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
+    warnings.filterwarnings("ignore", message=".*System theme detection.*")
+    OUT.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp()) / "dataset"
     rng = np.random.default_rng(3)
     n, size = 20, 160

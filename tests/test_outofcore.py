@@ -104,3 +104,27 @@ def test_reader_layer_data_is_lazy(tmp_path):
     assert kind == "image" and type(data).__module__.startswith("dask")
     assert kwargs["scale"] == (2.0, 0.5, 0.5) and kwargs["metadata"]["units"] == "µm"
     assert kwargs["name"] == "s" and not kwargs["rgb"]
+
+
+def test_gplws_out_of_core_equals_in_memory(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from napari_gplws.core.inference import predict_depth
+    from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
+    from napari_gplws.core.models.registry import save_gplws
+    from napari_gplws.core.outofcore import predict_zarr
+
+    torch.manual_seed(0)
+    w = str(save_gplws(GPLWSNet(GPLWSConfig(widths=(8, 8, 16, 16))).eval(), tmp_path / "w.safetensors"))
+    s = synthetic_stack(family="waves", n_frames=5, shape=(100, 40), seed=3, rgb=True).stack
+    src = _save(tmp_path / "s.zarr", s.frames, focus_um=s.focus_um.tolist())
+    ref = predict_depth(s, device="cpu", tile_size=64, overlap=16, weights=w)
+    assert ref.params["tiles"] > 1 and np.ptp(ref.depth) > 0
+    r = predict_zarr(src, tmp_path / "o.zarr", tile_size=64, overlap=16, weights=w, chunk=40, threads=2)
+    o = r.open()
+    np.testing.assert_allclose(o["depth"].compute(), ref.depth, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(o["confidence"].compute(), ref.confidence, rtol=0, atol=1e-5)
+    aif = o["aif"].compute()
+    assert aif.dtype == ref.aif.dtype and aif.shape == ref.aif.shape
+    assert np.abs(aif.astype(np.int16) - ref.aif).max() <= 1
+    assert r.units == "µm" and r.params["tiles"] == ref.params["tiles"]
