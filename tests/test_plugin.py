@@ -53,3 +53,23 @@ def test_sample_data_has_stack_and_truth():
     assert skw["metadata"]["units"] == "µm" and gkw["metadata"]["units"] == "µm"
     focus = np.asarray(skw["metadata"]["focus_um"])
     assert focus.min() <= gt.min() and gt.max() <= focus.max()
+
+
+def test_reader_opens_zarr_stacks_lazily(tmp_path, small_synthetic):
+    import pytest
+
+    pytest.importorskip("zarr")
+    dask_array = pytest.importorskip("dask.array")
+    from napari_gplws._reader import napari_get_reader
+    from napari_gplws.core.io import save_stack
+    from napari_gplws.core.outofcore import tiff_to_zarr
+
+    tif = tmp_path / "stack.tif"
+    save_stack(tif, small_synthetic.stack)
+    store = tiff_to_zarr(tif, tmp_path / "stack.zarr", chunk=32)
+    reader = napari_get_reader(str(store))
+    assert reader is not None
+    (data, kwargs, kind), = reader(str(store))
+    assert isinstance(data, dask_array.Array)
+    np.testing.assert_array_equal(np.asarray(data), small_synthetic.stack.frames)
+    assert kwargs["metadata"]["units"] == "µm"

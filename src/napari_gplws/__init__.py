@@ -22,12 +22,14 @@ __all__ = [
     "read_stack",
     "autofocus",
     "predict_defocus",
+    "batch",
     "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import Reconstruction, reconstruct
     from .core.autofocus import autofocus, predict_defocus
+    from .core.batch import batch
     from .core.io import read_stack
     from .core.stack import FocalStack
 
@@ -50,4 +52,8 @@ def __getattr__(name: str) -> Any:
         from .core import autofocus as _autofocus
 
         return getattr(_autofocus, name)
+    if name == "batch":
+        from .core.batch import batch
+
+        return batch
     raise AttributeError(f"module 'napari_gplws' has no attribute {name!r}")

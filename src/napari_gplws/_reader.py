@@ -35,9 +35,20 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
             return None
         path = path[0]
     try:
+        if str(path).rstrip("/\\").lower().endswith(".zarr"):
+            from .core.outofcore import is_zarr_path
+
+            return read_zarr_stack if is_zarr_path(path) else None
         return read_focus_stack if is_stack_path(path) else None
     except (TypeError, ValueError):
         return None
+
+
+def read_zarr_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Open a zarr / OME-Zarr focus stack lazily (dask), with the same metadata keys."""
+    from .core.outofcore import zarr_layer_data
+
+    return zarr_layer_data(path[0] if isinstance(path, (list, tuple)) else path)
 
 
 def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:

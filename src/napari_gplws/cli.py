@@ -1,4 +1,4 @@
-"""The ``gplws`` command line: reconstruct, eval, bench (and more as features land).
+"""The ``gplws`` command line: reconstruct, eval, bench, autofocus, batch, train, export.
 
 Every command is a thin layer over the public API and the core: parse arguments, call
 one function with a tqdm progress bar, write files, print a summary. Errors meant for
@@ -334,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, metavar="PATH", help="output .onnx file")
     p.add_argument("--weights", default="gplws_default", help="packaged weights name or .safetensors path")
     p.set_defaults(func=cmd_export)
+
+    from .batch_cli import add_batch_arguments, cmd_batch
+
+    p = sub.add_parser(
+        "batch", help="reconstruct many stacks on a dask cluster (resumable)",
+        description=(
+            "One task per stack on a local dask cluster or --scheduler ADDRESS; writes "
+            "OUTDIR/<stack>/{depth,aif,confidence}.tif + report.json, manifest.json (checksums: a "
+            "re-run skips finished stacks and redoes missing or corrupt ones) and summary.csv/json. "
+            "A failing stack never stops the others; exit code 1 if any failed."
+        ),
+    )
+    add_batch_arguments(p)
+    p.set_defaults(func=cmd_batch)
     return parser
 
 

@@ -226,12 +226,20 @@ def zarr_layer_data(path: str | os.PathLike[str]) -> list[tuple[Any, dict, str]]
     return [(zs.frames, kwargs, "image")]
 
 
-def tiff_to_zarr(tiff: str | os.PathLike[str], out: str | os.PathLike[str], chunk: int = 1024) -> Path:
+def tiff_to_zarr(
+    tiff: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    chunk: int = 1024,
+    *,
+    focus_um: Sequence[float] | None = None,
+    pixel_size_um: float | None = None,
+) -> Path:
     """Copy a (possibly larger than memory) TIFF stack into a zarr array, chunk by chunk.
 
     The pages are read lazily through tifffile's zarr interface, so memory stays at a few
-    chunks. Units are not copied: give ``focus_um``/``pixel_size_um`` to
-    :func:`open_zarr_stack` (or set them as attributes of the array).
+    chunks. Units travel as the array's ``focus_um`` / ``pixel_size_um`` attributes: the
+    arguments when given, else the TIFF's JSON sidecar, else its OME/ImageJ metadata (a z
+    step starts at 0 µm), else none (frame-index units).
 
     Parameters
     ----------
@@ -256,7 +264,38 @@ def tiff_to_zarr(tiff: str | os.PathLike[str], out: str | os.PathLike[str], chun
     chunks = (1, chunk, chunk) + src.shape[3:]
     z = zarr.open_array(os.fspath(out), mode="w", shape=src.shape, chunks=chunks, dtype=src.dtype)
     da.store(src.rechunk(chunks), z, lock=False)
+    focus, px = _tiff_units_for_zarr(Path(os.fspath(tiff)), src.shape[0], focus_um, pixel_size_um)
+    attrs = {}
+    if focus is not None:
+        attrs["focus_um"] = [float(v) for v in focus]
+    if px is not None:
+        attrs["pixel_size_um"] = float(px)
+    if attrs:
+        z.attrs.update(attrs)
     return Path(out)
+
+
+def _tiff_units_for_zarr(
+    tiff: Path, n: int, focus_um: Sequence[float] | None, pixel_size_um: float | None
+) -> tuple[np.ndarray | None, float | None]:
+    """Focus positions and pixel size of a TIFF without reading its pixels."""
+    import tifffile
+
+    from .io import _tiff_units, read_sidecar, sidecar_path
+    from .stack import uniform_positions, validate_focus_positions
+
+    side = read_sidecar(sidecar_path(tiff)) if sidecar_path(tiff).is_file() else {}
+    with tifffile.TiffFile(tiff) as tif:
+        meta = _tiff_units(tif, tif.series[0])
+    px = pixel_size_um if pixel_size_um is not None else side.get("pixel_size_um", meta.get("pixel_size_um"))
+    if focus_um is not None:
+        return validate_focus_positions(focus_um, n, tiff), px
+    if side.get("focus_um") is not None:
+        return validate_focus_positions(side["focus_um"], n, tiff), px
+    step = side.get("focus_step_um", meta.get("focus_step_um"))
+    if step is not None:
+        return uniform_positions(n, float(side.get("focus_start_um") or 0.0), float(step)), px
+    return None, px
 
 
 # =========================================================================================
