@@ -270,6 +270,25 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
         for b in net.get("per_bin", []):
             lo, hi = b["bin_um"]
             lines.append(f"| [{lo:g}, {hi:g}) | {b['n']} | {_fmt(b['mae'])} | {_fmt(b['bias'])} |")
+    mag = card.get("test_magnitude")
+    if mag:
+        lines += [
+            "",
+            "### Unsigned output (magnitude head) on the same tiles",
+            "",
+            "| metric (µm, against \\|z\\|) | LDSE-NET magnitude | classical baseline |",
+            "|---|---|---|",
+            f"| MAE, \\|z\\| ≤ 5 µm | {_fmt(mag.get('mae_abs_le5'))} | {_fmt(base.get('mae_abs_le5'))} |",
+            f"| MAE, all | {_fmt(mag.get('mae_abs'))} | {_fmt(base.get('mae_abs'))} |",
+            f"| median | {_fmt(mag.get('median_abs'))} | {_fmt(base.get('median_abs'))} |",
+            f"| P90 | {_fmt(mag.get('p90_abs'))} | {_fmt(base.get('p90_abs'))} |",
+            (
+                f"| within DOF/2 | {_fmt(mag.get('within_dof_half_abs'))} | "
+                f"{_fmt(base.get('within_dof_half_abs'))} |"
+            ),
+        ]
+    if card.get("status"):
+        lines += ["", "## Status", "", str(card["status"])]
     spec = card.get("per_specimen")
     if spec:
         lines += [
