@@ -224,6 +224,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_autofocus(args: argparse.Namespace) -> int:
     from .core.autofocus import cli_autofocus
 
+    card = Path(__file__).parent / "weights" / f"{args.weights}.json"
+    if card.is_file():
+        status = json.loads(card.read_text(encoding="utf-8")).get("status")
+        if status:
+            # Users must know when the packaged weights fall short of their stated purpose.
+            print(f"note: {args.weights} weights: {status}", file=sys.stderr)
     return cli_autofocus(args)
 
 
