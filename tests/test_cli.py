@@ -125,3 +125,20 @@ def test_train_and_export_are_wired_to_their_trainers(capsys):
             main(["train", network, "--help"])
         assert exc.value.code == 0
         assert f"gplws train {network}" in capsys.readouterr().out
+
+
+def test_reconstruct_with_the_network_is_the_default_and_beats_sml_on_the_sample(tmp_path):
+    from napari_gplws._sample_data import make_sample
+
+    gt = make_sample().depth_um
+    errors = {}
+    for method in (None, "sml"):
+        out = tmp_path / str(method)
+        args = ["reconstruct", "--sample", "-o", str(out), "-q"] + (["--method", method] if method else [])
+        assert main(args) == EXIT_OK
+        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        depth, info = read_depth_tiff(out / "depth.tif")
+        assert info["units"] == "µm"
+        errors[report["method"]] = float(np.sqrt(np.mean((depth - gt) ** 2)))
+    assert set(errors) == {"gplws", "sml"}  # no --method means the network
+    assert errors["gplws"] < errors["sml"], errors

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.errors import ModelError  # noqa: E402
-from napari_gplws.core.models.gplws import (  # noqa: E402
+from napari_gplws.core.errors import ModelError
+from napari_gplws.core.models.gplws import (
     GPLWSConfig,
     GPLWSNet,
     RepConv3d,
@@ -16,7 +16,7 @@ from napari_gplws.core.models.gplws import (  # noqa: E402
     depth_from_logits,
     normalize_stack,
 )
-from napari_gplws.core.models.registry import load_gplws, model_card, save_gplws  # noqa: E402
+from napari_gplws.core.models.registry import load_gplws, model_card, save_gplws
 
 
 def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:

@@ -7,16 +7,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.errors import Cancelled, ModelError  # noqa: E402
-from napari_gplws.core.inference import (  # noqa: E402
+from napari_gplws.core.errors import Cancelled, ModelError
+from napari_gplws.core.inference import (
     auto_tile_size,
     predict_depth,
     resolve_device,
     tile_grid,
 )
-from napari_gplws.core.models.gplws import GPLWSNet  # noqa: E402
-from napari_gplws.core.models.registry import has_default_weights, save_gplws, weights_path  # noqa: E402
-from napari_gplws.core.stack import FocalStack  # noqa: E402
+from napari_gplws.core.models.gplws import GPLWSNet
+from napari_gplws.core.models.registry import has_default_weights, save_gplws, weights_path
+from napari_gplws.core.stack import FocalStack
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.datasets import (  # noqa: E402
+from napari_gplws.core.datasets import (
     TRAIN_FAMILIES,
     Micro3DDataset,
     SyntheticFocusDataset,
     render_height,
 )
-from napari_gplws.core.errors import StackError  # noqa: E402
-from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet  # noqa: E402
-from napari_gplws.core.train import TrainConfig, gplws_loss, make_batch, train_gplws, train_main  # noqa: E402
+from napari_gplws.core.errors import StackError
+from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
+from napari_gplws.core.train import TrainConfig, gplws_loss, make_batch, train_gplws, train_main
 
 
 @pytest.mark.parametrize("family", TRAIN_FAMILIES)

@@ -27,9 +27,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -38,13 +39,13 @@ from .errors import StackError
 
 __all__ = [
     "TRAIN_FAMILIES",
-    "RenderConfig",
-    "render_height",
-    "render_texture",
-    "render_stack",
-    "SyntheticFocusDataset",
     "Micro3DDataset",
     "Micro3DSample",
+    "RenderConfig",
+    "SyntheticFocusDataset",
+    "render_height",
+    "render_stack",
+    "render_texture",
 ]
 
 TRAIN_FAMILIES: tuple[str, ...] = (

@@ -27,9 +27,10 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,13 +40,13 @@ from .stack import FocalStack
 
 __all__ = [
     "GPLWSResult",
+    "auto_tile_size",
+    "evaluate_methods",
+    "export_onnx",
+    "format_table",
     "predict_depth",
     "resolve_device",
-    "auto_tile_size",
     "tile_grid",
-    "evaluate_methods",
-    "format_table",
-    "export_onnx",
 ]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # same weights as the network's
@@ -279,7 +280,7 @@ def predict_depth(
     dev = resolve_device(device)
     try:
         return _predict(stack, dev, tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel)
-    except Exception as exc:  # noqa: BLE001 - only CUDA OOM is handled here
+    except Exception as exc:
         import torch
 
         if dev.startswith("cuda") and isinstance(exc, torch.cuda.OutOfMemoryError):

@@ -36,14 +36,15 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["TrainConfig", "train_gplws", "train_main", "make_batch", "gplws_loss", "validation_set"]
+__all__ = ["TrainConfig", "gplws_loss", "make_batch", "train_gplws", "train_main", "validation_set"]
 
 #: Seeds used for validation stacks (training uses ``seed`` and its successors, far below).
 VAL_SEED = 900_000
@@ -532,7 +533,7 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
         "summary": "GPLWS-Net depth-from-focus network, fused (re-parameterised) weights.",
         "data": (
             "Synthetic focus stacks rendered on the fly by napari_gplws.core.datasets."
-            "SyntheticFocusDataset (all height families, N 8-32, crops 64-112 px, textures with "
+            "SyntheticFocusDataset (all height families, N in {8,12,16,20,24,32}, crops 64/96 px, textures with "
             "textureless patches, blur per step, noise, gamma, drift, 8/16-bit/float, gray+colour, "
             "flips, 90-degree rotations, reversed order)"
             + (f", mixed {cfg.synth_fraction:.0%} with napari_gplws.core.synth stacks" if sources.pool is not None else "")

@@ -36,8 +36,9 @@ not load weights (see :mod:`.registry`) or choose devices and tiles (see
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +47,11 @@ from torch import nn
 __all__ = [
     "GPLWSConfig",
     "GPLWSNet",
-    "RepConv3d",
     "GroupParallelBlock",
+    "RepConv3d",
+    "count_parameters",
     "depth_from_logits",
     "normalize_stack",
-    "count_parameters",
 ]
 
 #: Rec. 601 luma weights used to turn a colour stack into the network's single channel.
@@ -90,7 +91,7 @@ class GPLWSConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GPLWSConfig":
+    def from_dict(cls, d: dict[str, Any]) -> GPLWSConfig:
         return cls(
             widths=tuple(int(w) for w in d.get("widths", cls.widths)),  # type: ignore[arg-type]
             group_size=int(d.get("group_size", 4)),
@@ -356,7 +357,7 @@ class GPLWSNet(nn.Module):
         return logits[..., :h, :w]
 
     @torch.no_grad()
-    def reparameterize(self) -> "GPLWSNet":
+    def reparameterize(self) -> GPLWSNet:
         """Fuse every multi-branch block into one convolution (in place; returns self).
 
         The model is switched to eval mode first (BatchNorm statistics are frozen). The

@@ -19,14 +19,14 @@ from typing import Any
 from ..errors import ModelError
 
 __all__ = [
-    "WEIGHTS_DIR",
     "DEFAULT_GPLWS",
-    "weights_path",
-    "has_default_weights",
-    "model_card",
-    "load_gplws",
-    "save_gplws",
+    "WEIGHTS_DIR",
     "clear_cache",
+    "has_default_weights",
+    "load_gplws",
+    "model_card",
+    "save_gplws",
+    "weights_path",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
