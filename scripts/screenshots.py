@@ -122,7 +122,7 @@ def widgets(napari) -> None:
 def gt_editor(napari) -> None:
     """``gt_editor.png``: the Ground truth editor on a small generated dataset.
 
-    Not called by :func:`main`; run it on its own under Xvfb::
+    Called by :func:`main`; to run it on its own under Xvfb::
 
         xvfb-run -a .venv/bin/python -c "import sys; sys.path.insert(0, 'scripts'); \
             import napari, screenshots; screenshots.gt_editor(napari)"
@@ -194,6 +194,7 @@ def main() -> int:
     shoot(viewer, "sample_depth.png")
     viewer.close()
     widgets(napari)
+    gt_editor(napari)
     return 0
 
 
