@@ -140,3 +140,23 @@ def test_guidance_snap_and_next_suspect(viewer, qtbot, root):
     w.snap_button.click()
     after = np.abs(w.session.depth - w.session.original)[4:14, 4:16].mean()
     assert after < before
+
+
+def test_export_button_saves_and_writes_the_corrected_dataset(viewer, qtbot, root, tmp_path):
+    w = open_dock(viewer, root)
+    name = w.dataset.names[0]
+    paint(w, 2, 6, 3, 9)
+    w.value_spin.setValue(12.25)
+    with qtbot.waitSignal(w.changed, timeout=TIMEOUT_MS):
+        w.set_value_button.click()
+    out = tmp_path / "exported"
+    w.ask_export_folder = lambda: str(out)
+    w.export_button.click()  # unsaved work is saved first, then exported in a worker
+    qtbot.waitUntil(lambda: "Exported" in w.info_label.text(), timeout=TIMEOUT_MS)
+    assert (out / name).is_dir() and (out / "export.json").is_file()
+    exported = an.AnnotationDataset(out)
+    session = exported.open(name)
+    assert np.allclose(session.original[2:6, 3:9], 12.25, atol=0.01)  # corrections became the GT
+    # the original dataset's ground truth is untouched
+    original = an.AnnotationDataset(root).open(name)
+    assert not np.allclose(original.original[2:6, 3:9], 12.25, atol=0.01)

@@ -94,6 +94,10 @@ class GroundTruthEditorWidget(QWidget):
         self.layers: dict[str, Any] = {}
         self.job: Job | None = None
         self.ask_restore: Callable[[str], bool] = lambda msg: _ask_restore_dialog(self, msg)
+        #: ``ask_export_folder() -> str``: where to export (a folder dialog; tests replace it).
+        self.ask_export_folder: Callable[[], str] = lambda: QFileDialog.getExistingDirectory(
+            self, "Export the corrected dataset into an empty folder"
+        )
 
         # dataset
         self.folder_edit = QLineEdit()
@@ -132,6 +136,7 @@ class GroundTruthEditorWidget(QWidget):
         self.undo_button = QPushButton("Undo")
         self.redo_button = QPushButton("Redo")
         self.save_button = QPushButton("Save")
+        self.export_button = QPushButton("Export dataset…")
 
         # guidance
         self.model_combo = QComboBox()
@@ -169,6 +174,7 @@ class GroundTruthEditorWidget(QWidget):
             (self.undo_button, self.redo_button),
             (self.model_combo, self.guidance_button),
             (self.threshold, self.suspect_button),
+            (QLabel("corrected copy"), self.export_button),
         ]
         for r, (a, b) in enumerate(rows):
             tools.addWidget(a, r, 0)
@@ -219,6 +225,7 @@ class GroundTruthEditorWidget(QWidget):
         self.undo_button.clicked.connect(self.undo)
         self.redo_button.clicked.connect(self.redo)
         self.save_button.clicked.connect(self.save)
+        self.export_button.clicked.connect(lambda: self.export_dataset(self.ask_export_folder()))
         self.guidance_button.clicked.connect(self.compute_guidance)
         self.suspect_button.clicked.connect(self.next_suspect)
         for seq, fn in (("Ctrl+Z", self.undo), ("Ctrl+Shift+Z", self.redo)):
@@ -463,6 +470,37 @@ class GroundTruthEditorWidget(QWidget):
         self.info_label.setText(f"Saved {path}")
         self._update_enabled()
 
+    def export_dataset(self, folder: str) -> None:
+        """Save the open sample, then export the corrected dataset into ``folder`` (a worker)."""
+        if self.dataset is None or not folder or (self.job is not None and self.job.running):
+            return
+        if self.session is not None and self.session.dirty:
+            self.save()
+        dataset = self.dataset
+
+        def task(progress: Any, cancel: Any) -> Any:
+            return dataset.export(folder, progress=progress, cancel=cancel)
+
+        self.export_button.setEnabled(False)
+        self.job = Job(
+            task,
+            description="Export dataset",
+            activity=False,
+            on_done=self._export_done,
+            on_error=self._export_error,
+            on_cancelled=self._update_enabled,
+            parent=self,
+        )
+        self.job.start()
+
+    def _export_done(self, path: Any) -> None:
+        self.info_label.setText(f"Exported the corrected dataset to {path}")
+        self._update_enabled()
+
+    def _export_error(self, message: str) -> None:
+        _show_error(message)
+        self._update_enabled()
+
     def autosave(self) -> None:
         """Write the recovery file now (the debounce timer calls this)."""
         if self.session is not None and self.session.dirty:
@@ -559,6 +597,7 @@ class GroundTruthEditorWidget(QWidget):
             self.note_edit,
         ):
             b.setEnabled(has)
+        self.export_button.setEnabled(self.dataset is not None)
         self.snap_button.setEnabled(has and self.session.curves is not None)
         self.suspect_button.setEnabled(has and self.session.peak_um is not None)
         self.fill_button.setEnabled(has and self.session.prediction_um is not None)
