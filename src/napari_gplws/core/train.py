@@ -421,7 +421,7 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     sources = _Sources(cfg, log)
     ckpt_path = out / "last.ckpt"
     if cfg.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])

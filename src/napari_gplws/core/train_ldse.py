@@ -403,7 +403,7 @@ def train_ldse(cfg: LDSETrainConfig, log: Callable[[str], None] | None = None) -
     step, elapsed_prev = 0, 0.0
     ckpt = out / "last.ckpt"
     if cfg.resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
