@@ -313,7 +313,7 @@ def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> L
     ModelError
         The file is missing or does not hold LDSE-NET weights.
     """
-    from .registry import weights_path
+    from .registry import read_weights, weights_path
 
     path = weights_path(name_or_path)
     key = (str(path.resolve()), str(device))
@@ -325,19 +325,7 @@ def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> L
                 f"LDSE-NET weights '{path}' are missing. Reinstall napari-gplws (the default weights "
                 "ship with it) or train them with `gplws train ldse`."
             )
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - turned into a message for a person
-            raise ModelError(f"Cannot read the weights file '{path}': {exc}.") from None
-        if meta.get("format") != FORMAT:
-            raise ModelError(
-                f"'{path}' does not hold LDSE-NET weights (format {meta.get('format')!r})."
-            )
+        state, meta = read_weights(path, FORMAT, "LDSE-NET")
         model = LDSENet(LDSEConfig.from_dict(json.loads(meta.get("config", "{}"))))
         try:
             model.load_state_dict(state, strict=True)

@@ -59,6 +59,31 @@ def model_card(name_or_path: str | Path = DEFAULT_GPLWS) -> dict[str, Any]:
     return json.loads(card.read_text(encoding="utf-8"))
 
 
+def read_weights(path: Path, expected_format: str, network: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Tensors and metadata of a ``.safetensors`` weights file whose format tag must match.
+
+    Raises
+    ------
+    ModelError
+        The file cannot be read, or its ``format`` metadata is not ``expected_format``.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - turned into a message for a person
+        raise ModelError(f"Cannot read the weights file '{path}': {exc}.") from None
+    if meta.get("format") != expected_format:
+        raise ModelError(
+            f"'{path}' does not hold {network} weights (format {meta.get('format')!r}, "
+            f"expected {expected_format!r})."
+        )
+    return state, meta
+
+
 def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu") -> Any:
     """Load a fused :class:`~.gplws.GPLWSNet` in eval mode, once per (file, device).
 
@@ -85,22 +110,10 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu") ->
                 "weights ship with it) or train them with `gplws train gplws`."
             )
         import torch
-        from safetensors import safe_open
-        from safetensors.torch import load_file
 
         from .gplws import GPLWSConfig, GPLWSNet
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - turned into a message for a person
-            raise ModelError(f"Cannot read the weights file '{path}': {exc}.") from None
-        if meta.get("format") != FORMAT:
-            raise ModelError(
-                f"'{path}' does not hold fused GPLWS-Net weights (format {meta.get('format')!r}, "
-                f"expected {FORMAT!r})."
-            )
+        state, meta = read_weights(path, FORMAT, "fused GPLWS-Net")
         config = GPLWSConfig.from_dict(json.loads(meta.get("config", "{}")))
         model = GPLWSNet(config).reparameterize()
         try:
