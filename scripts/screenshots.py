@@ -10,7 +10,10 @@ so the docs stay true:
 * ``depth_widget.png`` — the Depth from focus dock after Run, with the surface parameters of a
   drawn rectangle;
 * ``surface_3d.png`` — after "View surface in 3D": the textured surface, true aspect ratio;
-* ``height_profile.png`` — the Height profile dock with a line across the depth map.
+* ``height_profile.png`` — the Height profile dock with a line across the depth map;
+* ``gt_editor.png``, ``gt_editor_snapped.png`` — the Ground truth editor;
+* ``focal_error_map.png`` — the Focal error map dock on a simulated tilted specimen;
+  ``focal_error_rmse.png`` — its "reconstruction vs ground truth" mode on the sample.
 """
 
 from __future__ import annotations
@@ -33,12 +36,18 @@ def sample_and_depth(viewer) -> None:
         viewer.add_image(data, **kwargs)
     stack_layer = viewer.layers["sample stack"]
     focus = np.asarray(stack_layer.metadata["focus_um"])
-    result = napari_gplws.reconstruct(np.asarray(stack_layer.data), focus_positions=focus, method="sml")
+    result = napari_gplws.reconstruct(
+        np.asarray(stack_layer.data), focus_positions=focus, method="sml"
+    )
     px = stack_layer.metadata["pixel_size_um"]
     viewer.add_image(result.aif, name="all-in-focus", scale=(px, px))
     viewer.add_image(
-        result.depth, name=f"depth ({result.units})", scale=(px, px), colormap="turbo",
-        opacity=0.6, metadata={"units": result.units, "method": result.method},
+        result.depth,
+        name=f"depth ({result.units})",
+        scale=(px, px),
+        colormap="turbo",
+        opacity=0.6,
+        metadata={"units": result.units, "method": result.method},
     )
     viewer.layers["sample stack"].visible = False
     viewer.reset_view()
@@ -105,7 +114,9 @@ def widgets(napari) -> None:
     p.depth_combo.setCurrentIndex(p.depth_combo.findText("sample stack depth"))
     line = p.add_line_layer()
     h, wd = viewer.layers["sample stack depth"].data.shape
-    line.data = [np.array([[0.2 * h, 0.1 * wd], [0.8 * h, 0.9 * wd]])]  # a diagonal across the waves
+    line.data = [
+        np.array([[0.2 * h, 0.1 * wd], [0.8 * h, 0.9 * wd]])
+    ]  # a diagonal across the waves
     settle(0.5)
     p.marker_a.setValue(0.3 * p.profile.length)
     p.marker_b.setValue(0.55 * p.profile.length)
@@ -182,6 +193,92 @@ def gt_editor(napari) -> None:
     viewer.close()
 
 
+def tilted_specimen_stack() -> tuple[np.ndarray, np.ndarray]:
+    """A 672×672 z-scan of stained tissue (simulated optics of the LDSE-NET weights), tilted so
+    that each region of the 3×3 grid is sharpest at its own focus; the top-right region is
+    empty glass (no specimen), so it has no estimate."""
+    from napari_gplws.core.defocus_sim import DefocusSimulator, psf_bank
+
+    focus = np.arange(0.0, 4.01, 0.5)
+    best = 2.0 + 0.6 * (np.arange(3)[None, :] - 1) + 0.3 * (np.arange(3)[:, None] - 1)
+    bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=0.25, size_px=33)
+    sim = DefocusSimulator(
+        bank, ("he_tissue",), p_jpeg=0.0, p_partial=0.0, p_phase=0.0, defocus_max_um=4.0
+    )
+    rng = np.random.default_rng(3)
+    frames = np.full((len(focus), 672, 672), 235, np.uint8)
+    for i in range(3):
+        for j in range(3):
+            if (i, j) == (0, 2):
+                continue  # glass: nothing to focus on
+            tiles, _, _ = sim.render_field(rng, focus - best[i, j], tile_px=224, aberration=0)
+            frames[:, 224 * i : 224 * (i + 1), 224 * j : 224 * (j + 1)] = tiles
+    return frames, focus
+
+
+def focal_error_map(napari) -> None:
+    """``focal_error_map.png`` and ``focal_error_rmse.png``: the Focal error map dock.
+
+    Called by :func:`main`; to run it on its own under Xvfb::
+
+        xvfb-run -a .venv/bin/python -c "import sys; sys.path.insert(0, 'scripts'); \
+            import napari, screenshots; screenshots.focal_error_map(napari)"
+    """
+    from napari_gplws._sample_data import sample_stack
+
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
+    warnings.filterwarnings("ignore", message=".*System theme detection.*")
+    OUT.mkdir(parents=True, exist_ok=True)
+    frames, focus = tilted_specimen_stack()
+    px = 0.25  # the weights' pixel size: no resampling
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 950)
+    viewer.add_image(
+        frames, name="tilted tissue", scale=(focus[1] - focus[0], px, px),
+        translate=(focus[0], 0.0, 0.0),
+        metadata={"focus_um": focus.tolist(), "pixel_size_um": px, "units": "µm"},
+    )  # fmt: skip
+    _, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Focal error map")
+    w.device_combo.setCurrentText("cpu")
+    done: list[str] = []
+    w.finished.connect(done.append)
+    w.run_button.click()
+    wait_for(lambda: bool(done))
+    viewer.dims.set_current_step(0, 2)  # the frame at 1 µm
+    w.show_combo.setCurrentIndex(w.show_combo.findData("error"))
+    viewer.layers.selection.active = viewer.layers["tilted tissue defocus map"]
+    viewer.reset_view()
+    shoot(viewer, "focal_error_map.png")
+    print(w.result.autofocus.format_table(2))
+
+    # Reconstruction vs ground truth, on the bundled sample.
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    for data, kwargs, _ in sample_stack():
+        viewer.add_image(data, **kwargs)
+    depth_dock, d = viewer.window.add_plugin_dock_widget("napari-gplws", "Depth from focus")
+    d.method_combo.setCurrentIndex(d.method_combo.findData("sml"))
+    done.clear()
+    d.finished.connect(done.append)
+    d.run_button.click()
+    wait_for(lambda: bool(done))
+    viewer.window.remove_dock_widget(depth_dock)
+    for name in ("sample stack confidence", "sample stack surface"):
+        viewer.layers.remove(name)
+    viewer.layers["sample stack"].visible = False
+    viewer.layers["sample stack depth"].visible = False  # the map over the all-in-focus image
+    w.analysis_combo.setCurrentIndex(w.analysis_combo.findData("rmse"))
+    w.recon_combo.setCurrentIndex(w.recon_combo.findText("sample stack depth"))
+    done.clear()
+    w.run_button.click()
+    wait_for(lambda: bool(done))
+    viewer.layers.selection.active = viewer.layers["sample stack depth RMSE map"]
+    viewer.window.resize(1500, 950)
+    viewer.reset_view()
+    shoot(viewer, "focal_error_rmse.png")
+    viewer.close()
+
+
 def main() -> int:
     warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
     warnings.filterwarnings("ignore", message=".*System theme detection.*")
@@ -195,6 +292,7 @@ def main() -> int:
     viewer.close()
     widgets(napari)
     gt_editor(napari)
+    focal_error_map(napari)
     return 0
 
 

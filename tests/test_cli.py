@@ -142,3 +142,17 @@ def test_reconstruct_with_the_network_is_the_default_and_beats_sml_on_the_sample
         errors[report["method"]] = float(np.sqrt(np.mean((depth - gt) ** 2)))
     assert set(errors) == {"gplws", "sml"}  # no --method means the network
     assert errors["gplws"] < errors["sml"], errors
+
+
+def test_bench_prints_a_table_with_throughput_and_ratio(capsys):
+    from napari_gplws.bench import run_bench
+
+    text = run_bench(sizes=[(4, 64, 64)], methods=["sml", "gplws"], repeats=1, device="cpu", echo=lambda _l: None)
+    rows = [ln for ln in text.splitlines() if ln.startswith(("| sml", "| gplws"))]
+    assert len(rows) == 2, text
+    cells = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[1:-1]] for r in rows}
+    assert "error" not in text
+    assert cells["sml"][-1] == "1.00"  # the baseline's own ratio
+    median, per_s = float(cells["gplws"][2]), float(cells["gplws"][4])
+    assert per_s == pytest.approx(1.0 / median, rel=0.02)
+    assert cells["gplws"][8] == "cpu"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,68 @@ def test_evaluate_methods_table(weights) -> None:
     assert {"RMSE", "MAE", "AbsRel", "SqRel", "Bumpiness", "seconds"} <= set(rows["gplws"])
     table = format_table(rows, ["RMSE", "Bumpiness"])
     assert table.splitlines()[0] == "| method | RMSE | Bumpiness |" and "| sml |" in table
+
+
+# --- GPU fast path options (batched tiles, autocast precision, torch.compile) -------------
+def _small_stack():
+    from napari_gplws.core.synth import synthetic_stack
+
+    return synthetic_stack(family="waves", n_frames=10, shape=(200, 180), seed=11).stack
+
+
+def test_batched_tiles_match_one_tile_at_a_time():
+    s = _small_stack()
+    one = predict_depth(s, device="cpu", tile_size=96, overlap=32, tile_batch=1)
+    many = predict_depth(s, device="cpu", tile_size=96, overlap=32, tile_batch=5)
+    assert one.params["tiles"] > 4 and many.params["tile_batch"] == 5
+    np.testing.assert_allclose(many.depth, one.depth, atol=1e-4)
+    np.testing.assert_allclose(many.confidence, one.confidence, atol=1e-5)
+    # integer AiF: float sums in another order may round the other way by one grey level
+    assert np.abs(many.aif.astype(int) - one.aif.astype(int)).max() <= 1
+
+
+def test_bf16_autocast_on_cpu_stays_within_one_percent_of_fp32():
+    s = _small_stack()
+    fp32 = predict_depth(s, device="cpu", precision="fp32")
+    bf16 = predict_depth(s, device="cpu", precision="bf16")
+    assert fp32.params["precision"] == "fp32" and bf16.params["precision"] == "bfloat16"
+    span = float(np.ptp(fp32.depth))
+    assert np.abs(bf16.depth - fp32.depth).mean() < 0.01 * span
+    assert not np.array_equal(bf16.depth, fp32.depth)  # autocast really ran
+
+
+def test_precision_names_are_checked():
+    from napari_gplws.core.errors import ModelError
+    from napari_gplws.core.inference import resolve_precision
+
+    assert resolve_precision("auto", "cpu") is None
+    with pytest.raises(ModelError, match="fp16.*CUDA"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ModelError, match="Unknown precision"):
+        resolve_precision("fp8", "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "auto"])
+def test_cuda_fast_path_matches_cpu(precision):
+    s = _small_stack()
+    cpu = predict_depth(s, device="cpu")
+    gpu = predict_depth(s, device="cuda", precision=precision, tile_size=96, overlap=32)
+    assert gpu.device.startswith("cuda") and gpu.params["precision"] != "fp32"
+    span = float(np.ptp(cpu.depth))
+    assert np.abs(gpu.depth - cpu.depth).mean() < 0.01 * span
+    assert np.abs(gpu.aif.astype(float) - cpu.aif.astype(float)).mean() < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() or os.environ.get("GPLWS_SLOW_TESTS")),
+    reason="compiling takes minutes on a CPU; runs with CUDA or GPLWS_SLOW_TESTS=1",
+)
+def test_torch_compile_gives_the_same_depth():
+    s = _small_stack()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    eager = predict_depth(s, device=dev, precision="fp32", tile_size=128, overlap=32)
+    compiled = predict_depth(s, device=dev, precision="fp32", tile_size=128, overlap=32, compile=True)
+    assert compiled.params["compiled"] is True
+    np.testing.assert_allclose(compiled.depth, eager.depth, atol=1e-3)

@@ -136,6 +136,8 @@ def reconstruct(
     window: int = 9,
     refine: bool = True,
     tile_size: int | None = None,
+    precision: str = "auto",
+    compile: bool = False,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
 ) -> Reconstruction:
@@ -160,6 +162,10 @@ def reconstruct(
         Edge-aware, confidence-weighted refinement of the classical depth map.
     tile_size
         Network tile size in pixels (``None``: chosen from the memory available).
+    precision, compile
+        Network only: ``"auto"`` (bf16/fp16 autocast on CUDA, fp32 elsewhere), ``"fp32"``,
+        ``"fp16"`` or ``"bf16"``; ``compile=True`` runs it through ``torch.compile``
+        (see :func:`~napari_gplws.core.inference.predict_depth`).
     progress, cancel
         ``progress(done, total)`` and ``cancel() -> bool`` callbacks.
 
@@ -201,10 +207,11 @@ def reconstruct(
         from .core.inference import predict_depth
 
         res = predict_depth(
-            stack, device=device, tile_size=tile_size, progress=progress, cancel=cancel
+            stack, device=device, tile_size=tile_size, precision=precision, compile=compile,
+            progress=progress, cancel=cancel,
         )
         used_device = str(getattr(res, "device", device))
-        params = {"tile_size": tile_size}
+        params = {k: res.params[k] for k in ("tile_size", "tile_batch", "precision", "compiled")}
 
     timings = {"read": t_read, **{k: float(v) for k, v in res.timings.items()}}
     timings["total"] = time.perf_counter() - t0

@@ -36,6 +36,9 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical)")
     p.add_argument("--no-refine", action="store_true", help="skip the depth refinement (classical)")
     p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels")
+    from .cli import add_gpu_options
+
+    add_gpu_options(p)
     p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
     p.add_argument("--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm")
     p.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
@@ -64,6 +67,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             workers=args.workers, threads_per_worker=args.threads_per_worker, progress=progress,
             processes=not args.threads, device=args.device, window=args.window,
             refine=not args.no_refine, tile_size=args.tile_size,
+            precision=args.precision, compile=args.compile,
             read_options={"focus_step_um": args.focus_step, "focus_start_um": args.focus_start,
                           "pixel_size_um": args.pixel_size},
             force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True),

@@ -40,8 +40,16 @@ def make_bench_stack(n: int, h: int, w: int, seed: int = 0):
     return FocalStack(frames, focus_um=base.focus_um, pixel_size_um=1.0, source=f"bench {n}x{h}x{w}")
 
 
-def _case(method: str, n: int, h: int, w: int, repeats: int, device: str) -> dict:
-    """Run one case in this process and return its figures (called in a child process)."""
+def _case(
+    method: str, n: int, h: int, w: int, repeats: int, device: str,
+    precision: str = "auto", compile: bool = False,
+) -> dict:
+    """Run one case in this process and return its figures (called in a child process).
+
+    On a GPU one untimed warm-up run comes first (CUDA context, cuDNN autotuning and
+    ``torch.compile`` would otherwise land in the first timing), and peak GPU memory is
+    reported too.
+    """
     import resource
     import statistics
     import time
@@ -52,13 +60,24 @@ def _case(method: str, n: int, h: int, w: int, repeats: int, device: str) -> dic
 
     stack = make_bench_stack(n, h, w)
     rss_input = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    network = method == "gplws"
+    opts = {"precision": precision, "compile": compile} if network else {}
+    gpu = network and device.startswith("cuda")
+    if gpu:
+        reconstruct(stack, method=method, device=device, **opts)  # warm-up, untimed
+        torch.cuda.reset_peak_memory_stats()
     times = []
+    used = {}
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        reconstruct(stack, method=method, device=device)
+        r = reconstruct(stack, method=method, device=device, **opts)
         times.append(time.perf_counter() - t0)
+        used = {"device": r.device, **{k: v for k, v in r.parameters.items() if k in ("precision", "tile_batch", "compiled")}}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    extra = {"gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20, "gpu": torch.cuda.get_device_name()} if gpu else {}
     return {
+        **used,
+        **extra,
         "method": method,
         "size": f"{n}×{h}×{w}",
         "median_s": statistics.median(times),
@@ -69,10 +88,13 @@ def _case(method: str, n: int, h: int, w: int, repeats: int, device: str) -> dic
     }
 
 
-def _run_case_subprocess(method: str, size: Sequence[int], repeats: int, device: str) -> dict:
+def _run_case_subprocess(
+    method: str, size: Sequence[int], repeats: int, device: str, precision: str = "auto", compile: bool = False
+) -> dict:
     code = (
         "import json,sys; from napari_gplws.bench import _case; "
-        f"print('BENCH'+json.dumps(_case({method!r}, {size[0]}, {size[1]}, {size[2]}, {repeats}, {device!r})))"
+        f"print('BENCH'+json.dumps(_case({method!r}, {size[0]}, {size[1]}, {size[2]}, {repeats}, {device!r}, "
+        f"{precision!r}, {bool(compile)!r})))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -93,18 +115,28 @@ def run_bench(
     repeats: int = 3,
     device: str = "cpu",
     echo: Callable[[str], None] = print,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> str:
-    """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table."""
+    """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table.
+
+    ``device``, ``precision`` and ``compile`` apply to the network; the classical baseline
+    always runs on the CPU. The ``stacks/s`` column is ``1 / median``.
+    """
     sizes = list(sizes or DEFAULT_SIZES)
     methods = list(methods or available_methods())
     if BASELINE not in methods:
         methods.insert(0, BASELINE)
+    gpu_note = f", precision {precision}{', torch.compile' if compile else ''}" if device != "cpu" else ""
     echo(
-        f"# gplws bench — {os.cpu_count()} CPUs, device {device}, median of {repeats} "
+        f"# gplws bench — {os.cpu_count()} CPUs, device {device}{gpu_note}, median of {repeats} "
         "(each case in its own process; peak RSS includes the input stack and the Python runtime)"
     )
-    header = "| method | stack (N×H×W) | median s | min s | peak RSS MiB | RSS before run MiB | threads | × sml |"
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    header = (
+        "| method | stack (N×H×W) | median s | min s | stacks/s | peak RSS MiB | RSS before run MiB "
+        "| threads | device | × sml |"
+    )
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     echo(header)
     echo(lines[1])
     for size in sizes:
@@ -112,16 +144,20 @@ def run_bench(
         for method in methods:
             # The 30×2048×2048 case is slow for repeats; the median of fewer runs is enough there.
             reps = repeats if size[1] * size[2] < 2048 * 2048 else min(repeats, 2)
-            row = _run_case_subprocess(method, size, reps, device)
+            row = _run_case_subprocess(method, size, reps, device, precision, compile)
             if "error" in row:
-                line = f"| {method} | {row['size']} | error: {row['error'].splitlines()[-1] if row['error'] else '?'} |||||| "
+                line = f"| {method} | {row['size']} | error: {row['error'].splitlines()[-1] if row['error'] else '?'} |||||||| "
             else:
                 if method == BASELINE:
                     base = row["median_s"]
                 ratio = f"{row['median_s'] / base:.2f}" if base else "–"
+                where = row.get("device", "cpu")
+                if "gpu" in row:
+                    where = f"{row['gpu']} ({row.get('precision')}, {row['gpu_peak_mib']:.0f} MiB GPU)"
                 line = (
                     f"| {method} | {row['size']} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
-                    f"{row['peak_rss_mib']:.0f} | {row['rss_before_mib']:.0f} | {row['threads']} | {ratio} |"
+                    f"{1.0 / row['median_s']:.2f} | {row['peak_rss_mib']:.0f} | {row['rss_before_mib']:.0f} | "
+                    f"{row['threads']} | {where} | {ratio} |"
                 )
             lines.append(line)
             echo(line)

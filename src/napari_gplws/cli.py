@@ -99,6 +99,14 @@ def _backup_existing(outdir: Path, names: Sequence[str]) -> Path | None:
 OUTPUT_NAMES = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
 
 
+def add_gpu_options(p: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--compile``: how the network runs (mostly for GPUs)."""
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="network arithmetic: auto = bf16/fp16 autocast on CUDA, fp32 elsewhere")
+    p.add_argument("--compile", action="store_true",
+                   help="run the network through torch.compile (pays off over many stacks of one size)")
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .api import reconstruct
     from .core.io import write_depth_tiff, write_image_tiff
@@ -121,6 +129,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         result = reconstruct(
             stack, method=args.method, device=args.device, window=args.window,
             refine=not args.no_refine, tile_size=args.tile_size, progress=bar,
+            precision=args.precision, compile=args.compile,
         )
     finally:
         bar.close()
@@ -197,7 +206,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.sizes:
         sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     methods = args.methods.split(",") if args.methods else None
-    text = run_bench(sizes=sizes, methods=methods, repeats=args.repeats, device=args.device, echo=print)
+    text = run_bench(sizes=sizes, methods=methods, repeats=args.repeats, device=args.device, echo=print,
+                     precision=args.precision, compile=args.compile)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
         print(f"wrote {args.markdown}")
@@ -265,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical methods)")
     p.add_argument("--no-refine", action="store_true", help="skip the edge-aware refinement (classical methods)")
     p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels (default: from memory)")
+    add_gpu_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_stack_options(p)
     p.set_defaults(func=cmd_reconstruct)
@@ -299,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", help="comma-separated NxHxW, e.g. 20x256x256,10x600x800")
     p.add_argument("--methods", help="comma-separated methods (default: sml and gplws when installed)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps for the network (classical runs on the CPU)")
+    add_gpu_options(p)
     p.add_argument("--markdown", metavar="PATH", help="also write the table to a Markdown file")
     p.set_defaults(func=cmd_bench)
 

@@ -525,6 +525,8 @@ def batch(
     window: int = 9,
     refine: bool = True,
     tile_size: int | None = None,
+    precision: str = "auto",
+    compile: bool = False,
     read_options: Mapping[str, Any] | None = None,
     force: bool = False,
     log: Callable[[str], None] | None = None,
@@ -553,8 +555,9 @@ def batch(
     processes
         Local cluster with one process per worker (True, default: no GIL contention) or
         threads in this process (False: starts faster, for small jobs and tests).
-    device, window, refine, tile_size
-        Passed to :func:`napari_gplws.reconstruct` for every stack.
+    device, window, refine, tile_size, precision, compile
+        Passed to :func:`napari_gplws.reconstruct` for every stack (a GPU worker runs the
+        network with bf16/fp16 autocast, batched tiles and pinned memory).
     read_options
         Passed to :func:`~.io.read_stack` for every stack (``focus_step_um``,
         ``focus_start_um``, ``focus_um``, ``pixel_size_um``, ``axis_pick``).
@@ -590,12 +593,14 @@ def batch(
     except OSError as exc:
         raise GplwsError(f"Cannot create the output folder '{out}': {exc}.") from None
 
-    from ..api import METHODS, default_method
+    from ..api import CLASSICAL_METHODS, METHODS, default_method
 
     used_method = (method or default_method()).lower()
     if used_method not in METHODS:
         raise GplwsError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
     options: dict[str, Any] = {"device": device, "window": int(window), "refine": bool(refine), "tile_size": tile_size}
+    if used_method not in CLASSICAL_METHODS:
+        options.update(precision=precision, compile=bool(compile))
     read_opts = {k: v for k, v in dict(read_options or {}).items() if v is not None}
     settings = {"method": used_method, "options": options, "read_options": _jsonable(read_opts)}
 

@@ -9,8 +9,11 @@
 * normalises the whole stack by its own robust intensity range (0.5 / 99.5 percentiles),
   so 8-bit, 16-bit and float data behave the same, and reduces colour to luma;
 * cuts large frames into overlapping tiles whose size follows the memory available
-  (overridable), runs them under ``torch.inference_mode`` (fp16 autocast on CUDA) and
-  blends them with raised-cosine weights, so there are no seams;
+  (overridable), runs them under ``torch.inference_mode`` and blends them with
+  raised-cosine weights, so there are no seams;
+* on a GPU (the fast path): bf16/fp16 autocast (:func:`resolve_precision`), tiles of one
+  size batched together, host-to-device copies through pinned memory, the all-in-focus
+  image computed on the device, and optionally ``torch.compile``;
 * calls ``progress(done, total)`` after each tile and ``cancel()`` before each tile
   (raising :class:`~.errors.Cancelled`).
 
@@ -46,6 +49,7 @@ __all__ = [
     "format_table",
     "predict_depth",
     "resolve_device",
+    "resolve_precision",
     "tile_grid",
 ]
 
@@ -228,6 +232,9 @@ def predict_depth(
     weights: str | Path = "gplws_default",
     progress: ProgressFn = None,
     cancel: CancelFn = None,
+    precision: str = "auto",
+    tile_batch: int | None = None,
+    compile: bool = False,
 ) -> GPLWSResult:
     """Depth, confidence and all-in-focus image of a focus stack with GPLWS-Net.
 
@@ -252,7 +259,19 @@ def predict_depth(
     weights
         Packaged weights name or path to a ``.safetensors`` file.
     progress, cancel
-        ``progress(done, total)`` after each tile; ``cancel()`` checked before each tile.
+        ``progress(done, total)`` after each tile; ``cancel()`` checked before each batch
+        of tiles.
+    precision
+        ``"auto"`` (bf16 autocast on CUDA devices that support it, else fp16; fp32 on CPU
+        and MPS), ``"fp32"``, ``"fp16"`` (CUDA only) or ``"bf16"`` (CUDA or CPU). The
+        softmax and everything after it always run in fp32.
+    tile_batch
+        Tiles of the same size run through the network together, this many at a time;
+        ``None`` chooses from the memory available (1 on the CPU, where batching does not
+        pay, up to 16 on a GPU).
+    compile
+        Run the network through ``torch.compile`` (cached per weights and device; the
+        first call pays the compilation, worth it for many stacks of one size).
 
     Returns
     -------
@@ -278,8 +297,10 @@ def predict_depth(
     if aif_mode not in ("attention", "select"):
         raise StackError(f"aif_mode must be 'attention' or 'select'; got {aif_mode!r}.")
     dev = resolve_device(device)
+    amp = resolve_precision(precision, dev)
+    run = _RunOptions(amp=amp, tile_batch=tile_batch, compile=bool(compile))
     try:
-        return _predict(stack, dev, tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel)
+        return _predict(stack, dev, tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel, run)
     except Exception as exc:
         import torch
 
@@ -291,8 +312,78 @@ def predict_depth(
                 stacklevel=2,
             )
             torch.cuda.empty_cache()
-            return _predict(stack, "cpu", tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel)
+            cpu_run = _RunOptions(amp=None, tile_batch=1, compile=False)
+            return _predict(stack, "cpu", tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel, cpu_run)
         raise
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """How the network runs: autocast dtype (``None`` = fp32), tiles per batch, compile."""
+
+    amp: Any = None
+    tile_batch: int | None = None
+    compile: bool = False
+
+
+def resolve_precision(precision: str, device: str) -> Any:
+    """The autocast dtype for ``precision`` on ``device`` (``None`` means plain fp32).
+
+    Raises
+    ------
+    ModelError
+        An unknown name, or fp16 asked of a device without fast fp16 (CPU, MPS).
+    """
+    import torch
+
+    p = (precision or "auto").lower()
+    cuda = device.startswith("cuda")
+    if p == "auto":
+        if not cuda:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if p == "fp32":
+        return None
+    if p == "fp16":
+        if not cuda:
+            raise ModelError(f"precision 'fp16' needs a CUDA device; '{device}' runs fp32 or bf16.")
+        return torch.float16
+    if p == "bf16":
+        if device.startswith("mps"):
+            raise ModelError("precision 'bf16' is not supported on MPS; use fp32.")
+        return torch.bfloat16
+    raise ModelError(f"Unknown precision '{precision}'; choose auto, fp32, fp16 or bf16.")
+
+
+def _auto_tile_batch(n_frames: int, tile: int, device: str) -> int:
+    """Tiles per forward pass: 1 on CPU/MPS; on CUDA as many as half the free memory holds
+    (the activation estimate is the CPU one, conservative under autocast), at most 16."""
+    if not device.startswith("cuda"):
+        return 1
+    per_tile = BYTES_PER_VOXEL * max(n_frames, 1) * tile * tile
+    return int(max(1, min(16, _available_bytes(device) // max(per_tile, 1))))
+
+
+def _to_device(arr: np.ndarray, dev: str) -> Any:
+    """Host array -> device tensor; through pinned memory (asynchronous copy) on CUDA."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    if dev.startswith("cuda"):
+        return t.pin_memory().to(dev, non_blocking=True)
+    return t.to(dev)
+
+
+def _batches(spans: list[tuple[tuple[int, int], tuple[int, int]]], size: int) -> list[list]:
+    """Group tile spans of equal shape into batches of at most ``size`` (order kept within
+    a shape)."""
+    by_shape: dict[tuple[int, int], list] = {}
+    for (y0, y1), (x0, x1) in spans:
+        by_shape.setdefault((y1 - y0, x1 - x0), []).append(((y0, y1), (x0, x1)))
+    out = []
+    for group in by_shape.values():
+        out += [group[i : i + size] for i in range(0, len(group), size)]
+    return out
 
 
 def _predict(
@@ -305,6 +396,7 @@ def _predict(
     weights: str | Path,
     progress: ProgressFn,
     cancel: CancelFn,
+    run: _RunOptions = _RunOptions(),
 ) -> GPLWSResult:
     import torch
 
@@ -315,7 +407,7 @@ def _predict(
     check_cancel(cancel)
     if dev == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
         torch.set_num_threads(os.cpu_count() or 1)
-    model = load_gplws(weights, dev)
+    model = load_gplws(weights, dev, compile=run.compile)
     frames = stack.frames
     n, h, w = frames.shape[:3]
     positions = np.asarray(stack.positions, np.float64)
@@ -331,6 +423,8 @@ def _predict(
     ys, xs = tile_grid(h, tile, ov, align), tile_grid(w, tile, ov, align)
     total = len(ys) * len(xs)
     single = total == 1
+    per_batch = int(run.tile_batch) if run.tile_batch else _auto_tile_batch(n, tile, dev)
+    batches = _batches([(yy, xx) for yy in ys for xx in xs], max(1, per_batch))
 
     idx_acc = np.zeros((h, w), np.float32)
     dep_acc = np.zeros((h, w), np.float32)
@@ -341,26 +435,32 @@ def _predict(
     aif_acc = np.zeros(aif_shape, np.float32) if attention else None
     pos0 = float(positions[0])
     rel_t = torch.as_tensor(positions - pos0, dtype=torch.float32, device=dev).reshape(1, n, 1, 1)
-    use_amp = dev.startswith("cuda")
+    on_gpu = dev != "cpu"
     t_net = t_aif = 0.0
     done = 0
     with torch.inference_mode():
-        for y0, y1 in ys:
-            for x0, x1 in xs:
-                check_cancel(cancel)
-                t1 = time.perf_counter()
+        for batch in batches:
+            check_cancel(cancel)
+            t1 = time.perf_counter()
+            raws = [frames[:, y0:y1, x0:x1] for (y0, y1), (x0, x1) in batch]
+            x = np.stack([(_to_luma(r) - lo) / scale for r in raws])[:, None]
+            xt = _to_device(x.astype(np.float32, copy=False), dev)
+            with torch.autocast(xt.device.type, dtype=run.amp or torch.float32, enabled=run.amp is not None):
+                logits = model(xt)
+            index_t, conf_t, prob = depth_from_logits(logits.float())
+            dep_t = (prob * rel_t).sum(dim=1)
+            if attention and on_gpu:
+                # AiF on the device: only (H, W[, 3]) comes back, not the (N, H, W) probabilities.
+                raw_t = _to_device(np.stack(raws).astype(np.float32, copy=False), dev)
+                eq = "bnyx,bnyxc->byxc" if raw_t.ndim == 5 else "bnyx,bnyx->byx"
+                aif_b = torch.einsum(eq, prob, raw_t).cpu().numpy()
+            index_b, dep_b, conf_b = index_t.cpu().numpy(), dep_t.cpu().numpy(), conf_t.cpu().numpy()
+            prob_b = prob.cpu().numpy() if attention and not on_gpu else None
+            t2 = time.perf_counter()
+            t_net += t2 - t1
+            for b, ((y0, y1), (x0, x1)) in enumerate(batch):
                 th, tw = y1 - y0, x1 - x0
-                raw = frames[:, y0:y1, x0:x1]
-                x = (_to_luma(raw) - lo) / scale
-                xt = torch.from_numpy(np.ascontiguousarray(x)).to(dev)[None, None]
-                with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                    logits = model(xt)
-                index_t, conf_t, prob = depth_from_logits(logits.float())
-                index = index_t[0].cpu().numpy()
-                dep = (prob * rel_t).sum(dim=1)[0].cpu().numpy()
-                conf = conf_t[0].cpu().numpy()
-                t2 = time.perf_counter()
-                t_net += t2 - t1
+                index, dep, conf = index_b[b], dep_b[b], conf_b[b]
                 if single:
                     idx_acc, dep_acc, conf_acc = index, dep, conf
                 else:
@@ -370,20 +470,23 @@ def _predict(
                     conf_acc[y0 : y0 + th, x0 : x0 + tw] += wt * conf
                     wsum[y0 : y0 + th, x0 : x0 + tw] += wt  # type: ignore[index]
                 if attention:
-                    p = prob[0].cpu().numpy()  # (N, th, tw)
-                    rawf = np.asarray(raw, np.float32)
-                    if rawf.ndim == 4:
-                        a = np.einsum("nyx,nyxc->yxc", p, rawf)
+                    if prob_b is None:
+                        a = aif_b[b]
                     else:
-                        a = np.einsum("nyx,nyx->yx", p, rawf)
+                        p = prob_b[b]  # (N, th, tw)
+                        rawf = np.asarray(raws[b], np.float32)
+                        if rawf.ndim == 4:
+                            a = np.einsum("nyx,nyxc->yxc", p, rawf)
+                        else:
+                            a = np.einsum("nyx,nyx->yx", p, rawf)
                     if single:
                         aif_acc = a
                     else:
                         wa = wt[..., None] if a.ndim == 3 else wt
                         aif_acc[y0 : y0 + th, x0 : x0 + tw] += wa * a  # type: ignore[index]
-                t_aif += time.perf_counter() - t2
                 done += 1
-                report(progress, done, total)
+            t_aif += time.perf_counter() - t2
+            report(progress, done, total)
     t3 = time.perf_counter()
     if not single:
         idx_acc = idx_acc / wsum
@@ -415,8 +518,10 @@ def _predict(
         units=stack.units,
         timings=timings,
         device=dev,
-        params={"tile_size": tile, "overlap": ov, "tiles": total, "aif_mode": aif_mode,
-                "smooth_px": float(smooth_px), "weights": str(weights)},
+        params={"tile_size": tile, "overlap": ov, "tiles": total, "tile_batch": per_batch,
+                "precision": str(run.amp).replace("torch.", "") if run.amp is not None else "fp32",
+                "compiled": run.compile, "aif_mode": aif_mode, "smooth_px": float(smooth_px),
+                "weights": str(weights)},
     )
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "read_image_tiff",
     "write_image_tiff",
     "save_stack",
+    "move_aside",
 ]
 
 #: Extensions of single-frame image files accepted inside a folder of frames.
@@ -457,6 +458,36 @@ def parse_axis_pick(spec: str | Sequence[str] | Mapping[str, int] | None) -> dic
 # =========================================================================================
 # Public: writing
 # =========================================================================================
+def move_aside(path: str | os.PathLike[str]) -> Path | None:
+    """Keep an existing file before it is replaced: rename it to ``<stem>.backup-<time><suffix>``.
+
+    For writers that cannot write atomically (or callers that promise never to overwrite
+    silently). Returns the backup's path, or ``None`` when there was no file. The backup
+    lies in the same folder; a second backup within the same second gets ``-1``, ``-2``…
+
+    Raises
+    ------
+    GplwsError
+        ``path`` is a folder, or the file cannot be renamed.
+    """
+    import time
+
+    p = Path(os.fspath(path))
+    if p.is_dir():
+        raise GplwsError(f"'{p}' is a folder; give a file name.")
+    if not p.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, k = p.with_name(f"{p.stem}.backup-{stamp}{p.suffix}"), 1
+    while target.exists():
+        target, k = p.with_name(f"{p.stem}.backup-{stamp}-{k}{p.suffix}"), k + 1
+    try:
+        p.rename(target)
+    except OSError as exc:
+        raise GplwsError(f"Cannot keep the existing '{p}' as a backup: {exc}.") from None
+    return target
+
+
 def write_depth_tiff(
     path: str | os.PathLike[str],
     depth: np.ndarray,

@@ -6,10 +6,11 @@ Registered in ``napari.yaml`` (Plugins menu):
   (:func:`napari_gplws.reconstruct` + :mod:`napari_gplws.core.surface`, exports,
   surface parameters from :mod:`napari_gplws.core.roughness`);
 * **Height profile** — :class:`.profile_widget.HeightProfileWidget`
-  (:mod:`napari_gplws.core.profile`).
+  (:mod:`napari_gplws.core.profile`);
+* **Focal error map** — :class:`.focal_error_widget.FocalErrorMapWidget`
+  (:func:`napari_gplws.core.autofocus.autofocus`, :mod:`napari_gplws.core.region_error`).
 
-How a widget is built, so that the next one (the *Focal error map* over
-``core.autofocus``) slots in the same way:
+How a widget is built, so that the next one slots in the same way:
 
 * a ``QWidget`` subclass whose ``__init__`` takes ``napari_viewer`` and which has a
   ``reset_choices()`` method (napari calls it when layers are added, removed, reordered or
@@ -27,7 +28,7 @@ How a widget is built, so that the next one (the *Focal error map* over
 This package imports no widget module at import time, so plugin discovery stays light.
 """
 
-__all__ = ["DepthFromFocusWidget", "HeightProfileWidget"]
+__all__ = ["DepthFromFocusWidget", "FocalErrorMapWidget", "HeightProfileWidget"]
 
 
 def __getattr__(name: str):
@@ -39,4 +40,8 @@ def __getattr__(name: str):
         from .profile_widget import HeightProfileWidget
 
         return HeightProfileWidget
+    if name == "FocalErrorMapWidget":
+        from .focal_error_widget import FocalErrorMapWidget
+
+        return FocalErrorMapWidget
     raise AttributeError(name)

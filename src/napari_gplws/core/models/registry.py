@@ -84,8 +84,8 @@ def read_weights(path: Path, expected_format: str, network: str) -> tuple[dict[s
     return state, meta
 
 
-def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu") -> Any:
-    """Load a fused :class:`~.gplws.GPLWSNet` in eval mode, once per (file, device).
+def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", compile: bool = False) -> Any:
+    """Load a fused :class:`~.gplws.GPLWSNet` in eval mode, once per (file, device[, compile]).
 
     Parameters
     ----------
@@ -93,6 +93,9 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu") ->
         Packaged weights name or path to a ``.safetensors`` file.
     device
         torch device string.
+    compile
+        Return the model wrapped by ``torch.compile`` (static shapes: it compiles once per
+        tile shape, so keep the tile size fixed; cached separately).
 
     Raises
     ------
@@ -100,6 +103,16 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu") ->
         The file is missing or does not hold GPLWS-Net weights.
     """
     path = weights_path(name_or_path)
+    if compile:
+        key_c = (str(path.resolve()), str(device), "compiled")
+        base = load_gplws(name_or_path, device)  # outside the (non-reentrant) lock
+        with _LOCK:
+            if key_c not in _CACHE:
+                import torch
+
+                compiled = torch.compile(base, dynamic=False)  # dynamic shapes fail to lower (torch 2.13)
+                _CACHE[key_c] = compiled
+            return _CACHE[key_c]
     key = (str(path.resolve()), str(device))
     with _LOCK:
         if key in _CACHE:
