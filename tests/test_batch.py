@@ -128,3 +128,58 @@ def test_cli_batch_exit_code(client, folder, tmp_path, capsys):
     assert "1 failed" in capsys.readouterr().out
     args.inputs = [str(folder / "s0.tif")]
     assert cmd_batch(args) == 0
+
+
+def test_batch_zarr_stacks_out_of_core_and_resume(client, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from napari_gplws import api
+    from napari_gplws.core.batch import ZARR_OUTPUT_NAMES
+    from napari_gplws.core.io import save_stack
+    from napari_gplws.core.outofcore import tiff_to_zarr
+    from napari_gplws.core.synth import synthetic_stack
+
+    d = tmp_path / "scans"
+    d.mkdir()
+    stacks = [synthetic_stack(family="waves", n_frames=6, shape=(96, 128), seed=i).stack for i in range(3)]
+    save_stack(d / "t0.tif", stacks[0])
+    save_stack(tmp_path / "a.tif", stacks[1])
+    tiff_to_zarr(tmp_path / "a.tif", d / "a.zarr", chunk=64)  # µm units from the TIFF
+    # a zarr store without the .zarr suffix: recognised by its metadata, not read as frames
+    z = zarr.open_array(str(d / "b"), mode="w", shape=stacks[2].frames.shape, chunks=(1, 64, 64),
+                        dtype=stacks[2].frames.dtype)
+    z[...] = stacks[2].frames
+    z.attrs["focus_um"] = stacks[2].focus_um.tolist()
+
+    inputs = [str(d / "*.tif"), str(d / "*.zarr"), d / "b"]
+    assert [p.name for p in collect_inputs([str(d / "**")])] == ["scans", "a.zarr", "b", "t0.tif"]
+    out = tmp_path / "out"
+    s = batch(inputs, out, method="sml", scheduler=client, chunk=64)
+    assert {r.name: r.status for r in s.records} == {"t0": "done", "a": "done", "b": "done"}, s.failed
+    for n in ("a", "b"):
+        assert sorted(p.name for p in (out / n).iterdir()) == sorted(ZARR_OUTPUT_NAMES)
+        g = zarr.open_group(str(out / n / "result.zarr"), mode="r")
+        ref = api.reconstruct(stacks[1 if n == "a" else 2], method="sml")
+        np.testing.assert_allclose(g["depth"][:], ref.depth, rtol=0, atol=1e-4)
+        assert g["depth"].attrs["units"] == "µm"
+        rep = json.loads((out / n / "report.json").read_text(encoding="utf-8"))
+        assert rep["method"] == "sml" and rep["output_format"] == "zarr" and rep["parameters"]["chunk"] == 64
+    assert all((out / "t0" / f).is_file() for f in OUTPUT_NAMES)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["stacks"]
+    assert set(manifest["a"]["outputs"]) == set(ZARR_OUTPUT_NAMES)
+    with open(out / "summary.csv", encoding="utf-8") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert rows["b"]["status"] == "done" and rows["b"]["depth_units"] == "µm"
+
+    s2 = batch(inputs, out, method="sml", scheduler=client, chunk=64)
+    assert [r.status for r in s2.records] == ["skipped"] * 3
+
+    # a chunk file missing inside one result.zarr: only that stack is redone
+    chunk_file = next(p for p in sorted((out / "b" / "result.zarr" / "depth").rglob("*")) if p.is_file()
+                      and p.name != "zarr.json")
+    chunk_file.unlink()
+    s3 = batch(inputs, out, method="sml", scheduler=client, chunk=64)
+    assert {r.name: r.status for r in s3.records} == {"t0": "skipped", "a": "skipped", "b": "done"}
+    assert chunk_file.is_file()
+    # another chunk size changes only the zarr stacks' settings
+    s4 = batch(inputs, out, method="sml", scheduler=client, chunk=96)
+    assert {r.name: r.status for r in s4.records} == {"t0": "skipped", "a": "done", "b": "done"}

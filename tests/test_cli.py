@@ -156,3 +156,86 @@ def test_bench_prints_a_table_with_throughput_and_ratio(capsys):
     median, per_s = float(cells["gplws"][2]), float(cells["gplws"][4])
     assert per_s == pytest.approx(1.0 / median, rel=0.02)
     assert cells["gplws"][8] == "cpu"
+
+
+# --- out of core: zarr inputs and --out-of-core ---------------------------------------------
+@pytest.fixture()
+def zarr_stack(tmp_path):
+    """A 6×96×128 stack as a TIFF (µm units) and the same data as a zarr with 64-px chunks."""
+    pytest.importorskip("zarr")
+    pytest.importorskip("dask.array")
+    from napari_gplws.core.outofcore import tiff_to_zarr
+    from napari_gplws.core.synth import synthetic_stack
+
+    s = synthetic_stack(family="waves", n_frames=6, shape=(96, 128), seed=3).stack
+    tif = save_stack(tmp_path / "s.tif", s)
+    return tif, tiff_to_zarr(tif, tmp_path / "s.zarr", chunk=64)
+
+
+def _zarr_result(out):
+    import zarr
+
+    return zarr.open_group(str(out / "result.zarr"), mode="r")
+
+
+@pytest.mark.parametrize("method", ["sml", "gplws"])
+def test_reconstruct_zarr_equals_in_memory(tmp_path, zarr_stack, method, capsys):
+    if method == "gplws":
+        from napari_gplws.core.models.registry import has_default_weights
+
+        if not has_default_weights("gplws"):
+            pytest.skip("the packaged GPLWS-Net weights are not installed")
+    tif, store = zarr_stack
+    common = ["--method", method, "--device", "cpu", "--tile-size", "64", "-q"]
+    assert main(["reconstruct", str(tif), "-o", str(tmp_path / "mem")] + common) == EXIT_OK
+    out = tmp_path / "ooc"
+    assert main(["reconstruct", str(store), "-o", str(out), "--chunk", "64"] + common) == EXIT_OK
+    assert "out of core" in capsys.readouterr().out
+    ref, info = read_depth_tiff(tmp_path / "mem" / "depth.tif")
+    g = _zarr_result(out)
+    np.testing.assert_allclose(g["depth"][:], ref, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(g["confidence"][:], tifffile.imread(tmp_path / "mem" / "confidence.tif"), atol=1e-4)
+    aif_ref = tifffile.imread(tmp_path / "mem" / "aif.tif")
+    assert g["aif"].dtype == aif_ref.dtype and np.abs(g["aif"][:].astype(int) - aif_ref).max() <= 1
+    assert g["depth"].attrs["units"] == info["units"] == "µm"
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert rep["method"] == method and rep["units"]["depth"] == "µm" and rep["output_format"] == "zarr"
+    assert rep["input"]["shape"] == [6, 96, 128] and rep["output_shape"] == [96, 128]
+    assert rep["outputs"]["result.zarr"] == str(out / "result.zarr") and "total" in rep["seconds"]
+    assert "zarr" in rep["note"] and not any(p.name.startswith(".") for p in out.iterdir())
+
+
+def test_out_of_core_tiff_backup_and_memory_hint(tmp_path, zarr_stack, monkeypatch, capsys):
+    tif, _store = zarr_stack
+    out = tmp_path / "out"
+    args = ["reconstruct", str(tif), "-o", str(out), "--method", "sml", "-q"]
+    assert main(args) == EXIT_OK  # in memory first: depth.tif …
+    ref, _ = read_depth_tiff(out / "depth.tif")
+    assert main(args + ["--out-of-core", "--chunk", "64"]) == EXIT_OK
+    np.testing.assert_allclose(_zarr_result(out)["depth"][:], ref, rtol=0, atol=1e-4)
+    # the earlier TIFF outputs were moved aside, the temporary zarr is gone
+    names = sorted(p.name for p in out.iterdir())
+    assert names[1:] == ["report.json", "result.zarr"] and names[0].startswith("backup-")
+    assert (out / names[0] / "depth.tif").is_file()
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert rep["input"]["source"] == str(tif) and rep["input"]["format"] == "tiff"
+    assert "convert" in rep["seconds"] and "removed" in rep["input"]["read_via"]
+    # --keep-zarr keeps the converted input under a clear name
+    assert main(args + ["--out-of-core", "--chunk", "64", "--keep-zarr"]) == EXIT_OK
+    assert (out / "input.zarr").is_dir() and (out / "result.zarr").is_dir()
+    capsys.readouterr()
+
+    # a TIFF that would not fit in memory: the error suggests --out-of-core
+    import napari_gplws.core.io as io_mod
+
+    monkeypatch.setattr(io_mod, "available_memory_bytes", lambda: 1000)
+    assert main(args) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "s.tif" in err and "--out-of-core" in err and "too large" in err
+    assert main(args + ["--out-of-core", "--chunk", "64", "-o", str(tmp_path / "o2")]) == EXIT_OK
+
+    # out of core reads TIFF and zarr only
+    one = tmp_path / "one.npy"
+    np.save(one, np.zeros((3, 8, 8), np.uint8))
+    assert main(["reconstruct", str(one), "-o", str(tmp_path / "o3"), "--out-of-core"]) == EXIT_ERROR
+    assert "one.npy" in capsys.readouterr().err

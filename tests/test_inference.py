@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.errors import Cancelled, ModelError
+from napari_gplws.core.errors import Cancelled, ModelError, StackError
 from napari_gplws.core.inference import (
     auto_tile_size,
     predict_depth,
@@ -240,3 +240,17 @@ def test_torch_compile_gives_the_same_depth():
     compiled = predict_depth(s, device=dev, precision="fp32", tile_size=128, overlap=32, compile=True)
     assert compiled.params["compiled"] is True
     np.testing.assert_allclose(compiled.depth, eager.depth, atol=1e-3)
+
+
+def test_test_time_augmentation_averages_views_back_in_place():
+    from napari_gplws.core.synth import synthetic_stack
+
+    syn = synthetic_stack(family="plane", n_frames=10, shape=(96, 128), seed=5)
+    plain = predict_depth(syn.stack, device="cpu")
+    both = predict_depth(syn.stack, device="cpu", tta=8)
+    assert both.depth.shape == (96, 128) and both.params["tta"] == 8
+    # a tilted plane is not symmetric: views put back wrongly would destroy the correlation
+    assert np.corrcoef(both.depth.ravel(), syn.depth_um.ravel())[0, 1] > 0.95
+    assert np.abs(both.depth - plain.depth).mean() < 0.1 * float(np.ptp(plain.depth))
+    with pytest.raises(StackError, match="tta"):
+        predict_depth(syn.stack, device="cpu", tta=3)

@@ -138,6 +138,7 @@ def reconstruct(
     tile_size: int | None = None,
     precision: str = "auto",
     compile: bool = False,
+    tta: int = 1,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
 ) -> Reconstruction:
@@ -166,6 +167,9 @@ def reconstruct(
         Network only: ``"auto"`` (bf16/fp16 autocast on CUDA, fp32 elsewhere), ``"fp32"``,
         ``"fp16"`` or ``"bf16"``; ``compile=True`` runs it through ``torch.compile``
         (see :func:`~napari_gplws.core.inference.predict_depth`).
+    tta
+        Network only: average over 1, 2, 4 or 8 flipped/turned views (each view costs one
+        more pass; a little more accurate).
     progress, cancel
         ``progress(done, total)`` and ``cancel() -> bool`` callbacks.
 
@@ -208,10 +212,11 @@ def reconstruct(
 
         res = predict_depth(
             stack, device=device, tile_size=tile_size, precision=precision, compile=compile,
-            progress=progress, cancel=cancel,
+            tta=tta, progress=progress, cancel=cancel,
         )
         used_device = str(getattr(res, "device", device))
         params = {k: res.params[k] for k in ("tile_size", "tile_batch", "precision", "compiled")}
+        params["tta"] = tta
 
     timings = {"read": t_read, **{k: float(v) for k, v in res.timings.items()}}
     timings["total"] = time.perf_counter() - t0

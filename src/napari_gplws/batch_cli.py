@@ -4,7 +4,8 @@
 :func:`cmd_batch` runs :func:`napari_gplws.core.batch.batch` with a tqdm bar, prints the
 dashboard address and a one-line-per-failure summary, and returns the exit code:
 0 when every stack succeeded (or was already done), 1 when any stack failed.
-Errors about the batch as a whole (no inputs, unreachable scheduler) are raised as
+Zarr / OME-Zarr inputs are reconstructed out of core (``<stack>/result.zarr`` +
+``report.json``; ``--chunk`` sets the chunk size). Errors about the batch as a whole (no inputs, unreachable scheduler) are raised as
 :class:`~napari_gplws.core.errors.GplwsError` for :func:`napari_gplws.cli.main` to print.
 """
 
@@ -20,7 +21,8 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``gplws batch`` arguments to ``p``."""
     p.add_argument(
         "inputs", nargs="+", metavar="INPUT",
-        help="stack paths, glob patterns (quoted) or .txt files listing one path per line",
+        help="stack paths (files, folders of frames, zarr / OME-Zarr stores), glob patterns "
+             "(quoted) or .txt files listing one path per line",
     )
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="output folder: one sub-folder per stack, manifest.json, summary.csv/.json")
@@ -42,6 +44,9 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
     p.add_argument("--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm")
     p.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
+    p.add_argument("--chunk", type=int, default=1024, metavar="PX",
+                   help="zarr stacks (reconstructed out of core): chunk side over y/x in pixels "
+                        "(default 1024)")
     p.add_argument("--force", action="store_true", help="redo every stack, ignoring the manifest")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -67,10 +72,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
             workers=args.workers, threads_per_worker=args.threads_per_worker, progress=progress,
             processes=not args.threads, device=args.device, window=args.window,
             refine=not args.no_refine, tile_size=args.tile_size,
-            precision=args.precision, compile=args.compile,
+            precision=args.precision, compile=args.compile, tta=args.tta,
             read_options={"focus_step_um": args.focus_step, "focus_start_um": args.focus_start,
                           "pixel_size_um": args.pixel_size},
             force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+            chunk=args.chunk,
         )
     finally:
         if bar is not None:

@@ -42,7 +42,7 @@ def make_bench_stack(n: int, h: int, w: int, seed: int = 0):
 
 def _case(
     method: str, n: int, h: int, w: int, repeats: int, device: str,
-    precision: str = "auto", compile: bool = False,
+    precision: str = "auto", compile: bool = False, tta: int = 1,
 ) -> dict:
     """Run one case in this process and return its figures (called in a child process).
 
@@ -61,7 +61,7 @@ def _case(
     stack = make_bench_stack(n, h, w)
     rss_input = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     network = method == "gplws"
-    opts = {"precision": precision, "compile": compile} if network else {}
+    opts = {"precision": precision, "compile": compile, "tta": tta} if network else {}
     gpu = network and device.startswith("cuda")
     if gpu:
         reconstruct(stack, method=method, device=device, **opts)  # warm-up, untimed
@@ -89,12 +89,13 @@ def _case(
 
 
 def _run_case_subprocess(
-    method: str, size: Sequence[int], repeats: int, device: str, precision: str = "auto", compile: bool = False
+    method: str, size: Sequence[int], repeats: int, device: str, precision: str = "auto", compile: bool = False,
+    tta: int = 1,
 ) -> dict:
     code = (
         "import json,sys; from napari_gplws.bench import _case; "
         f"print('BENCH'+json.dumps(_case({method!r}, {size[0]}, {size[1]}, {size[2]}, {repeats}, {device!r}, "
-        f"{precision!r}, {bool(compile)!r})))"
+        f"{precision!r}, {bool(compile)!r}, {int(tta)!r})))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -117,10 +118,11 @@ def run_bench(
     echo: Callable[[str], None] = print,
     precision: str = "auto",
     compile: bool = False,
+    tta: int = 1,
 ) -> str:
     """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table.
 
-    ``device``, ``precision`` and ``compile`` apply to the network; the classical baseline
+    ``device``, ``precision``, ``compile`` and ``tta`` apply to the network; the classical baseline
     always runs on the CPU. The ``stacks/s`` column is ``1 / median``.
     """
     sizes = list(sizes or DEFAULT_SIZES)
@@ -128,6 +130,7 @@ def run_bench(
     if BASELINE not in methods:
         methods.insert(0, BASELINE)
     gpu_note = f", precision {precision}{', torch.compile' if compile else ''}" if device != "cpu" else ""
+    gpu_note += f", network TTA ×{tta}" if tta > 1 else ""
     echo(
         f"# gplws bench — {os.cpu_count()} CPUs, device {device}{gpu_note}, median of {repeats} "
         "(each case in its own process; peak RSS includes the input stack and the Python runtime)"
@@ -144,7 +147,7 @@ def run_bench(
         for method in methods:
             # The 30×2048×2048 case is slow for repeats; the median of fewer runs is enough there.
             reps = repeats if size[1] * size[2] < 2048 * 2048 else min(repeats, 2)
-            row = _run_case_subprocess(method, size, reps, device, precision, compile)
+            row = _run_case_subprocess(method, size, reps, device, precision, compile, tta)
             if "error" in row:
                 line = f"| {method} | {row['size']} | error: {row['error'].splitlines()[-1] if row['error'] else '?'} |||||||| "
             else:

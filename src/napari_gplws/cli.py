@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 2, 130
 
@@ -97,6 +97,12 @@ def _backup_existing(outdir: Path, names: Sequence[str]) -> Path | None:
 
 # --- reconstruct ----------------------------------------------------------------------------
 OUTPUT_NAMES = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
+#: What the out-of-core path writes: a zarr group (depth, confidence, aif) and the report.
+ZARR_OUTPUT_NAMES = ("result.zarr", "report.json")
+#: The TIFF converted to zarr by ``--out-of-core --keep-zarr``.
+KEPT_INPUT_ZARR = "input.zarr"
+#: Everything a reconstruct run may leave in OUTDIR; a new run moves all of it aside.
+ALL_OUTPUT_NAMES = OUTPUT_NAMES + ("result.zarr", KEPT_INPUT_ZARR)
 
 
 def add_gpu_options(p: argparse.ArgumentParser) -> None:
@@ -105,6 +111,8 @@ def add_gpu_options(p: argparse.ArgumentParser) -> None:
                    help="network arithmetic: auto = bf16/fp16 autocast on CUDA, fp32 elsewhere")
     p.add_argument("--compile", action="store_true",
                    help="run the network through torch.compile (pays off over many stacks of one size)")
+    p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="average the network over this many flipped/turned views (slower, a little more accurate)")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -115,6 +123,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         from .core.errors import GplwsError
 
         raise GplwsError("Give either an INPUT stack or --sample, not both (and not neither).")
+    if args.input is not None:
+        from .core.outofcore import is_zarr_path
+
+        if args.out_of_core or is_zarr_path(args.input):
+            return _reconstruct_out_of_core(args)
     t0 = time.perf_counter()
     if args.sample:
         from ._sample_data import make_sample
@@ -129,7 +142,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         result = reconstruct(
             stack, method=args.method, device=args.device, window=args.window,
             refine=not args.no_refine, tile_size=args.tile_size, progress=bar,
-            precision=args.precision, compile=args.compile,
+            precision=args.precision, compile=args.compile, tta=args.tta,
         )
     finally:
         bar.close()
@@ -137,7 +150,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
-    backup = _backup_existing(outdir, OUTPUT_NAMES)
+    backup = _backup_existing(outdir, ALL_OUTPUT_NAMES)
     t1 = time.perf_counter()
     meta = {"method": result.method, "source": stack.source}
     write_depth_tiff(
@@ -164,6 +177,151 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     )
     print(f"depth {lo:.3f} … {hi:.3f} {result.units}, mean confidence {report['mean_confidence']:.2f}")
     print(f"{result.timings['total']:.2f} s in all; wrote {', '.join(OUTPUT_NAMES)} to {outdir}")
+    if backup is not None:
+        print(f"earlier outputs were moved to {backup}")
+    return EXIT_OK
+
+
+def _require_dask(what: str) -> None:
+    """Raise a :class:`GplwsError` naming the extra to install when dask or zarr is missing."""
+    try:
+        import dask.array  # noqa: F401
+        import zarr  # noqa: F401
+    except ImportError as exc:
+        from .core.errors import GplwsError
+
+        raise GplwsError(
+            f"{what} needs dask and zarr ({exc.name} is not installed); install them with "
+            "`pip install \"napari-gplws[batch]\"`."
+        ) from None
+
+
+def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
+    """``gplws reconstruct`` for a zarr stack, or a TIFF with ``--out-of-core``: chunk by chunk.
+
+    Writes ``OUTDIR/result.zarr`` (arrays depth, confidence, aif) and ``OUTDIR/report.json``.
+    Everything is computed into hidden names in OUTDIR first; earlier outputs are moved to a
+    backup folder only once the new ones are complete.
+    """
+    import os
+    import shutil
+
+    from .core.errors import GplwsError
+    from .core.io import parse_axis_pick
+    from .core.outofcore import is_zarr_path, open_zarr_stack, reconstruct_out_of_core, tiff_to_zarr
+
+    src = Path(args.input)
+    _require_dask(f"Reconstructing '{src}' out of core")
+    if any(v != 0 for v in parse_axis_pick(args.axis_pick).values()):
+        raise GplwsError(
+            f"--axis-pick cannot be used out of core ('{src}'); extract the stack first (e.g. in "
+            "Fiji), or read it in memory without --out-of-core."
+        )
+    if args.chunk < 16:
+        raise GplwsError(f"--chunk must be at least 16 pixels; got {args.chunk}.")
+    units = {
+        "focus_um": _parse_positions(args.focus_positions),
+        "focus_start_um": args.focus_start,
+        "focus_step_um": args.focus_step,
+        "pixel_size_um": args.pixel_size,
+    }
+    zarr_in = is_zarr_path(src)
+    if not zarr_in:
+        if not src.exists():
+            raise GplwsError(f"'{src}' does not exist; check the path (and its spelling).")
+        if src.suffix.lower() not in (".tif", ".tiff"):
+            raise GplwsError(
+                f"--out-of-core reads TIFF and zarr stacks; '{src}' is neither. Convert it to a "
+                "multi-page TIFF or a zarr array (N, H, W[, 3]), or drop --out-of-core."
+            )
+    if args.method is not None:
+        from .api import CLASSICAL_METHODS, METHODS
+
+        if args.method.lower() not in METHODS:
+            raise GplwsError(f"Unknown method '{args.method}'; choose one of: {', '.join(METHODS)}.")
+        network = args.method.lower() not in CLASSICAL_METHODS
+    else:
+        from .api import default_method
+
+        network = default_method() == "gplws"
+    if network and (args.precision != "auto" or args.compile):
+        print("note: --precision and --compile do not apply out of core (autocast on CUDA, "
+              "fp32 elsewhere)", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    tmp_result = outdir / f".result.zarr.partial-{tag}"
+    converted: Path | None = None
+    timings: dict[str, float] = {}
+    try:
+        if zarr_in:
+            stack = open_zarr_stack(src, **units)
+        else:
+            converted = outdir / f".input.zarr.partial-{tag}"
+            bar = _Progress("convert TIFF to zarr", enabled=not args.quiet)
+            try:
+                tiff_to_zarr(src, converted, chunk=args.chunk, threads=args.threads, progress=bar, **units)
+            finally:
+                bar.close()
+            timings["convert"] = time.perf_counter() - t0
+            stack = open_zarr_stack(converted)
+        bar = _Progress(f"reconstruct out of core ({args.method or 'default'})", enabled=not args.quiet)
+        try:
+            result = reconstruct_out_of_core(
+                stack, tmp_result, method=args.method, device=args.device, window=args.window,
+                refine=not args.no_refine, tile_size=args.tile_size, chunk=args.chunk,
+                threads=args.threads, progress=bar,
+            )
+        finally:
+            bar.close()
+        timings.update(result.timings)
+        timings["reconstruct"] = timings.pop("total", 0.0)
+        result.timings = timings
+        report = result.report(threads=args.threads, name="result.zarr")
+
+        backup = _backup_existing(outdir, ALL_OUTPUT_NAMES)
+        os.replace(tmp_result, outdir / "result.zarr")
+        result.path = outdir / "result.zarr"
+        kept = None
+        if converted is not None and args.keep_zarr:
+            kept = outdir / KEPT_INPUT_ZARR
+            os.replace(converted, kept)
+            converted = None
+    finally:
+        shutil.rmtree(tmp_result, ignore_errors=True)
+        if converted is not None:
+            shutil.rmtree(converted, ignore_errors=True)
+
+    report["input"]["source"] = str(src)
+    if not zarr_in:
+        report["input"]["format"] = "tiff"
+        report["input"]["read_via"] = (
+            f"converted to zarr, kept as {kept}" if kept is not None
+            else "converted to a temporary zarr in OUTDIR (removed afterwards)"
+        )
+    report["seconds"]["total"] = round(time.perf_counter() - t0, 4)
+    report["outputs"] = {n: str(outdir / n) for n in ZARR_OUTPUT_NAMES}
+    if kept is not None:
+        report["outputs"][KEPT_INPUT_ZARR] = str(kept)
+    if backup is not None:
+        report["previous_outputs_moved_to"] = str(backup)
+    (outdir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+    n, h, w = report["input"]["shape"][:3]
+    lo, hi = report["depth_range"]
+    print(
+        f"{src}: {n} frames of {w}×{h} px, method {result.method} on {result.device}, "
+        f"out of core (chunk {args.chunk} px)"
+    )
+    print(f"depth {lo:.3f} … {hi:.3f} {result.units}, mean confidence {report['mean_confidence']:.2f}")
+    print(
+        f"{report['seconds']['total']:.2f} s in all; wrote result.zarr (depth, confidence, aif) "
+        f"and report.json to {outdir}"
+    )
+    if kept is not None:
+        print(f"the converted input is kept as {kept}")
     if backup is not None:
         print(f"earlier outputs were moved to {backup}")
     return EXIT_OK
@@ -207,7 +365,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     methods = args.methods.split(",") if args.methods else None
     text = run_bench(sizes=sizes, methods=methods, repeats=args.repeats, device=args.device, echo=print,
-                     precision=args.precision, compile=args.compile)
+                     precision=args.precision, compile=args.compile, tta=args.tta)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
         print(f"wrote {args.markdown}")
@@ -264,18 +422,33 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Reconstruct one stack. Writes depth.tif (float32, unit and pixel size in the TIFF "
             "metadata), aif.tif (input dtype), confidence.tif (0..1) and report.json to OUTDIR. "
-            "Earlier outputs in OUTDIR are moved to a backup folder, never overwritten."
+            "A zarr / OME-Zarr stack (or a TIFF with --out-of-core) is reconstructed chunk by "
+            "chunk instead, into OUTDIR/result.zarr (arrays depth, confidence, aif) and "
+            "report.json. Earlier outputs in OUTDIR are moved to a backup folder, never "
+            "overwritten."
         ),
     )
-    p.add_argument("input", nargs="?", help="stack: TIFF/OME-TIFF/ImageJ TIFF, folder of frames, .npy/.npz")
+    p.add_argument("input", nargs="?",
+                   help="stack: TIFF/OME-TIFF/ImageJ TIFF, folder of frames, .npy/.npz, or zarr/OME-Zarr")
     p.add_argument("--sample", action="store_true", help="use the bundled synthetic sample instead of INPUT")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--method", default=None, help="gplws (network, default when installed) or sml, tenengrad, glv, lapvar, rdf")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (network only)")
     p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical methods)")
     p.add_argument("--no-refine", action="store_true", help="skip the edge-aware refinement (classical methods)")
-    p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels (default: from memory)")
+    p.add_argument("--tile-size", type=int, default=None,
+                   help="network tile size in pixels (default: from memory; 256 out of core)")
     add_gpu_options(p)
+    g = p.add_argument_group("out of core (zarr inputs are always processed this way)")
+    g.add_argument("--out-of-core", action="store_true",
+                   help="process a TIFF chunk by chunk (for stacks larger than memory): it is copied "
+                        "to a temporary zarr in OUTDIR first, removed afterwards")
+    g.add_argument("--chunk", type=int, default=1024, metavar="PX",
+                   help="chunk side over y/x in pixels (default 1024; memory per thread ~ N×PX²)")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="dask threads (default: usable cores, at most 8)")
+    g.add_argument("--keep-zarr", action="store_true",
+                   help=f"with --out-of-core, keep the converted TIFF as OUTDIR/{KEPT_INPUT_ZARR}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_stack_options(p)
     p.set_defaults(func=cmd_reconstruct)
@@ -359,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
         "batch", help="reconstruct many stacks on a dask cluster (resumable)",
         description=(
             "One task per stack on a local dask cluster or --scheduler ADDRESS; writes "
-            "OUTDIR/<stack>/{depth,aif,confidence}.tif + report.json, manifest.json (checksums: a "
+            "OUTDIR/<stack>/{depth,aif,confidence}.tif + report.json (zarr / OME-Zarr stacks: "
+            "chunk by chunk into OUTDIR/<stack>/result.zarr + report.json), manifest.json (checksums: a "
             "re-run skips finished stacks and redoes missing or corrupt ones) and summary.csv/json. "
             "A failing stack never stops the others; exit code 1 if any failed."
         ),

@@ -5,6 +5,15 @@ into one output folder per stack, ``OUTDIR/<stack name>/`` holding ``depth.tif``
 µm or frame index), ``aif.tif`` (input dtype), ``confidence.tif`` (0..1) and ``report.json``
 — the same files, with the same pixels, as ``gplws reconstruct`` writes for one stack.
 
+Zarr stacks
+    An input that is a zarr / OME-Zarr store (a folder named ``*.zarr``, or one holding
+    zarr metadata; never mistaken for a folder of frames) is reconstructed out of core,
+    chunk by chunk (:func:`~.outofcore.reconstruct_out_of_core`), inside its task, into
+    ``OUTDIR/<name>/result.zarr`` (arrays ``depth``, ``confidence``, ``aif``) and
+    ``report.json`` — what ``gplws reconstruct INPUT.zarr`` writes. Its checksum is a
+    SHA-256 over the sorted (relative path, size, SHA-256) of every file in
+    ``result.zarr``, so a missing or damaged chunk file makes a re-run redo that stack.
+
 How the work is spread
     One dask task per stack. By default a :class:`distributed.LocalCluster` is started on
     this machine; give the address of a running scheduler (``"tcp://host:8786"``) to use a
@@ -16,7 +25,8 @@ How the work is spread
 
 Resuming
     ``OUTDIR/manifest.json`` records every finished stack: its input (path, size, mtime),
-    the method and options, and the SHA-256 of each output file. A re-run skips stacks
+    the method and options, and the SHA-256 of each output file (of each ``result.zarr``
+    tree for zarr stacks). A re-run skips stacks
     whose entry matches and whose outputs are all present with the recorded checksum, and
     redoes the others (missing, truncated or edited outputs, changed input or options).
 
@@ -51,6 +61,7 @@ from .errors import GplwsError
 __all__ = [
     "MANIFEST_NAME",
     "OUTPUT_NAMES",
+    "ZARR_OUTPUT_NAMES",
     "BatchSummary",
     "StackRecord",
     "batch",
@@ -62,11 +73,14 @@ __all__ = [
 
 #: Files written per stack (the same as ``gplws reconstruct``).
 OUTPUT_NAMES: tuple[str, ...] = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
+#: Files written per zarr stack (out of core; the same as ``gplws reconstruct INPUT.zarr``).
+ZARR_OUTPUT_NAMES: tuple[str, ...] = ("result.zarr", "report.json")
 MANIFEST_NAME = "manifest.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_JSON = "summary.json"
 _MANIFEST_VERSION = 1
-_STACK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy", ".npz")
+_STACK_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy", ".npz", ".ome.zarr", ".zarr")
+_UNIT_KEYS = ("focus_um", "focus_start_um", "focus_step_um", "pixel_size_um")
 
 
 # =========================================================================================
@@ -90,7 +104,8 @@ class StackRecord:
     seconds
         Wall time of the task on its worker (0 when skipped).
     outputs
-        Output file name -> SHA-256 (hex) of its content.
+        Output file name -> SHA-256 (hex) of its content (for ``result.zarr``, of its
+        tree: see :func:`outputs_valid`).
     units
         Unit of ``depth.tif``: ``"µm"`` or ``"frame"`` (empty when failed).
     worker
@@ -181,8 +196,9 @@ def collect_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[s
     Parameters
     ----------
     inputs
-        One item or an iterable of items. Each item is a stack path (file or folder of
-        frames), a glob pattern (``"scans/*.tif"``, ``"**"`` allowed), or a ``.txt`` file with
+        One item or an iterable of items. Each item is a stack path (file, folder of
+        frames or zarr store), a glob pattern (``"scans/*.tif"``, ``"scans/*.zarr"``, ``"**"``
+        allowed; files inside a zarr store are not stacks and are left out), or a ``.txt`` file with
         one path or pattern per line (blank lines and lines starting with ``#`` are skipped;
         relative paths are taken relative to the ``.txt`` file's folder).
 
@@ -212,7 +228,7 @@ def collect_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[s
             hits = sorted(glob.glob(text, recursive=True))
             if not hits:
                 raise GplwsError(f"The pattern '{text}' matches no file; check it (quote it in a shell).")
-            out.extend(Path(h) for h in hits)
+            out.extend(Path(h) for h in hits if not _inside_zarr(Path(h)))
         elif text.lower().endswith(".txt"):
             p = Path(text)
             try:
@@ -238,6 +254,19 @@ def collect_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[s
     if not unique:
         raise GplwsError("No input stacks were given; pass paths, glob patterns or a .txt list.")
     return unique
+
+
+def _is_zarr(p: Path) -> bool:
+    from .outofcore import is_zarr_path
+
+    return is_zarr_path(p)
+
+
+def _inside_zarr(p: Path) -> bool:
+    """A chunk or metadata file (or sub-folder) of a zarr store, rather than a stack."""
+    if _is_zarr(p):
+        return False  # a store (possibly nested in a bigger one) is a stack
+    return any(_is_zarr(q) for q in p.parents if q != Path("."))
 
 
 def _base_name(p: Path) -> str:
@@ -278,9 +307,45 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _tree_files(root: Path) -> list[tuple[str, Path]]:
+    """``(posix relative path, path)`` of every file below ``root``, sorted."""
+    out = []
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            q = Path(dirpath) / f
+            out.append((q.relative_to(root).as_posix(), q))
+    return sorted(out)
+
+
+def _tree_sha256(root: Path) -> str:
+    """SHA-256 over the sorted (relative path, size, SHA-256) of every file below ``root``."""
+    h = hashlib.sha256()
+    for rel, q in _tree_files(root):
+        h.update(f"{rel}\0{q.stat().st_size}\0{_sha256(q)}\n".encode())
+    return h.hexdigest()
+
+
+def _digest(p: Path) -> str | None:
+    """SHA-256 of a file, tree digest of a folder (``result.zarr``), None when missing."""
+    if p.is_dir():
+        return _tree_sha256(p)
+    if p.is_file():
+        return _sha256(p)
+    return None
+
+
 def _input_signature(p: Path) -> dict[str, Any]:
-    """Path, size and mtime of an input (of every file in it, for a folder)."""
+    """Path, size and mtime of an input (of every file in it, for a folder; recursively, with
+    the file count, for a zarr store, whose chunks live in sub-folders)."""
     p = Path(p)
+    if p.is_dir() and _is_zarr(p):
+        stats = [q.stat() for _rel, q in _tree_files(p)]
+        return {
+            "path": os.path.abspath(p),
+            "size": int(sum(st.st_size for st in stats)),
+            "mtime_ns": int(max((st.st_mtime_ns for st in stats), default=0)),
+            "files": len(stats),
+        }
     if p.is_dir():
         files = sorted(q for q in p.iterdir() if q.is_file())
         size = sum(q.stat().st_size for q in files)
@@ -294,14 +359,16 @@ def _input_signature(p: Path) -> dict[str, Any]:
 
 
 def outputs_valid(folder: Path, checksums: Mapping[str, str]) -> bool:
-    """True when every output named in ``checksums`` exists in ``folder`` with that SHA-256."""
-    if set(checksums) != set(OUTPUT_NAMES):
+    """True when every output named in ``checksums`` exists in ``folder`` with that SHA-256.
+
+    ``checksums`` names either the TIFF outputs (:data:`OUTPUT_NAMES`) or the out-of-core
+    ones (:data:`ZARR_OUTPUT_NAMES`); a ``result.zarr`` folder is checked by its tree digest
+    (every file's relative path, size and SHA-256), so a missing, added or damaged chunk
+    file fails the check.
+    """
+    if set(checksums) not in (set(OUTPUT_NAMES), set(ZARR_OUTPUT_NAMES)):
         return False
-    for name, digest in checksums.items():
-        p = Path(folder) / name
-        if not p.is_file() or _sha256(p) != digest:
-            return False
-    return True
+    return all(_digest(Path(folder) / name) == digest for name, digest in checksums.items())
 
 
 def _read_manifest(outdir: Path) -> dict[str, Any]:
@@ -338,16 +405,18 @@ def reconstruct_to_folder(
     method: str | None = None,
     read_options: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
+    zarr_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Reconstruct one stack and write its four outputs into ``folder`` (all or nothing).
 
     The outputs are written into a hidden sibling folder first and moved into place only
-    when all four are complete, so ``folder`` never holds a half-written set.
+    when all four are complete, so ``folder`` never holds a half-written set. A zarr stack
+    is reconstructed out of core instead, into ``result.zarr`` and ``report.json``.
 
     Parameters
     ----------
     path
-        The stack (anything :func:`~.io.read_stack` reads).
+        The stack (anything :func:`~.io.read_stack` reads, or a zarr / OME-Zarr store).
     folder
         Output folder; replaced if it exists.
     method
@@ -357,6 +426,9 @@ def reconstruct_to_folder(
     options
         Keyword arguments of :func:`napari_gplws.reconstruct` (``window``, ``refine``,
         ``device``, ``tile_size``).
+    zarr_options
+        For a zarr stack: ``chunk`` (px, default 1024) and ``threads`` (dask threads) of
+        :func:`~.outofcore.reconstruct_out_of_core`.
 
     Returns
     -------
@@ -368,6 +440,8 @@ def reconstruct_to_folder(
     GplwsError
         Bad stack, options or unwritable folder (the message says which).
     """
+    if _is_zarr(Path(path)):
+        return _zarr_to_folder(path, folder, method, read_options, options, zarr_options)
     from ..api import reconstruct
     from .io import read_stack, write_depth_tiff, write_image_tiff
 
@@ -406,6 +480,54 @@ def reconstruct_to_folder(
     return {"outputs": sums, "units": result.units, "method": result.method}
 
 
+def _zarr_to_folder(
+    path: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    method: str | None,
+    read_options: Mapping[str, Any] | None,
+    options: Mapping[str, Any] | None,
+    zarr_options: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The zarr branch of :func:`reconstruct_to_folder`: ``result.zarr`` + ``report.json``."""
+    from .errors import StackError
+    from .outofcore import open_zarr_stack, reconstruct_out_of_core
+
+    t0 = time.perf_counter()
+    ro = dict(read_options or {})
+    picks = ro.get("axis_pick") or {}
+    if any(int(v) != 0 for v in dict(picks).values()):
+        raise StackError(
+            f"axis_pick {dict(picks)} cannot be used with the zarr stack '{path}'; store one "
+            "(N, H, W[, 3]) stack per zarr array."
+        )
+    opts = dict(options or {})
+    zo = dict(zarr_options or {})
+    stack = open_zarr_stack(path, **{k: ro[k] for k in _UNIT_KEYS if ro.get(k) is not None})
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
+    tmp.mkdir()
+    try:
+        res = reconstruct_out_of_core(
+            stack, tmp / "result.zarr", method=method, device=str(opts.get("device", "auto")),
+            window=int(opts.get("window", 9)), refine=bool(opts.get("refine", True)),
+            tile_size=opts.get("tile_size"), chunk=int(zo.get("chunk") or 1024),
+            threads=zo.get("threads"),
+        )
+        rep = res.report(threads=zo.get("threads"), name="result.zarr")
+        rep["seconds"]["total"] = round(time.perf_counter() - t0, 4)
+        rep["outputs"] = {n: str(folder / n) for n in ZARR_OUTPUT_NAMES}
+        (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
+        sums = {n: _digest(tmp / n) for n in ZARR_OUTPUT_NAMES}
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"outputs": sums, "units": res.units, "method": res.method}
+
+
 def _run_task(
     name: str,
     path: str,
@@ -413,18 +535,23 @@ def _run_task(
     method: str | None,
     read_options: dict[str, Any],
     options: dict[str, Any],
+    zarr_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Worker-side wrapper: never raises, returns a record as a dict."""
     t0 = time.perf_counter()
     rec = StackRecord(name=name, input=path, status="failed")
+    zo = dict(zarr_options or {})
     try:
         from distributed import get_worker
 
-        rec.worker = str(get_worker().address)
+        worker = get_worker()
+        rec.worker = str(worker.address)
+        if zo.get("threads") is None and getattr(worker, "nthreads", None):
+            zo["threads"] = int(worker.nthreads)  # a zarr stack's dask threads: the worker's share
     except Exception:  # noqa: BLE001 - not on a worker (direct call)
         rec.worker = "local"
     try:
-        res = reconstruct_to_folder(path, folder, method, read_options, options)
+        res = reconstruct_to_folder(path, folder, method, read_options, options, zo)
         rec.status, rec.outputs, rec.units = "done", res["outputs"], res["units"]
     except GplwsError as exc:
         rec.error = f"{type(exc).__name__}: {exc}"
@@ -527,9 +654,11 @@ def batch(
     tile_size: int | None = None,
     precision: str = "auto",
     compile: bool = False,
+    tta: int = 1,
     read_options: Mapping[str, Any] | None = None,
     force: bool = False,
     log: Callable[[str], None] | None = None,
+    chunk: int = 1024,
 ) -> BatchSummary:
     """Reconstruct many focus stacks on a dask.distributed cluster, resumably.
 
@@ -555,16 +684,20 @@ def batch(
     processes
         Local cluster with one process per worker (True, default: no GIL contention) or
         threads in this process (False: starts faster, for small jobs and tests).
-    device, window, refine, tile_size, precision, compile
+    device, window, refine, tile_size, precision, compile, tta
         Passed to :func:`napari_gplws.reconstruct` for every stack (a GPU worker runs the
         network with bf16/fp16 autocast, batched tiles and pinned memory).
     read_options
         Passed to :func:`~.io.read_stack` for every stack (``focus_step_um``,
-        ``focus_start_um``, ``focus_um``, ``pixel_size_um``, ``axis_pick``).
+        ``focus_start_um``, ``focus_um``, ``pixel_size_um``, ``axis_pick``); for a zarr
+        stack the units override its attributes (``axis_pick`` is refused).
     force
         Redo every stack even if the manifest says it is done.
     log
         Called with human-readable lines (the dashboard address, …); default: silent.
+    chunk
+        Chunk side (px) over y/x for zarr stacks, which are reconstructed out of core with
+        the worker's threads; part of their manifest settings.
 
     Returns
     -------
@@ -600,9 +733,12 @@ def batch(
         raise GplwsError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
     options: dict[str, Any] = {"device": device, "window": int(window), "refine": bool(refine), "tile_size": tile_size}
     if used_method not in CLASSICAL_METHODS:
-        options.update(precision=precision, compile=bool(compile))
+        options.update(precision=precision, compile=bool(compile), tta=int(tta))
     read_opts = {k: v for k, v in dict(read_options or {}).items() if v is not None}
     settings = {"method": used_method, "options": options, "read_options": _jsonable(read_opts)}
+    zarr_options = {"chunk": int(chunk)}
+    zarr_settings = {**settings, "out_of_core": dict(zarr_options)}
+    is_zarr = {name: _is_zarr(p) for name, p in zip(names, paths)}
 
     manifest = _read_manifest(out)
     records: dict[str, StackRecord] = {}
@@ -613,7 +749,7 @@ def batch(
             not force
             and isinstance(entry, dict)
             and entry.get("input") == _input_signature(p)
-            and entry.get("settings") == settings
+            and entry.get("settings") == (zarr_settings if is_zarr[name] else settings)
             and outputs_valid(out / name, entry.get("outputs", {}))
         ):
             records[name] = StackRecord(
@@ -641,7 +777,7 @@ def batch(
             for name, p in todo:
                 fut = client.submit(
                     _run_task, name, str(p), str(out / name), used_method, read_opts, options,
-                    key=f"gplws-batch-{name}-{time.monotonic_ns()}", pure=False,
+                    zarr_options if is_zarr[name] else None, key=f"gplws-batch-{name}-{time.monotonic_ns()}", pure=False,
                 )
                 futures[fut] = (name, p)
             for fut in as_completed(list(futures)):
@@ -655,7 +791,7 @@ def batch(
                 if rec.status == "done":
                     manifest[name] = {
                         "input": _input_signature(p),
-                        "settings": settings,
+                        "settings": zarr_settings if is_zarr[name] else settings,
                         "outputs": rec.outputs,
                         "units": rec.units,
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

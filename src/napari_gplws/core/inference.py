@@ -235,6 +235,7 @@ def predict_depth(
     precision: str = "auto",
     tile_batch: int | None = None,
     compile: bool = False,
+    tta: int = 1,
 ) -> GPLWSResult:
     """Depth, confidence and all-in-focus image of a focus stack with GPLWS-Net.
 
@@ -272,6 +273,11 @@ def predict_depth(
     compile
         Run the network through ``torch.compile`` (cached per weights and device; the
         first call pays the compilation, worth it for many stacks of one size).
+    tta
+        Test-time augmentation: average the outputs over 1 (off), 2 (plus a mirror image),
+        4 (plus the two 180° turns) or 8 (all flips and 90° turns) views of the stack. Each
+        view costs one more pass; 2 views lower the error by about 3 % and 8 by about 5 %
+        on the validation stacks (see docs/gplws.md).
 
     Returns
     -------
@@ -296,9 +302,15 @@ def predict_depth(
     """
     if aif_mode not in ("attention", "select"):
         raise StackError(f"aif_mode must be 'attention' or 'select'; got {aif_mode!r}.")
+    if tta not in TTA_VIEWS:
+        raise StackError(f"tta must be one of {sorted(TTA_VIEWS)}; got {tta!r}.")
     dev = resolve_device(device)
     amp = resolve_precision(precision, dev)
     run = _RunOptions(amp=amp, tile_batch=tile_batch, compile=bool(compile))
+    if tta > 1:
+        views = dict(device=dev, tile_size=tile_size, overlap=overlap, smooth_px=smooth_px, weights=weights,
+                     cancel=cancel, precision=precision, tile_batch=tile_batch, compile=compile)
+        return _predict_tta(stack, tta, aif_mode, progress, views)
     try:
         return _predict(stack, dev, tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel, run)
     except Exception as exc:
@@ -315,6 +327,71 @@ def predict_depth(
             cpu_run = _RunOptions(amp=None, tile_batch=1, compile=False)
             return _predict(stack, "cpu", tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel, cpu_run)
         raise
+
+
+#: Views of test-time augmentation, in the order they are added: (quarter turns, mirror).
+TTA_VIEWS: dict[int, tuple[tuple[int, bool], ...]] = {
+    1: ((0, False),),
+    2: ((0, False), (0, True)),
+    4: ((0, False), (0, True), (2, False), (2, True)),
+    8: ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True)),
+}
+
+
+def _view(a: np.ndarray, turns: int, mirror: bool, axes: tuple[int, int]) -> np.ndarray:
+    if mirror:
+        a = np.flip(a, axes[1])
+    return np.ascontiguousarray(np.rot90(a, turns, axes=axes))
+
+
+def _unview(a: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    a = np.rot90(a, -turns, axes=(0, 1))
+    return np.ascontiguousarray(np.flip(a, 1) if mirror else a)
+
+
+def _predict_tta(
+    stack: FocalStack, tta: int, aif_mode: str, progress: ProgressFn, options: dict[str, Any]
+) -> GPLWSResult:
+    """Average of :func:`predict_depth` (called with ``options``) over the ``tta`` views of
+    :data:`TTA_VIEWS`."""
+    import dataclasses
+
+    views = TTA_VIEWS[tta]
+    t0 = time.perf_counter()
+    acc: dict[str, np.ndarray] = {}
+    first: GPLWSResult | None = None
+    for v, (turns, mirror) in enumerate(views):
+        def sub_progress(done: int, total: int, v: int = v) -> None:
+            report(progress, v * total + done, len(views) * total)
+
+        frames = _view(stack.frames, turns, mirror, (1, 2))
+        r = predict_depth(
+            dataclasses.replace(stack, frames=frames), aif_mode="attention", progress=sub_progress, **options
+        )
+        first = first or r
+        for name in ("index", "depth", "confidence", "aif"):
+            a = _unview(np.asarray(getattr(r, name), np.float32), turns, mirror)
+            acc[name] = acc[name] + a if name in acc else a
+    assert first is not None
+    mean = {k: v / len(views) for k, v in acc.items()}
+    n = stack.frames.shape[0]
+    index = np.clip(mean["index"], 0, n - 1).astype(np.float32)
+    if aif_mode == "attention":
+        aif = _cast_like(mean["aif"], stack.frames.dtype)
+    else:
+        k = np.clip(np.rint(index).astype(np.intp), 0, n - 1)
+        yy, xx = np.indices(index.shape)
+        aif = np.asarray(stack.frames[k, yy, xx])
+    return GPLWSResult(
+        index=index,
+        depth=mean["depth"].astype(np.float32),
+        confidence=mean["confidence"].astype(np.float32),
+        aif=aif,
+        units=first.units,
+        timings={"total": time.perf_counter() - t0, "views": float(len(views))},
+        device=first.device,
+        params={**first.params, "tta": tta, "aif_mode": aif_mode},
+    )
 
 
 @dataclass(frozen=True)

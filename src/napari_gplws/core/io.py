@@ -47,20 +47,22 @@ from .stack import FocalStack, uniform_positions
 
 __all__ = [
     "FRAME_EXTENSIONS",
-    "STACK_EXTENSIONS",
     "SIDECAR_NAMES",
-    "read_stack",
-    "read_sidecar",
-    "sidecar_path",
-    "list_frame_files",
-    "parse_axis_pick",
+    "STACK_EXTENSIONS",
+    "available_memory_bytes",
     "is_stack_path",
-    "write_depth_tiff",
+    "list_frame_files",
+    "move_aside",
+    "parse_axis_pick",
     "read_depth_tiff",
     "read_image_tiff",
-    "write_image_tiff",
+    "read_sidecar",
+    "read_stack",
+    "read_tiff_header",
     "save_stack",
-    "move_aside",
+    "sidecar_path",
+    "write_depth_tiff",
+    "write_image_tiff",
 ]
 
 #: Extensions of single-frame image files accepted inside a folder of frames.
@@ -182,6 +184,12 @@ def read_stack(
             if near:
                 hint = f" Files with a similar name there: {', '.join(near[:5])}."
         raise StackError(f"'{p}' does not exist; check the path (and its spelling).{hint}")
+    if p.is_dir() and _is_zarr_store(p):
+        raise StackError(
+            f"'{p}' is a zarr store; it is reconstructed chunk by chunk, not read into memory: "
+            f"run `gplws reconstruct '{p}' -o OUTDIR` (or `gplws batch`), or from Python "
+            "napari_gplws.core.outofcore.reconstruct_zarr / predict_zarr."
+        )
     if p.is_file() and _suffix(p) not in STACK_EXTENSIONS:
         if _suffix(p) in FRAME_EXTENSIONS:
             raise StackError(
@@ -935,9 +943,7 @@ def _open_tiff(p: Path) -> Iterator[tuple[Any, Callable[..., Any]]]:
         except StackError:
             raise
         except MemoryError:
-            raise StackError(
-                f"'{p}' is too large to load into memory; crop it or pick fewer axes."
-            ) from None
+            raise StackError(_too_large_message(p)) from None
         except Exception as exc:  # tifffile and codecs raise many types
             damage()
             raise fail(f"{type(exc).__name__}: {exc}") from None
@@ -999,6 +1005,8 @@ def _read_tiff_stack(
             # samples that are not colour (e.g. a 4-plane array stored as 4 samples): channels
             labels[labels.index("S")] = "C" if "C" not in labels else "Q"
         sel, frame_labels = _plan_selection(labels, shape, picks, p)
+        need = math.prod(s for i, s in enumerate(shape) if i not in sel) * np.dtype(series.dtype).itemsize
+        _check_fits_in_memory(p, need)
         if many:
             data = check(_read_series_list, tif, shape, series.dtype, sel)
         else:
@@ -1009,21 +1017,182 @@ def _read_tiff_stack(
                     f"'{p}' is truncated or corrupt: its image data needs {end} bytes but the file "
                     f"has {tif.filehandle.size}. Copy or export the file again."
                 )
-        file_meta = _tiff_units(tif, series)
-        if tif.is_ome:
-            file_meta.update(_ome_positions(tif.ome_metadata, sel, labels))
-        elif tif.is_shaped and tif.shaped_metadata:
-            sm = tif.shaped_metadata[0]
-            if sm.get("written_by") == _WRITTEN_BY:
-                if sm.get("focus_um") is not None:
-                    file_meta["focus_um"] = np.asarray(sm["focus_um"], dtype=np.float64)
-                if sm.get("pixel_size_um") is not None:
-                    file_meta["pixel_size_um"] = float(sm["pixel_size_um"])
+        file_meta = _tiff_file_meta(tif, series, sel, labels)
     frames = _to_zyx(data, frame_labels, p)
     meta = {"format": fmt, "axes": axes, "shape_in_file": list(shape)}
     if "focus_um" in file_meta and np.size(file_meta["focus_um"]) != frames.shape[0]:
         del file_meta["focus_um"]
     return frames, file_meta, meta
+
+
+def _tiff_file_meta(tif: Any, series: Any, sel: dict[int, int], labels: list[str]) -> dict[str, Any]:
+    """Units the TIFF itself states: pixel size, z step and per-frame positions (µm)."""
+    file_meta = _tiff_units(tif, series)
+    if tif.is_ome:
+        file_meta.update(_ome_positions(tif.ome_metadata, sel, labels))
+    elif tif.is_shaped and tif.shaped_metadata:
+        sm = tif.shaped_metadata[0]
+        if sm.get("written_by") == _WRITTEN_BY:
+            if sm.get("focus_um") is not None:
+                file_meta["focus_um"] = np.asarray(sm["focus_um"], dtype=np.float64)
+            if sm.get("pixel_size_um") is not None:
+                file_meta["pixel_size_um"] = float(sm["pixel_size_um"])
+    return file_meta
+
+
+# =========================================================================================
+# Memory: is an in-memory read sensible?
+# =========================================================================================
+def available_memory_bytes() -> int | None:
+    """Memory the system can give a process now (``MemAvailable``), or ``None`` when unknown.
+
+    Uses psutil when installed, else ``/proc/meminfo`` (Linux).
+    """
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return int(psutil.virtual_memory().available)
+        except (OSError, RuntimeError, AttributeError):
+            pass  # no answer on this platform: try /proc/meminfo
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _format_bytes(n: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _too_large_message(p: Path, need: int | None = None, avail: int | None = None) -> str:
+    sizes = ""
+    if need is not None and avail is not None:
+        sizes = f" (its pixels need {_format_bytes(need)} uncompressed; {_format_bytes(avail)} is available)"
+    return (
+        f"'{p}' is too large to load into memory{sizes}. Reconstruct it chunk by chunk instead: "
+        f"`gplws reconstruct '{p}' -o OUTDIR --out-of-core` (from Python: "
+        "napari_gplws.core.outofcore.tiff_to_zarr, then reconstruct_zarr); or crop it or pick "
+        "fewer axes."
+    )
+
+
+def _check_fits_in_memory(p: Path, need: int) -> None:
+    """Raise a :class:`StackError` suggesting ``--out-of-core`` when ``need`` bytes clearly do
+    not fit in the memory available now."""
+    avail = available_memory_bytes()
+    if avail is not None and need > avail:
+        raise StackError(_too_large_message(p, need, avail))
+
+
+def read_tiff_header(
+    path: str | os.PathLike[str],
+    *,
+    focus_um: Sequence[float] | np.ndarray | None = None,
+    focus_start_um: float | None = None,
+    focus_step_um: float | None = None,
+    pixel_size_um: float | None = None,
+) -> dict[str, Any]:
+    """Shape, pixel type, uncompressed size and units of a TIFF stack, reading no pixels.
+
+    Focus positions and pixel size follow :func:`read_stack`'s precedence (arguments, then
+    the JSON sidecar, then the file's OME / ImageJ / napari-gplws metadata).
+
+    Returns
+    -------
+    dict
+        ``shape`` and ``axes`` of the first series as stored (tifffile axis letters; a
+        plain TIFF whose pages are separate series gets a leading ``I`` axis over them),
+        ``dtype``, ``nbytes`` (uncompressed), ``format`` (``"tiff"``, ``"ome-tiff"``,
+        ``"imagej-tiff"``), ``n_series``, ``focus_um`` (array or ``None``), ``focus_from``,
+        ``pixel_size_um``, ``pixel_size_from``, ``sidecar``.
+
+    Raises
+    ------
+    StackError
+        Missing, non-TIFF, truncated or corrupt file; a bad sidecar.
+    FocusPositionError
+        Focus positions of the wrong length, not finite or not monotonic.
+    """
+    from .stack import validate_focus_positions
+
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise StackError(f"'{p}' does not exist or is not a file; check the path.")
+    if _suffix(p) not in _TIFF_EXTENSIONS:
+        raise StackError(f"'{p}' is not a TIFF file (.tif / .tiff).")
+    args = {
+        k: v
+        for k, v in (
+            ("focus_um", focus_um), ("focus_start_um", focus_start_um),
+            ("focus_step_um", focus_step_um), ("pixel_size_um", pixel_size_um),
+        )
+        if v is not None
+    }
+    if "focus_um" in args and "focus_step_um" in args:
+        raise StackError(
+            f"Give either focus positions or a focus step for '{p}', not both "
+            "(--focus-positions or --focus-step)."
+        )
+    sidecar = sidecar_path(p)
+    sidecar = sidecar if sidecar.is_file() else None
+    side = read_sidecar(sidecar) if sidecar is not None else {}
+    with _open_tiff(p) as (tif, _check):
+        series = tif.series[0]
+        axes, shape = str(series.axes).upper(), tuple(int(s) for s in series.shape)
+        fmt = "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
+        n_series = len(tif.series)
+        if fmt == "tiff" and n_series > 1:
+            axes, shape = "I" + axes, (n_series,) + shape
+        labels = list(axes)
+        if "S" in labels and not _samples_are_colour(series.keyframe):
+            labels[labels.index("S")] = "C" if "C" not in labels else "Q"
+        file_meta = _tiff_file_meta(tif, series, {}, labels)
+        dtype = np.dtype(series.dtype)
+    plane_axes = sum(a in ("Y", "X", "S") for a in labels)
+    n = shape[0] if len(shape) > plane_axes else 1
+    if "focus_um" in file_meta and np.size(file_meta["focus_um"]) != n:
+        del file_meta["focus_um"]
+    levels = [("arguments", args), (f"sidecar '{sidecar}'", side), ("file metadata", file_meta)]
+    focus, focus_from = _resolve_focus(levels, n, p)
+    if focus is not None:
+        try:
+            focus = validate_focus_positions(focus, n, p)
+        except FocusPositionError as exc:
+            raise FocusPositionError(f"{exc} (The positions came from the {focus_from}.)") from None
+    px, px_from = None, None
+    for name, level in levels:
+        if level.get("pixel_size_um") is not None:
+            px, px_from = float(level["pixel_size_um"]), name
+            break
+    return {
+        "shape": shape,
+        "axes": axes,
+        "dtype": dtype,
+        "nbytes": int(math.prod(shape) * dtype.itemsize),
+        "format": fmt,
+        "n_series": n_series,
+        "focus_um": focus,
+        "focus_from": focus_from,
+        "pixel_size_um": px,
+        "pixel_size_from": px_from,
+        "sidecar": None if sidecar is None else str(sidecar),
+    }
+
+
+def _is_zarr_store(p: Path) -> bool:
+    from .outofcore import is_zarr_path
+
+    return is_zarr_path(p)
 
 
 def _samples_are_colour(page: Any) -> bool:

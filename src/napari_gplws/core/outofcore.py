@@ -31,8 +31,12 @@ chunk evaluates the tiles that touch it and keeps its own part of their blend (a
 across a chunk seam is evaluated once per chunk it touches); the division by the blend
 weights, the light Gaussian smoothing (overlap ``4·σ + 1``) and the AiF follow.
 
-What this module does not do: files other than zarr (a TIFF larger than memory can be
-converted with :func:`tiff_to_zarr`).
+:func:`reconstruct_out_of_core` routes a method name to one of the two (what
+``gplws reconstruct INPUT.zarr`` and ``gplws batch`` call), and
+:meth:`OutOfCoreResult.report` gives the ``report.json`` summary.
+
+What this module does not do: files other than zarr (a TIFF larger than memory is
+converted with :func:`tiff_to_zarr` first; ``gplws reconstruct --out-of-core`` does that).
 """
 
 from __future__ import annotations
@@ -70,7 +74,16 @@ from .focus_measures import (
 )
 from .stack import FocalStack, index_to_position, validate_focus_positions
 
-__all__ = ["OutOfCoreResult", "ZarrStack", "open_zarr_stack", "reconstruct_zarr", "tiff_to_zarr"]
+__all__ = [
+    "OutOfCoreResult",
+    "ZarrStack",
+    "is_zarr_path",
+    "open_zarr_stack",
+    "predict_zarr",
+    "reconstruct_out_of_core",
+    "reconstruct_zarr",
+    "tiff_to_zarr",
+]
 
 _WORK = "_work"
 _N_WORK = 4  # index, guide, peak, mean
@@ -112,6 +125,8 @@ def open_zarr_stack(
     *,
     focus_um: Sequence[float] | np.ndarray | None = None,
     pixel_size_um: float | None = None,
+    focus_start_um: float | None = None,
+    focus_step_um: float | None = None,
 ) -> ZarrStack:
     """Open a zarr focus stack lazily (nothing is read but metadata).
 
@@ -126,6 +141,9 @@ def open_zarr_stack(
     focus_um, pixel_size_um
         Override the metadata. Otherwise read from the array's attributes ``focus_um``
         (list, µm) and ``pixel_size_um``, or from the OME-Zarr scale (µm axes only).
+    focus_start_um, focus_step_um
+        Evenly spaced positions instead of ``focus_um`` (start defaults to 0); a start
+        alone shifts the stored positions to begin there (as :func:`.io.read_stack`).
 
     Returns
     -------
@@ -179,12 +197,36 @@ def open_zarr_stack(
         raise StackError(f"The zarr array in '{p}' has shape {frames.shape}; a focus stack is (N, H, W[, 3]), N ≥ 2.")
     if frames.dtype.kind not in "uif":
         raise StackError(f"Unsupported pixel type {frames.dtype} in '{p}'; use integer or float data.")
-    fu = focus_um if focus_um is not None else attrs.get("focus_um")
-    if fu is not None:
-        fu = validate_focus_positions(np.asarray(fu, np.float64), frames.shape[0], str(p))
+    fu = _zarr_focus(p, attrs, int(frames.shape[0]), focus_um, focus_start_um, focus_step_um)
     px = pixel_size_um if pixel_size_um is not None else attrs.get("pixel_size_um", scale_px)
     src = str(p) if component is None else f"{p}/{component}"
     return ZarrStack(frames=frames, focus_um=fu, pixel_size_um=None if px is None else float(px), source=src)
+
+
+def _zarr_focus(
+    p: Path,
+    attrs: dict[str, Any],
+    n: int,
+    focus_um: Sequence[float] | np.ndarray | None,
+    focus_start_um: float | None,
+    focus_step_um: float | None,
+) -> np.ndarray | None:
+    """Focus positions: arguments first, then the array's attributes (as :func:`.io.read_stack`)."""
+    from .io import _resolve_focus
+
+    args = {
+        k: v
+        for k, v in (("focus_um", focus_um), ("focus_start_um", focus_start_um), ("focus_step_um", focus_step_um))
+        if v is not None
+    }
+    if "focus_um" in args and "focus_step_um" in args:
+        raise StackError(
+            f"Give either focus positions or a focus step for '{p}', not both (--focus-positions or --focus-step)."
+        )
+    stored = {k: attrs.get(k) for k in ("focus_um", "focus_start_um", "focus_step_um") if attrs.get(k) is not None}
+    levels = [("arguments", args), ("zarr attributes", stored)]
+    fu, _from = _resolve_focus(levels, n, p)
+    return None if fu is None else validate_focus_positions(np.asarray(fu, np.float64), n, str(p))
 
 
 def is_zarr_path(path: str | os.PathLike[str]) -> bool:
@@ -233,38 +275,67 @@ def tiff_to_zarr(
     *,
     focus_um: Sequence[float] | None = None,
     pixel_size_um: float | None = None,
+    focus_start_um: float | None = None,
+    focus_step_um: float | None = None,
+    threads: int | None = None,
+    progress: ProgressFn = None,
 ) -> Path:
     """Copy a (possibly larger than memory) TIFF stack into a zarr array, chunk by chunk.
 
     The pages are read lazily through tifffile's zarr interface, so memory stays at a few
-    chunks. Units travel as the array's ``focus_um`` / ``pixel_size_um`` attributes: the
-    arguments when given, else the TIFF's JSON sidecar, else its OME/ImageJ metadata (a z
-    step starts at 0 µm), else none (frame-index units).
+    chunks. Units travel as the array's ``focus_um`` / ``pixel_size_um`` attributes, with
+    :func:`.io.read_stack`'s precedence: the arguments when given, else the TIFF's JSON
+    sidecar, else its OME/ImageJ/napari-gplws metadata (a z step starts at 0 µm), else none
+    (frame-index units).
 
     Parameters
     ----------
     tiff
-        A multi-page TIFF of shape ``(N, H, W[, 3])``.
+        A multi-page TIFF holding one series of shape ``(N, H, W)`` or ``(N, H, W, 3)``.
     out
         The zarr array to write (replaced).
     chunk
         Chunk side over y/x; one frame per chunk along the focus axis.
+    focus_um, pixel_size_um, focus_start_um, focus_step_um
+        Override the file's units (as in :func:`.io.read_stack`).
+    threads
+        Dask threads (default: dask's).
+    progress
+        ``progress(done, total)`` with ``total = 100``.
 
     Returns
     -------
     Path
         ``out``.
+
+    Raises
+    ------
+    StackError
+        Not a TIFF, truncated or corrupt, or not a single ``(N, H, W[, 3])`` series (checked
+        before anything is copied).
     """
+    import dask
     import dask.array as da
     import tifffile
     import zarr
 
-    store = tifffile.imread(os.fspath(tiff), aszarr=True)
+    from .io import read_tiff_header
+
+    tiff_p = Path(os.fspath(tiff))
+    hdr = read_tiff_header(
+        tiff_p, focus_um=focus_um, focus_start_um=focus_start_um, focus_step_um=focus_step_um,
+        pixel_size_um=pixel_size_um,
+    )
+    _check_tiff_layout(tiff_p, hdr)
+    store = tifffile.imread(os.fspath(tiff_p), aszarr=True)
     src = da.from_zarr(zarr.open(store, mode="r"))
     chunks = (1, chunk, chunk) + src.shape[3:]
     z = zarr.open_array(os.fspath(out), mode="w", shape=src.shape, chunks=chunks, dtype=src.dtype)
-    da.store(src.rechunk(chunks), z, lock=False)
-    focus, px = _tiff_units_for_zarr(Path(os.fspath(tiff)), src.shape[0], focus_um, pixel_size_um)
+    cb = _TaskProgress(progress, 0, 100)
+    cfg = {"scheduler": "threads"} if threads is None else {"scheduler": "threads", "num_workers": max(1, int(threads))}
+    with dask.config.set(**cfg), cb.cb:
+        da.store(src.rechunk(chunks), z, lock=False)
+    focus, px = hdr["focus_um"], hdr["pixel_size_um"]
     attrs = {}
     if focus is not None:
         attrs["focus_um"] = [float(v) for v in focus]
@@ -272,30 +343,31 @@ def tiff_to_zarr(
         attrs["pixel_size_um"] = float(px)
     if attrs:
         z.attrs.update(attrs)
+    report(progress, 100, 100)
     return Path(out)
 
 
-def _tiff_units_for_zarr(
-    tiff: Path, n: int, focus_um: Sequence[float] | None, pixel_size_um: float | None
-) -> tuple[np.ndarray | None, float | None]:
-    """Focus positions and pixel size of a TIFF without reading its pixels."""
-    import tifffile
-
-    from .io import _tiff_units, read_sidecar, sidecar_path
-    from .stack import uniform_positions, validate_focus_positions
-
-    side = read_sidecar(sidecar_path(tiff)) if sidecar_path(tiff).is_file() else {}
-    with tifffile.TiffFile(tiff) as tif:
-        meta = _tiff_units(tif, tif.series[0])
-    px = pixel_size_um if pixel_size_um is not None else side.get("pixel_size_um", meta.get("pixel_size_um"))
-    if focus_um is not None:
-        return validate_focus_positions(focus_um, n, tiff), px
-    if side.get("focus_um") is not None:
-        return validate_focus_positions(side["focus_um"], n, tiff), px
-    step = side.get("focus_step_um", meta.get("focus_step_um"))
-    if step is not None:
-        return uniform_positions(n, float(side.get("focus_start_um") or 0.0), float(step)), px
-    return None, px
+def _check_tiff_layout(p: Path, hdr: dict[str, Any]) -> None:
+    """A TIFF that :func:`tiff_to_zarr` can copy as it is: one ``(N, H, W[, 3])`` series."""
+    shape, axes = tuple(hdr["shape"]), str(hdr["axes"])
+    if hdr["format"] == "tiff" and hdr["n_series"] > 1:
+        raise StackError(
+            f"'{p}' stores its {hdr['n_series']} frames as separate TIFF series; out-of-core "
+            "reading needs them as one series. Re-save it as one multi-page stack (e.g. "
+            "tifffile.imwrite(path, frames) or Fiji), or read it in memory without --out-of-core."
+        )
+    rgb = len(shape) == 4 and axes.endswith("S") and shape[-1] == 3
+    gray = len(shape) == 3 and not axes.endswith("S")
+    if not (rgb or gray):
+        raise StackError(
+            f"'{p}' has axes {axes} and shape {shape}; out-of-core reading needs a single focus "
+            "stack (N, H, W) or (N, H, W, 3 colours). Extract one stack first (e.g. in Fiji), or "
+            "read it in memory with --axis-pick T=0 (without --out-of-core)."
+        )
+    if shape[0] < 2:
+        raise StackError(f"'{p}' holds a single frame; depth from focus needs at least two.")
+    if hdr["dtype"].kind not in "uif":
+        raise StackError(f"Unsupported pixel type {hdr['dtype']} in '{p}'; use integer or float data.")
 
 
 # =========================================================================================
@@ -405,6 +477,8 @@ class OutOfCoreResult:
         Seconds per pass (``focus``, ``stats``, ``write``, ``total``).
     params
         The parameters used.
+    stack
+        The input it was computed from (lazy; for provenance).
     """
 
     path: Path
@@ -412,12 +486,70 @@ class OutOfCoreResult:
     shape: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    stack: ZarrStack | None = None
+
+    @property
+    def method(self) -> str:
+        """``"gplws"`` or the classical focus measure."""
+        return str(self.params.get("method") or self.params.get("measure") or "")
+
+    @property
+    def device(self) -> str:
+        """Where it ran (``"cpu"`` for the classical engine)."""
+        return str(self.params.get("device", "cpu"))
 
     def open(self) -> dict[str, Any]:
         """The three outputs as lazily read dask arrays."""
         import dask.array as da
 
         return {k: da.from_zarr(str(self.path), component=k) for k in ("depth", "confidence", "aif")}
+
+    def report(self, threads: int | None = None, name: str | None = None) -> dict[str, Any]:
+        """A JSON-able summary, the keys of :meth:`napari_gplws.api.Reconstruction.report`
+        plus ``output_format`` and ``note``.
+
+        Reads the ``depth`` and ``confidence`` arrays once, chunk by chunk, for the depth
+        range and mean confidence. ``name``: how the note calls the output group (default:
+        its folder name).
+        """
+        import dask
+
+        o = self.open()
+        cfg: dict[str, Any] = {"scheduler": "threads"}
+        if threads is not None:
+            cfg["num_workers"] = max(1, int(threads))
+        with dask.config.set(**cfg):
+            lo, hi, mc = dask.compute(o["depth"].min(), o["depth"].max(), o["confidence"].mean())
+        zs = self.stack
+        inp = None
+        if zs is not None:
+            inp = {
+                "source": zs.source,
+                "format": "zarr",
+                "shape": [int(v) for v in zs.frames.shape],
+                "dtype": str(zs.frames.dtype),
+                "focus_um": None if zs.focus_um is None else [float(v) for v in zs.focus_um],
+                "pixel_size_um": zs.pixel_size_um,
+            }
+        return {
+            "method": self.method,
+            "device": self.device,
+            "parameters": dict(self.params),
+            "input": inp,
+            "units": {"depth": self.units, "pixel_size": "µm" if zs is not None and zs.pixel_size_um else None},
+            "output_shape": [int(v) for v in self.shape],
+            "depth_range": [float(lo), float(hi)],
+            "mean_confidence": float(mc),
+            "seconds": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "output_format": "zarr",
+            "arrays": ["depth", "confidence", "aif"],
+            "note": (
+                f"Computed out of core (chunk {self.params.get('chunk')} px). The outputs are the zarr "
+                f"arrays depth (float32, {self.units}), confidence (float32, 0..1) and aif (input dtype) "
+                f"in {name or self.path.name}, not TIFF files; open them with zarr.open or dask.array.from_zarr "
+                "(or in napari)."
+            ),
+        }
 
 
 class _TaskProgress:
@@ -605,7 +737,7 @@ def reconstruct_zarr(
     group.attrs.update(units={"depth": units, "pixel_size": "µm" if zs.pixel_size_um else None},
                        params=params, focus_um=None if positions is None else positions.tolist())
     report(progress, 200, 200)
-    return OutOfCoreResult(path=outp, units=units, shape=(h, w), timings=timings, params=params)
+    return OutOfCoreResult(path=outp, units=units, shape=(h, w), timings=timings, params=params, stack=zs)
 
 
 # =========================================================================================
@@ -859,4 +991,79 @@ def predict_zarr(
     group.attrs.update(units={"depth": units, "pixel_size": "µm" if zs.pixel_size_um else None},
                        params=params, focus_um=None if zs.focus_um is None else positions.tolist())
     report(progress, 200, 200)
-    return OutOfCoreResult(path=outp, units=units, shape=(h, w), timings=timings, params=params)
+    return OutOfCoreResult(path=outp, units=units, shape=(h, w), timings=timings, params=params, stack=zs)
+
+
+# =========================================================================================
+# routing: a method name to the out-of-core engine
+# =========================================================================================
+def reconstruct_out_of_core(
+    source: str | os.PathLike[str] | ZarrStack,
+    out: str | os.PathLike[str],
+    *,
+    method: str | None = None,
+    device: str = "auto",
+    window: int = DEFAULT_WINDOW,
+    refine: bool = True,
+    tile_size: int | None = None,
+    weights: str | os.PathLike[str] = "gplws_default",
+    chunk: int = 1024,
+    threads: int | None = None,
+    focus_um: Sequence[float] | np.ndarray | None = None,
+    focus_start_um: float | None = None,
+    focus_step_um: float | None = None,
+    pixel_size_um: float | None = None,
+    progress: ProgressFn = None,
+) -> OutOfCoreResult:
+    """Reconstruct a zarr stack chunk by chunk with a method named as in :func:`napari_gplws.reconstruct`.
+
+    Classical methods go to :func:`reconstruct_zarr` (``window``, ``refine``), ``"gplws"`` to
+    :func:`predict_zarr` (``device``, ``tile_size`` — default 256 —, ``weights``).
+
+    Parameters
+    ----------
+    source
+        A zarr stack path or an opened :class:`ZarrStack` (then the unit overrides are ignored).
+    out
+        Output zarr group (replaced).
+    method
+        ``"gplws"`` or ``"sml"``, ``"tenengrad"``, ``"glv"``, ``"lapvar"``, ``"rdf"``
+        (``None``: :func:`napari_gplws.api.default_method`).
+    focus_um, focus_start_um, focus_step_um, pixel_size_um
+        Override the stack's units (see :func:`open_zarr_stack`).
+    chunk, threads, progress
+        As in :func:`reconstruct_zarr`.
+
+    Returns
+    -------
+    OutOfCoreResult
+
+    Raises
+    ------
+    StackError
+        Unknown method, bad stack or options.
+    ModelError
+        Missing weights or unavailable device (``"gplws"``).
+    """
+    from ..api import CLASSICAL_METHODS, METHODS, default_method
+
+    name = (method or default_method()).lower()
+    if name not in METHODS:
+        raise StackError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
+    zs = (
+        source
+        if isinstance(source, ZarrStack)
+        else open_zarr_stack(
+            source, focus_um=focus_um, pixel_size_um=pixel_size_um, focus_start_um=focus_start_um,
+            focus_step_um=focus_step_um,
+        )
+    )
+    if name in CLASSICAL_METHODS:
+        return reconstruct_zarr(
+            zs, out, measure=name, window=window, refine=refine, chunk=chunk, threads=threads,
+            progress=progress,
+        )
+    return predict_zarr(
+        zs, out, device=device, tile_size=256 if tile_size is None else int(tile_size), weights=weights,
+        chunk=chunk, threads=threads, progress=progress,
+    )

@@ -47,8 +47,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .defocus_sim import TEST_SPECIMENS, TRAIN_SPECIMENS, DefocusSimulator, PSFBank, TileSet
+from .defocus_sim import PHASE_RAD, TEST_SPECIMENS, TRAIN_SPECIMENS, DefocusSimulator, PSFBank, TileSet
 from .focus_measures import focus_measure
+from .models.ldse import FORMAT as LDSE_FORMAT
 from .models.ldse import LDSEConfig, LDSENet, count_parameters, prepare_tiles, save_ldse
 from .models.registry import card_markdown  # noqa: F401 - loaded now: used when the card is written
 from .psf import PRESETS, Optics, depth_of_field_um
@@ -95,6 +96,8 @@ class LDSETrainConfig:
     ema_decay: float = 0.998
     aux_abs_weight: float = 1.0
     aux_sign_weight: float = 0.5
+    phase_rad: tuple[float, float] = PHASE_RAD
+    init_weights: str | None = None
     ckpt_minutes: float = 4.0
     val_minutes: float = 8.0
     resume: bool = False
@@ -265,6 +268,7 @@ def test_set(
     bank: PSFBank | None = None,
     step_um: float = 0.25,
     size_px: int = 113,
+    phase_rad: tuple[float, float] = PHASE_RAD,
 ) -> TileSet:
     """The project's held-out simulated test set.
 
@@ -275,7 +279,7 @@ def test_set(
     bank = bank or PSFBank(
         optics, n_configs=n_configs, seed=TEST_BANK_SEED, step_um=step_um, size_px=size_px
     )
-    sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0)
+    sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0, phase_rad=phase_rad)
     return sim.tiles(np.random.default_rng(seed), n_fields, per_field, tile_px)
 
 
@@ -356,6 +360,21 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
                 e.copy_(m)
 
 
+def _initial_weights(path: str, device: torch.device) -> dict[str, torch.Tensor]:
+    """Network weights to start a fine-tuning from: the EMA model of a training checkpoint
+    (``.ckpt``) or packaged weights (``.safetensors``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--init-weights: '{p}' does not exist.")
+    if p.suffix == ".safetensors":
+        from .models.registry import read_weights
+
+        state, _meta = read_weights(p, LDSE_FORMAT, "LDSE-NET")
+        return {k: v.to(device) for k, v in state.items()}
+    ck = torch.load(p, map_location=device, weights_only=True)
+    return ck["ema"]
+
+
 def train_ldse(cfg: LDSETrainConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run a training; returns a summary (and writes weights + card when ``weights_out``)."""
     out = Path(cfg.out_dir)
@@ -388,7 +407,7 @@ def train_ldse(cfg: LDSETrainConfig, log: Callable[[str], None] | None = None) -
         step_um=cfg.psf_step_um,
         size_px=cfg.psf_size_px,
     )
-    sim = DefocusSimulator(bank, TRAIN_SPECIMENS)
+    sim = DefocusSimulator(bank, TRAIN_SPECIMENS, phase_rad=tuple(cfg.phase_rad))
     say(f"bank ready in {time.perf_counter() - t_bank:.0f} s")
     val = sim.tiles(
         np.random.default_rng(VAL_SEED), cfg.n_val_fields, 4, cfg.full_px
@@ -410,6 +429,11 @@ def train_ldse(cfg: LDSETrainConfig, log: Callable[[str], None] | None = None) -
         step, elapsed_prev = int(state["step"]), float(state["elapsed_s"])
         rng.bit_generator.state = state["rng"]
         say(f"resumed from {ckpt} at step {step} ({elapsed_prev / 60:.1f} min)")
+    elif cfg.init_weights:
+        init = _initial_weights(cfg.init_weights, device)
+        model.load_state_dict(init)
+        ema.load_state_dict(init)
+        say(f"initialised from {cfg.init_weights} (fresh optimiser and schedule)")
     say(f"parameters {count_parameters(model)}")
 
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
@@ -704,6 +728,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-out", default=None, help="write weights + model card here at the end")
     p.add_argument("--aux-abs-weight", type=float, default=d.aux_abs_weight)
     p.add_argument("--aux-sign-weight", type=float, default=d.aux_sign_weight)
+    p.add_argument(
+        "--phase-rad", type=float, nargs=2, default=list(d.phase_rad), metavar=("LO", "HI"),
+        help="peak phase delay range (rad) of simulated brightfield specimens (default %(default)s)",
+    )
+    p.add_argument(
+        "--init-weights", default=None,
+        help="start from these weights (a .ckpt's EMA model or a .safetensors file), fresh optimiser",
+    )
     p.add_argument("--log-every", type=int, default=d.log_every)
     return p
 
@@ -741,6 +773,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         log_every=a.log_every,
         aux_abs_weight=a.aux_abs_weight,
         aux_sign_weight=a.aux_sign_weight,
+        phase_rad=(float(a.phase_rad[0]), float(a.phase_rad[1])),
+        init_weights=a.init_weights,
         command="python -m napari_gplws.core.train_ldse " + " ".join(shlex.quote(x) for x in argv),
     )
     try:
