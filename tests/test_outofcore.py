@@ -128,3 +128,35 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
     assert aif.dtype == ref.aif.dtype and aif.shape == ref.aif.shape
     assert np.abs(aif.astype(np.int16) - ref.aif).max() <= 1
     assert r.units == "µm" and r.params["tiles"] == ref.params["tiles"]
+
+
+def test_units_overrides_layout_checks_and_zarr_is_not_a_frame_folder(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    from napari_gplws.core.io import read_stack, read_tiff_header
+    from napari_gplws.core.outofcore import tiff_to_zarr
+
+    frames = synthetic_stack(n_frames=5, shape=(40, 30), seed=2).stack.frames
+    src = _save(tmp_path / "s.zarr", frames, focus_um=[0, 2, 4, 6, 8])
+    zs = open_zarr_stack(src, focus_start_um=10)  # a start alone shifts the stored positions
+    np.testing.assert_allclose(zs.focus_um, [10, 12, 14, 16, 18])
+    zs = open_zarr_stack(src, focus_step_um=-1.5, focus_start_um=3)
+    np.testing.assert_allclose(zs.focus_um, [3, 1.5, 0, -1.5, -3])
+    with pytest.raises(StackError, match="not both"):
+        open_zarr_stack(src, focus_um=[0, 1, 2, 3, 4], focus_step_um=1)
+    with pytest.raises(StackError, match="zarr store"):  # not read as a folder of frames
+        read_stack(src)
+
+    # a TIFF holding a time series of stacks is refused before anything is copied
+    tifffile.imwrite(tmp_path / "tz.tif", np.zeros((2, 3, 16, 16), np.uint8), metadata={"axes": "TZYX"})
+    hdr = read_tiff_header(tmp_path / "tz.tif")
+    assert hdr["shape"] == (2, 3, 16, 16) and hdr["nbytes"] == 2 * 3 * 16 * 16
+    with pytest.raises(StackError, match="single focus stack"):
+        tiff_to_zarr(tmp_path / "tz.tif", tmp_path / "tz.zarr")
+    assert not (tmp_path / "tz.zarr").exists()
+    # units follow read_stack's precedence (arguments > sidecar > file metadata)
+    tifffile.imwrite(tmp_path / "u.tif", frames)
+    (tmp_path / "u.json").write_text('{"focus_step_um": 2.0, "pixel_size_um": 0.5}', encoding="utf-8")
+    tiff_to_zarr(tmp_path / "u.tif", tmp_path / "u.zarr", chunk=16, focus_start_um=1.0)
+    zs = open_zarr_stack(tmp_path / "u.zarr")
+    np.testing.assert_allclose(zs.focus_um, read_stack(tmp_path / "u.tif", focus_start_um=1.0).focus_um)
+    assert zs.pixel_size_um == 0.5
