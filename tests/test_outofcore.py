@@ -118,7 +118,7 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
     w = str(save_gplws(GPLWSNet(GPLWSConfig(widths=(8, 8, 16, 16))).eval(), tmp_path / "w.safetensors"))
     s = synthetic_stack(family="waves", n_frames=5, shape=(100, 40), seed=3, rgb=True).stack
     src = _save(tmp_path / "s.zarr", s.frames, focus_um=s.focus_um.tolist())
-    ref = predict_depth(s, device="cpu", tile_size=64, overlap=16, weights=w)
+    ref = predict_depth(s, device="cpu", tile_size=64, overlap=16, weights=w, tta=1)
     assert ref.params["tiles"] > 1 and np.ptp(ref.depth) > 0
     r = predict_zarr(src, tmp_path / "o.zarr", tile_size=64, overlap=16, weights=w, chunk=40, threads=2)
     o = r.open()

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from napari_gplws.core.errors import FocusPositionError, StackError
-from napari_gplws.core.stack import FocalStack, index_to_position, position_to_index, uniform_positions
+from napari_gplws.core.stack import (
+    FocalStack,
+    index_to_position,
+    position_to_index,
+    uniform_positions,
+)
 
 
 def test_units_follow_focus_positions():

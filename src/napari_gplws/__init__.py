@@ -18,12 +18,12 @@ __version__ = "0.1.0"
 __all__ = [
     "FocalStack",
     "Reconstruction",
-    "reconstruct",
-    "read_stack",
-    "autofocus",
-    "predict_defocus",
-    "batch",
     "__version__",
+    "autofocus",
+    "batch",
+    "predict_defocus",
+    "read_stack",
+    "reconstruct",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

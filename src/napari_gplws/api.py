@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ def reconstruct(
     tile_size: int | None = None,
     precision: str = "auto",
     compile: bool = False,
-    tta: int = 1,
+    tta: int | None = None,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
 ) -> Reconstruction:
@@ -169,7 +170,7 @@ def reconstruct(
         (see :func:`~napari_gplws.core.inference.predict_depth`).
     tta
         Network only: average over 1, 2, 4 or 8 flipped/turned views (each view costs one
-        more pass; a little more accurate).
+        more pass; a little more accurate); ``None``: 2 (``DEFAULT_TTA``).
     progress, cancel
         ``progress(done, total)`` and ``cancel() -> bool`` callbacks.
 
@@ -216,7 +217,7 @@ def reconstruct(
         )
         used_device = str(getattr(res, "device", device))
         params = {k: res.params[k] for k in ("tile_size", "tile_batch", "precision", "compiled")}
-        params["tta"] = tta
+        params["tta"] = res.params.get("tta", 1)
 
     timings = {"read": t_read, **{k: float(v) for k, v in res.timings.items()}}
     timings["total"] = time.perf_counter() - t0

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 DEFAULT_SIZES: tuple[tuple[int, int, int], ...] = (
     (20, 256, 256),
@@ -42,7 +42,7 @@ def make_bench_stack(n: int, h: int, w: int, seed: int = 0):
 
 def _case(
     method: str, n: int, h: int, w: int, repeats: int, device: str,
-    precision: str = "auto", compile: bool = False, tta: int = 1,
+    precision: str = "auto", compile: bool = False, tta: int | None = None,
 ) -> dict:
     """Run one case in this process and return its figures (called in a child process).
 
@@ -90,12 +90,12 @@ def _case(
 
 def _run_case_subprocess(
     method: str, size: Sequence[int], repeats: int, device: str, precision: str = "auto", compile: bool = False,
-    tta: int = 1,
+    tta: int | None = None,
 ) -> dict:
     code = (
         "import json,sys; from napari_gplws.bench import _case; "
         f"print('BENCH'+json.dumps(_case({method!r}, {size[0]}, {size[1]}, {size[2]}, {repeats}, {device!r}, "
-        f"{precision!r}, {bool(compile)!r}, {int(tta)!r})))"
+        f"{precision!r}, {bool(compile)!r}, {tta!r})))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -118,7 +118,7 @@ def run_bench(
     echo: Callable[[str], None] = print,
     precision: str = "auto",
     compile: bool = False,
-    tta: int = 1,
+    tta: int | None = None,
 ) -> str:
     """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table.
 
@@ -130,7 +130,8 @@ def run_bench(
     if BASELINE not in methods:
         methods.insert(0, BASELINE)
     gpu_note = f", precision {precision}{', torch.compile' if compile else ''}" if device != "cpu" else ""
-    gpu_note += f", network TTA ×{tta}" if tta > 1 else ""
+    if tta is not None:
+        gpu_note += f", network TTA ×{tta}"
     echo(
         f"# gplws bench — {os.cpu_count()} CPUs, device {device}{gpu_note}, median of {repeats} "
         "(each case in its own process; peak RSS includes the input stack and the Python runtime)"

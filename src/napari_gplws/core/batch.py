@@ -654,7 +654,7 @@ def batch(
     tile_size: int | None = None,
     precision: str = "auto",
     compile: bool = False,
-    tta: int = 1,
+    tta: int | None = None,
     read_options: Mapping[str, Any] | None = None,
     force: bool = False,
     log: Callable[[str], None] | None = None,
@@ -733,7 +733,7 @@ def batch(
         raise GplwsError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
     options: dict[str, Any] = {"device": device, "window": int(window), "refine": bool(refine), "tile_size": tile_size}
     if used_method not in CLASSICAL_METHODS:
-        options.update(precision=precision, compile=bool(compile), tta=int(tta))
+        options.update(precision=precision, compile=bool(compile), tta=tta)
     read_opts = {k: v for k, v in dict(read_options or {}).items() if v is not None}
     settings = {"method": used_method, "options": options, "read_options": _jsonable(read_opts)}
     zarr_options = {"chunk": int(chunk)}

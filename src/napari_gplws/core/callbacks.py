@@ -7,7 +7,8 @@ that a cancelled computation never returns a half-made result.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from .errors import Cancelled
 

@@ -15,9 +15,9 @@ Two sources of samples:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -153,6 +153,10 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Mean metrics per method over ``samples`` (plus mean seconds per stack).
 
+    ``methods`` are names of :func:`napari_gplws.reconstruct` plus ``"gplws-ttaK"``: the
+    network with K test-time-augmentation views (``"gplws"`` uses the default, 2); default:
+    every method, with ``gplws-tta1`` beside ``gplws``.
+
     Returns ``{method: {metric: value}}``; see :func:`.metrics.depth_metrics` for keys.
     """
     from ..api import CLASSICAL_METHODS, default_method, reconstruct
@@ -162,7 +166,7 @@ def evaluate(
     if methods is None:
         methods = list(CLASSICAL_METHODS)
         if default_method() == "gplws":
-            methods.insert(0, "gplws")
+            methods[:0] = ["gplws", "gplws-tta1"]
     total = len(samples) * len(methods)
     rows: dict[str, dict[str, float]] = {}
     done = 0
@@ -171,7 +175,8 @@ def evaluate(
         for sample in samples:
             check_cancel(cancel)
             t0 = time.perf_counter()
-            res = reconstruct(sample.stack, method=method, device=device)
+            name, _, views = method.partition("-tta")
+            res = reconstruct(sample.stack, method=name, device=device, tta=int(views) if views else None)
             seconds = time.perf_counter() - t0
             m = depth_metrics(res.depth, sample.gt, mask=sample.mask, focus_step=sample.stack.focus_step_um)
             m["seconds"] = seconds

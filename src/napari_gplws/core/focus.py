@@ -66,12 +66,12 @@ __all__ = [
     "FOCUS_MEASURES",
     "INTERPOLATIONS",
     "FocusResult",
+    "default_threads",
     "depth_from_focus",
-    "focus_measure",
     "focus_confidence",
+    "focus_measure",
     "peak_offset",
     "refine_index",
-    "default_threads",
 ]
 
 #: Sub-frame peak interpolation methods accepted by :func:`depth_from_focus`.

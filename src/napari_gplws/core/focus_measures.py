@@ -48,20 +48,20 @@ from scipy import ndimage as ndi
 from .errors import StackError
 
 __all__ = [
-    "FOCUS_MEASURES",
-    "SML_STEP",
     "DEFAULT_MEASURE",
     "DEFAULT_WINDOW",
+    "FOCUS_MEASURES",
+    "SML_STEP",
     "focus_measure",
-    "luminance",
-    "sml",
-    "tenengrad",
     "glv",
     "lapvar",
-    "rdf",
+    "luminance",
     "measure_halo",
     "measure_into",
     "n_work_buffers",
+    "rdf",
+    "sml",
+    "tenengrad",
     "validate_measure",
     "validate_window",
 ]

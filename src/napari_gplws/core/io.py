@@ -1414,7 +1414,7 @@ def _raise_pick_needed(
     others = [(i, a) for i, a in extra if i != keep]
     shown = extra if not has_z else others
     sizes = ", ".join(f"{_axis_name(a, i)}={shape[i]}" for i, a in shown)
-    key = lambda i, a: a if a.isalpha() and a not in "IQ" else str(i)  # noqa: E731
+    key = lambda i, a: a if a.isalpha() and a not in "IQ" else str(i)
     py = ", ".join(f"'{key(i, a)}': 0" for i, a in others)
     cli = " ".join(f"--axis-pick {key(i, a)}=0" for i, a in others)
     nouns = " and ".join(_AXIS_NOUN.get(a, f"an index along axis {key(i, a)}") for i, a in others)

@@ -32,24 +32,24 @@ from scipy import ndimage as ndi
 from .errors import GplwsError
 
 __all__ = [
+    "BUMPINESS_CLIP",
     "METRIC_KEYS",
     "METRIC_LABELS",
-    "BUMPINESS_CLIP",
     "SCHARR_X",
     "SCHARR_Y",
     "MetricError",
-    "valid_mask",
-    "mse",
-    "mae",
-    "rmse",
     "abs_rel",
-    "sq_rel",
-    "delta_accuracy",
-    "within_step",
     "bumpiness",
-    "hessian_norm",
+    "delta_accuracy",
     "depth_metrics",
     "format_table",
+    "hessian_norm",
+    "mae",
+    "mse",
+    "rmse",
+    "sq_rel",
+    "valid_mask",
+    "within_step",
 ]
 
 #: Keys of :func:`depth_metrics`, in table order.

@@ -859,7 +859,8 @@ def predict_zarr(
     """GPLWS-Net depth, confidence and all-in-focus image of a zarr stack, chunk by chunk.
 
     Equal (to float tolerance) to :func:`.inference.predict_depth` with the same
-    ``tile_size``, ``overlap``, ``aif_mode`` and ``smooth_px`` on the whole stack in memory.
+    ``tile_size``, ``overlap``, ``aif_mode`` and ``smooth_px`` and ``tta=1`` on the whole stack
+    in memory (out of core the network runs one view: no test-time augmentation).
 
     Parameters
     ----------

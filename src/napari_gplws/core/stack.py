@@ -11,8 +11,9 @@ It does not read files (see :mod:`.io`) and does not compute focus (see :mod:`.f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ class FocalStack:
         d = np.diff(self.positions)
         return bool(np.allclose(d, d[0], rtol=1e-3, atol=0))
 
-    def with_(self, **changes: Any) -> "FocalStack":
+    def with_(self, **changes: Any) -> FocalStack:
         """Return a copy with some fields replaced (validated again)."""
         return replace(self, **changes)
 

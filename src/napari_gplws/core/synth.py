@@ -80,19 +80,19 @@ from .stack import UNIT_UM, FocalStack, validate_focus_positions
 
 __all__ = [
     "HEIGHT_FAMILIES",
-    "TEXTURES",
-    "SKIMAGE_TEXTURES",
     "PROCEDURAL_TEXTURES",
+    "SKIMAGE_TEXTURES",
+    "TEXTURES",
     "SynthError",
     "SynthParams",
     "SyntheticStack",
     "available_textures",
-    "height_map",
-    "texture_image",
     "defocus_render",
+    "height_map",
+    "random_training_stack",
     "synthesize",
     "synthetic_stack",
-    "random_training_stack",
+    "texture_image",
 ]
 
 #: Height-map families understood by :func:`height_map`.

@@ -47,7 +47,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .defocus_sim import PHASE_RAD, TEST_SPECIMENS, TRAIN_SPECIMENS, DefocusSimulator, PSFBank, TileSet
+from .defocus_sim import (
+    PHASE_RAD,
+    TEST_SPECIMENS,
+    TRAIN_SPECIMENS,
+    DefocusSimulator,
+    PSFBank,
+    TileSet,
+)
 from .focus_measures import focus_measure
 from .models.ldse import FORMAT as LDSE_FORMAT
 from .models.ldse import LDSEConfig, LDSENet, count_parameters, prepare_tiles, save_ldse
