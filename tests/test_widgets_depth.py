@@ -248,3 +248,31 @@ def test_exports_depth_mesh_and_surface_parameters(viewer, qtbot, sample, tmp_pa
         w.export_mesh_button.click()
         mesh = trimesh.load(tmp_path / f"mesh{suffix}", process=False, force="mesh")
         assert len(mesh.faces) == len(viewer.layers["sample stack surface"].data[1])
+
+
+def test_network_runs_with_the_chosen_number_of_views(viewer, qtbot, sample):
+    from napari_gplws.api import reconstruct
+    from napari_gplws.core.models.registry import has_default_weights
+    from napari_gplws.core.stack import FocalStack
+
+    if not has_default_weights("gplws"):
+        pytest.skip("the packaged GPLWS-Net weights are not installed")
+    add_sample(viewer, sample)
+    w = open_dock(viewer, qtbot)
+    w.method_combo.setCurrentIndex(w.method_combo.findData("gplws"))
+    w.device_combo.setCurrentText("cpu")
+    w.advanced.setChecked(True)
+    assert w.views.isEnabled() and w.views.currentData() == 2  # the default
+    depths = {}
+    for views in (1, 2):
+        w.views.setCurrentIndex(w.views.findData(views))
+        run(w, qtbot)
+        depth = viewer.layers["sample stack depth"]
+        assert depth.metadata["method"] == "gplws"
+        depths[views] = np.asarray(depth.data).copy()
+        stack = FocalStack(
+            np.asarray(viewer.layers["sample stack"].data), focus_um=depth.metadata["focus_um"], pixel_size_um=0.5
+        )
+        ref = reconstruct(stack, method="gplws", device="cpu", tta=views).depth
+        np.testing.assert_allclose(depths[views], ref, atol=1e-4)
+    assert not np.allclose(depths[1], depths[2], atol=1e-3)  # the views setting really reached the core

@@ -162,6 +162,13 @@ class DepthFromFocusWidget(QWidget):
         self.tile_size.setToolTip(
             "GPLWS-Net tile side in pixels; 'auto' fits the memory available."
         )
+        self.views = QComboBox()
+        for label, n in (("2 (default)", 2), ("1 (fastest)", 1), ("4", 4), ("8 (most accurate)", 8)):
+            self.views.addItem(label, n)
+        self.views.setToolTip(
+            "GPLWS-Net test-time augmentation: average over this many mirrored/turned views of the "
+            "stack. Each view costs one more pass; more views give slightly smoother, more accurate maps."
+        )
         self.window = QSpinBox()
         self.window.setRange(3, 63)
         self.window.setSingleStep(2)
@@ -225,6 +232,7 @@ class DepthFromFocusWidget(QWidget):
         self.advanced.setChecked(False)
         adv = QFormLayout()
         adv.addRow("Tile size", self.tile_size)
+        adv.addRow("Views", self.views)
         adv.addRow("Window", self.window)
         adv.addRow("", self.refine)
         self._advanced_body = QWidget()
@@ -419,6 +427,7 @@ class DepthFromFocusWidget(QWidget):
             "Classical measures always run on the CPU." if classical else "Where GPLWS-Net runs."
         )
         self.tile_size.setEnabled(not classical)
+        self.views.setEnabled(not classical)
         self.window.setEnabled(classical)
         self.refine.setEnabled(classical)
 
@@ -465,6 +474,7 @@ class DepthFromFocusWidget(QWidget):
         method = self.method_combo.currentData()
         device = self.device_combo.currentText()
         tile = self.tile_size.value() or None
+        views = int(self.views.currentData())
         window = self.window.value() | 1
         refine = self.refine.isChecked()
         lateral = "µm" if px is not None else "px"
@@ -478,7 +488,7 @@ class DepthFromFocusWidget(QWidget):
             stack = FocalStack(np.asarray(frames), focus_um=focus, pixel_size_um=px, source=name)
             rec = reconstruct(
                 stack, method=method, device=device, window=window, refine=refine,
-                tile_size=tile, progress=progress, cancel=cancel,
+                tile_size=tile, tta=views, progress=progress, cancel=cancel,
             )  # fmt: skip
             check_cancel(cancel)
             mesh = height_map_mesh(
