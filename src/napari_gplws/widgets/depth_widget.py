@@ -118,6 +118,57 @@ class RunResult:
     translate_yx: tuple[float, float]
     pixel_size_um: float | None
     layers: dict[str, Any] = field(default_factory=dict)
+    pending_layers: dict[str, Any] = field(default_factory=dict)
+
+
+def result_layers(res: RunResult) -> dict[str, Any]:
+    """The four output layers of a run (not yet in a viewer).
+
+    Built in the worker thread: constructing napari layers of 1024² maps (contrast ranges,
+    thumbnails, the textured mesh) costs a few hundred ms, which on the GUI thread is a
+    visible freeze. Layer models hold no Qt objects until they are added to a viewer.
+    """
+    from napari.layers import Image, Surface
+
+    rec = res.reconstruction
+    name = res.input_name
+    meta = {
+        "units": rec.units,
+        "method": rec.method,
+        "device": rec.device,
+        "pixel_size_um": res.pixel_size_um,
+        "focus_um": None
+        if rec.stack.focus_um is None
+        else [float(v) for v in rec.stack.focus_um],
+        "source": name,
+        "seconds": round(float(rec.timings.get("total", 0.0)), 3),
+    }
+    geo = {"scale": res.scale_yx, "translate": res.translate_yx}
+    lo, hi = res.depth_range
+    depth = Image(
+        rec.depth, name=f"{name} depth", colormap="viridis",
+        contrast_limits=(lo, hi if hi > lo else lo + 1.0), metadata={**meta, "kind": "depth"}, **geo,
+    )  # fmt: skip
+    aif = Image(
+        rec.aif, name=f"{name} all-in-focus", rgb=rec.aif.ndim == 3,
+        metadata={**meta, "kind": "all-in-focus"}, **geo,
+    )  # fmt: skip
+    conf = Image(
+        rec.confidence, name=f"{name} confidence", colormap="gray", contrast_limits=(0.0, 1.0),
+        visible=False, metadata={**meta, "units": "", "kind": "confidence"}, **geo,
+    )  # fmt: skip
+    mesh = res.mesh
+    surface = Surface(
+        (mesh.vertices, mesh.faces, np.ones(len(mesh.vertices), np.float32)),
+        name=f"{name} surface", texture=res.texture, texcoords=mesh.texcoords,
+        colormap="gray", contrast_limits=(0.0, 1.0), shading="smooth", visible=False,
+        metadata={
+            **meta, "kind": "surface", "z_units": mesh.z_units,
+            "lateral_units": mesh.lateral_units, "grid_step_px": mesh.step,
+            "true_aspect": mesh.true_aspect,
+        },
+    )  # fmt: skip
+    return {"aif": aif, "confidence": conf, "depth": depth, "surface": surface}
 
 
 class DepthFromFocusWidget(QWidget):
@@ -499,7 +550,9 @@ class DepthFromFocusWidget(QWidget):
             finite = rec.depth[np.isfinite(rec.depth)]
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             check_cancel(cancel)
-            return RunResult(name, rec, mesh, texture, (lo, hi), scale_yx, translate_yx, px)
+            res = RunResult(name, rec, mesh, texture, (lo, hi), scale_yx, translate_yx, px)
+            res.pending_layers = result_layers(res)
+            return res
 
         if self.job is not None:
             self.job.deleteLater()
@@ -553,57 +606,19 @@ class DepthFromFocusWidget(QWidget):
             w.setEnabled(enabled)
 
     def _on_done(self, res: RunResult) -> None:
-        from napari.layers import Image, Surface
-
         if self.view3d_button.isChecked():
             self.view3d_button.setChecked(False)
-        rec = res.reconstruction
-        name = res.input_name
-        meta = {
-            "units": rec.units,
-            "method": rec.method,
-            "device": rec.device,
-            "pixel_size_um": res.pixel_size_um,
-            "focus_um": None
-            if rec.stack.focus_um is None
-            else [float(v) for v in rec.stack.focus_um],
-            "source": name,
-            "seconds": round(float(rec.timings.get("total", 0.0)), 3),
-        }
-        geo = {"scale": res.scale_yx, "translate": res.translate_yx}
-        lo, hi = res.depth_range
-        depth = Image(
-            rec.depth, name=f"{name} depth", colormap="viridis",
-            contrast_limits=(lo, hi if hi > lo else lo + 1.0), metadata={**meta, "kind": "depth"}, **geo,
-        )  # fmt: skip
-        aif = Image(
-            rec.aif, name=f"{name} all-in-focus", rgb=rec.aif.ndim == 3,
-            metadata={**meta, "kind": "all-in-focus"}, **geo,
-        )  # fmt: skip
-        conf = Image(
-            rec.confidence, name=f"{name} confidence", colormap="gray", contrast_limits=(0.0, 1.0),
-            visible=False, metadata={**meta, "units": "", "kind": "confidence"}, **geo,
-        )  # fmt: skip
-        mesh = res.mesh
-        surface = Surface(
-            (mesh.vertices, mesh.faces, np.ones(len(mesh.vertices), np.float32)),
-            name=f"{name} surface", texture=res.texture, texcoords=mesh.texcoords,
-            colormap="gray", contrast_limits=(0.0, 1.0), shading="smooth", visible=False,
-            metadata={
-                **meta, "kind": "surface", "z_units": mesh.z_units,
-                "lateral_units": mesh.lateral_units, "grid_step_px": mesh.step,
-                "true_aspect": mesh.true_aspect,
-            },
-        )  # fmt: skip
+        layers = res.pending_layers or result_layers(res)
+        res.pending_layers = {}
         # Draw order bottom to top: all-in-focus, depth (on top, so it is what one sees first).
         self._adding_layers = True
         self.cancel_button.setEnabled(
             False
         )  # the result is complete; only its layers remain to add
         self.outputs.replace(
-            name,
-            {"aif": aif, "confidence": conf, "depth": depth, "surface": surface},
-            then=lambda layers: self._layers_added(res, layers),
+            res.input_name,
+            layers,
+            then=lambda added: self._layers_added(res, added),
         )
 
     def _layers_added(self, res: RunResult, layers: dict[str, Any]) -> None:
