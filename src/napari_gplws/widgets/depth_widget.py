@@ -23,18 +23,15 @@ It computes nothing itself.
 
 from __future__ import annotations
 
-import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -50,6 +47,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import GplwsError
 from . import _layers
+from ._controls import fill_devices_later, find_data, refill, show_exception, spin
 from ._worker import Job, software_opengl
 
 if TYPE_CHECKING:
@@ -72,37 +70,6 @@ FOCUS_METADATA, FOCUS_START_STEP, FOCUS_UNKNOWN = "metadata", "start_step", "unk
 #: Camera of "View surface in 3D", in napari world order (z, y, x).
 VIEW_3D = (-1.0, -0.9, 0.3)
 UP_3D = (1.0, 0.0, 0.0)
-
-
-_DEVICES: list[str] = []
-_PROBE: threading.Thread | None = None
-
-
-def _probe_devices() -> None:
-    """Import torch and list its devices once, on a plain daemon thread that touches no Qt object."""
-    global _PROBE
-
-    def probe() -> None:
-        _DEVICES[:] = list_devices()
-
-    if _PROBE is None:
-        _PROBE = threading.Thread(target=probe, name="gplws-device-probe", daemon=True)
-        _PROBE.start()
-
-
-def list_devices() -> list[str]:
-    """Devices PyTorch can use here: ``auto``, ``cpu``, each ``cuda:N`` and ``mps`` when present."""
-    devices = ["auto", "cpu"]
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return devices
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
 
 
 @dataclass
@@ -197,10 +164,10 @@ class DepthFromFocusWidget(QWidget):
             "Image layer holding the focus stack (frames along the first axis)."
         )
         self.focus_mode = QComboBox()
-        self.focus_start = _spin(-1e6, 1e6, 3, "")
-        self.focus_step = _spin(-1e5, 1e5, 3, "")
+        self.focus_start = spin(-1e6, 1e6, 3, "")
+        self.focus_step = spin(-1e5, 1e5, 3, "")
         self.focus_step.setValue(1.0)
-        self.pixel_size = _spin(0.0, 1e4, 4, " µm")
+        self.pixel_size = spin(0.0, 1e4, 4, " µm")
         self.pixel_size.setSpecialValueText("unknown")
         self.pixel_size.setToolTip("Lateral pixel size; 'unknown' measures x and y in pixels.")
         self.method_combo = QComboBox()
@@ -378,35 +345,14 @@ class DepthFromFocusWidget(QWidget):
         self._on_method_changed()
 
     def _load_devices(self) -> None:
-        """Fill the device list from PyTorch without blocking the GUI on ``import torch``."""
-        if "torch" in sys.modules:
-            self._set_devices(list_devices())
-            return
-        _probe_devices()
-        self._device_timer = QTimer(self)
-        self._device_timer.setInterval(200)
-        self._device_timer.timeout.connect(self._poll_devices)
-        self._device_timer.start()
-
-    def _poll_devices(self) -> None:
-        if _DEVICES:
-            self._device_timer.stop()
-            self._set_devices(list(_DEVICES))
-
-    def _set_devices(self, devices: list[str]) -> None:
-        current = self.device_combo.currentText()
-        self.device_combo.blockSignals(True)
-        self.device_combo.clear()
-        self.device_combo.addItems(devices)
-        self.device_combo.setCurrentIndex(max(0, self.device_combo.findText(current)))
-        self.device_combo.blockSignals(False)
+        fill_devices_later(self.device_combo, self)
 
     # ======================================================================================
     # Input choices
     # ======================================================================================
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (called by napari when layers are added, removed, reordered)."""
-        _refill(self.stack_combo, _layers.stack_layers(self.viewer))
+        refill(self.stack_combo, _layers.stack_layers(self.viewer))
         current = self.region_combo.currentData()
         self.region_combo.blockSignals(True)
         self.region_combo.clear()
@@ -723,7 +669,7 @@ class DepthFromFocusWidget(QWidget):
                 },
             )  # fmt: skip
         except GplwsError as exc:
-            _error(exc)
+            show_exception(exc)
             return None
         self.status_label.setText(f"Saved the depth map to {out}.")
         return out
@@ -749,7 +695,7 @@ class DepthFromFocusWidget(QWidget):
         try:
             out = export_mesh(path, self.result.mesh, self.result.texture)
         except GplwsError as exc:
-            _error(exc)
+            show_exception(exc)
             return None
         self.status_label.setText(f"Saved the mesh to {out}.")
         return out
@@ -819,7 +765,7 @@ class DepthFromFocusWidget(QWidget):
         try:
             results = self._measurements()
         except GplwsError as exc:
-            _error(exc)
+            show_exception(exc)
             return []
         if results:
             r = results[-1]
@@ -851,7 +797,7 @@ class DepthFromFocusWidget(QWidget):
         try:
             out = write_parameters_csv(path, results, source=self.result.input_name)  # type: ignore[union-attr]
         except GplwsError as exc:
-            _error(exc)
+            show_exception(exc)
             return None
         self.status_label.setText(f"Saved the surface parameters to {out}.")
         return out
@@ -860,45 +806,3 @@ class DepthFromFocusWidget(QWidget):
 # ==========================================================================================
 # Small helpers
 # ==========================================================================================
-def _spin(lo: float, hi: float, decimals: int, suffix: str) -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
-    s.setMinimumWidth(100)
-    s.setRange(lo, hi)
-    s.setDecimals(decimals)
-    s.setSuffix(suffix)
-    s.setKeyboardTracking(False)
-    return s
-
-
-def _refill(combo: QComboBox, layers: list[Any]) -> None:
-    """Replace a combo's layer items, keeping the current layer selected when it is still there."""
-    current = combo.currentData()
-    combo.blockSignals(True)
-    combo.clear()
-    for ly in layers:
-        combo.addItem(ly.name, ly)
-    i = find_data(combo, current) if current is not None else -1
-    combo.setCurrentIndex(i if i >= 0 else (0 if layers else -1))
-    combo.blockSignals(False)
-    if not _layers.same(combo.currentData(), current):
-        combo.currentIndexChanged.emit(combo.currentIndex())
-
-
-def find_data(combo: QComboBox, obj: Any) -> int:
-    """Index of the item holding ``obj`` (Qt's findData cannot compare Python objects).
-
-    Layers are matched by ``unique_id``, so a layer handed back through a wrapper (such as
-    napari's public-only viewer proxy) still finds its entry.
-    """
-    key = getattr(obj, "unique_id", None)
-    for i in range(combo.count()):
-        data = combo.itemData(i)
-        if data is obj or (key is not None and getattr(data, "unique_id", None) == key):
-            return i
-    return -1
-
-
-def _error(exc: BaseException) -> None:
-    from napari.utils.notifications import show_error
-
-    show_error(str(exc))

@@ -39,13 +39,12 @@ Re-running replaces only the layers this widget made for that input
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -67,8 +66,8 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import GplwsError
 from . import _layers
+from ._controls import fill_devices_later, find_data, refill, show_exception, spin
 from ._worker import Job, software_opengl
-from .depth_widget import _DEVICES, _error, _probe_devices, _refill, _spin, find_data, list_devices
 
 if TYPE_CHECKING:
     import napari
@@ -361,10 +360,10 @@ class FocalErrorMapWidget(QWidget):
             "One frame (grey or RGB), or a stack with the focus axis first."
         )
         self.focus_mode = QComboBox()
-        self.focus_start = _spin(-1e6, 1e6, 3, "")
-        self.focus_step = _spin(-1e5, 1e5, 3, "")
+        self.focus_start = spin(-1e6, 1e6, 3, "")
+        self.focus_step = spin(-1e5, 1e5, 3, "")
         self.focus_step.setValue(1.0)
-        self.pixel_size = _spin(0.0, 1e4, 4, " µm")
+        self.pixel_size = spin(0.0, 1e4, 4, " µm")
         self.pixel_size.setSpecialValueText("unknown")
         self.pixel_size.setToolTip(
             "Lateral pixel size. When it differs from the one the weights were trained for, "
@@ -545,28 +544,7 @@ class FocalErrorMapWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._update_frame_label)
 
     def _load_devices(self) -> None:
-        """Fill the device list from PyTorch without blocking the GUI on ``import torch``."""
-        if "torch" in sys.modules:
-            self._set_devices(list_devices())
-            return
-        _probe_devices()
-        self._device_timer = QTimer(self)
-        self._device_timer.setInterval(200)
-        self._device_timer.timeout.connect(self._poll_devices)
-        self._device_timer.start()
-
-    def _poll_devices(self) -> None:
-        if _DEVICES:
-            self._device_timer.stop()
-            self._set_devices(list(_DEVICES))
-
-    def _set_devices(self, devices: list[str]) -> None:
-        current = self.device_combo.currentText()
-        self.device_combo.blockSignals(True)
-        self.device_combo.clear()
-        self.device_combo.addItems(devices)
-        self.device_combo.setCurrentIndex(max(0, self.device_combo.findText(current)))
-        self.device_combo.blockSignals(False)
+        fill_devices_later(self.device_combo, self)
 
     # ======================================================================================
     # Weights
@@ -606,12 +584,12 @@ class FocalErrorMapWidget(QWidget):
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (called by napari when layers are added, removed, reordered)."""
-        _refill(self.image_combo, self.image_candidates())
+        refill(self.image_combo, self.image_candidates())
         depths = self._not_ours(_layers.depth_layers(self.viewer))
         recon_before = self.recon_combo.currentData()
         truth_before = self.truth_combo.currentData()
-        _refill(self.truth_combo, depths)
-        _refill(self.recon_combo, depths)
+        refill(self.truth_combo, depths)
+        refill(self.recon_combo, depths)
         if truth_before is None or not _layers.contains(self.viewer, truth_before):
             truth = next((ly for ly in depths if _looks_like_truth(ly)), None)
             if truth is not None:
@@ -1148,10 +1126,10 @@ class FocalErrorMapWidget(QWidget):
             write = res.autofocus.to_csv if suffix == ".csv" else res.autofocus.to_json
             out = write(path)
         except GplwsError as exc:
-            _error(exc)
+            show_exception(exc)
             return None
         except OSError as exc:
-            _error(GplwsError(f"Cannot write '{path}': {exc}."))
+            show_exception(GplwsError(f"Cannot write '{path}': {exc}."))
             return None
         kept = f" (the earlier file was kept as {backup.name})" if backup else ""
         self.status_label.setText(f"Saved {out}{kept}.")

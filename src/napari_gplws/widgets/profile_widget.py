@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import GplwsError
 from . import _layers
-from .depth_widget import _error, _refill, find_data
+from ._controls import find_data, refill, show_exception
 
 if TYPE_CHECKING:
     import napari
@@ -129,8 +129,8 @@ class HeightProfileWidget(QWidget):
     # ======================================================================================
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
-        _refill(self.depth_combo, _layers.depth_layers(self.viewer))
-        _refill(self.line_combo, _layers.shapes_layers(self.viewer))
+        refill(self.depth_combo, _layers.depth_layers(self.viewer))
+        refill(self.line_combo, _layers.shapes_layers(self.viewer))
 
     def _on_inputs_changed(self, *_: Any) -> None:
         self._watch(self.depth_combo.currentData(), self.line_combo.currentData())
@@ -164,7 +164,7 @@ class HeightProfileWidget(QWidget):
         """Add a Shapes layer with a horizontal line across the middle of the depth map."""
         depth = self.depth_combo.currentData()
         if depth is None:
-            _error(RuntimeError("Add or select a depth map first (a 2-D Image layer)."))
+            show_exception(RuntimeError("Add or select a depth map first (a 2-D Image layer)."))
             return None
         h, w = depth.data.shape[-2:]
         line = np.array([[h / 2, w * 0.1], [h / 2, w * 0.9]])
@@ -332,7 +332,7 @@ class HeightProfileWidget(QWidget):
                 half_width=self.half_width.value(), source=depth.name,
             )  # fmt: skip
         except GplwsError as exc:
-            _error(exc)
+            show_exception(exc)
             return None
         return out
 
