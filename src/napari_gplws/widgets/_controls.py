@@ -1,5 +1,5 @@
 """Small Qt helpers shared by the dock widgets: the device list, layer combos, spin boxes,
-error notifications.
+the collapsible "Advanced" section, error notifications.
 
 What it is for: keeping the widgets thin and alike. The device list is filled without
 blocking the GUI on ``import torch`` (a few seconds the first time): a plain daemon thread
@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from qtpy.QtCore import QObject, QTimer
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QVBoxLayout, QWidget
 
 from . import _layers
 
@@ -75,6 +75,26 @@ def fill_devices_later(combo: QComboBox, parent: QObject) -> None:
 
     timer.timeout.connect(poll)
     timer.start()
+
+
+def collapsible_group(title: str, rows: list[tuple[str, QWidget]]) -> QGroupBox:
+    """A checkable group box whose form rows show only while it is checked (unchecked at
+    first): the "Advanced" section of the docks."""
+    group = QGroupBox(title)
+    group.setCheckable(True)
+    group.setChecked(False)
+    form = QFormLayout()
+    for label, widget in rows:
+        form.addRow(label, widget)
+    body = QWidget()
+    body.setLayout(form)
+    body.setVisible(False)
+    box = QVBoxLayout()
+    box.setContentsMargins(4, 4, 4, 4)
+    box.addWidget(body)
+    group.setLayout(box)
+    group.toggled.connect(body.setVisible)
+    return group
 
 
 def spin(lo: float, hi: float, decimals: int, suffix: str) -> QDoubleSpinBox:

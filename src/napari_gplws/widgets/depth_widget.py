@@ -47,7 +47,14 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import GplwsError
 from . import _layers
-from ._controls import fill_devices_later, find_data, refill, show_exception, spin
+from ._controls import (
+    collapsible_group,
+    fill_devices_later,
+    find_data,
+    refill,
+    show_exception,
+    spin,
+)
 from ._worker import Job, software_opengl
 
 if TYPE_CHECKING:
@@ -245,21 +252,12 @@ class DepthFromFocusWidget(QWidget):
         form.addRow("Method", self.method_combo)
         form.addRow("Device", self.device_combo)
 
-        self.advanced = QGroupBox("Advanced")
-        self.advanced.setCheckable(True)
-        self.advanced.setChecked(False)
-        adv = QFormLayout()
-        adv.addRow("Tile size", self.tile_size)
-        adv.addRow("Views", self.views)
-        adv.addRow("Window", self.window)
-        adv.addRow("", self.refine)
-        self._advanced_body = QWidget()
-        self._advanced_body.setLayout(adv)
-        box = QVBoxLayout()
-        box.setContentsMargins(4, 4, 4, 4)
-        box.addWidget(self._advanced_body)
-        self.advanced.setLayout(box)
-        self._advanced_body.setVisible(False)
+        self.advanced = collapsible_group("Advanced", [
+            ("Tile size", self.tile_size),
+            ("Views", self.views),
+            ("Window", self.window),
+            ("", self.refine),
+        ])  # fmt: skip
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -332,7 +330,6 @@ class DepthFromFocusWidget(QWidget):
         self.focus_start.valueChanged.connect(self._on_focus_edited)
         self.focus_step.valueChanged.connect(self._on_focus_edited)
         self.method_combo.currentIndexChanged.connect(self._on_method_changed)
-        self.advanced.toggled.connect(self._advanced_body.setVisible)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.view3d_button.toggled.connect(self._toggle_3d)

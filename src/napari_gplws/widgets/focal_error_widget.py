@@ -66,7 +66,14 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import GplwsError
 from . import _layers
-from ._controls import fill_devices_later, find_data, refill, show_exception, spin
+from ._controls import (
+    collapsible_group,
+    fill_devices_later,
+    find_data,
+    refill,
+    show_exception,
+    spin,
+)
 from ._worker import Job, software_opengl
 
 if TYPE_CHECKING:
@@ -473,19 +480,10 @@ class FocalErrorMapWidget(QWidget):
         grid_row.addWidget(QLabel("columns"))
         grid_form.addRow("Grid", grid_row)
 
-        self.advanced = QGroupBox("Advanced")
-        self.advanced.setCheckable(True)
-        self.advanced.setChecked(False)
-        adv = QFormLayout()
-        adv.addRow("Tile stride", self.stride)
-        adv.addRow("Blank-tile threshold", self.min_content)
-        self._advanced_body = QWidget()
-        self._advanced_body.setLayout(adv)
-        box = QVBoxLayout()
-        box.setContentsMargins(4, 4, 4, 4)
-        box.addWidget(self._advanced_body)
-        self.advanced.setLayout(box)
-        self._advanced_body.setVisible(False)
+        self.advanced = collapsible_group("Advanced", [
+            ("Tile stride", self.stride),
+            ("Blank-tile threshold", self.min_content),
+        ])  # fmt: skip
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -534,7 +532,6 @@ class FocalErrorMapWidget(QWidget):
         self.focus_mode.currentIndexChanged.connect(self._update_enabled)
         self.focus_start.valueChanged.connect(self._on_focus_edited)
         self.focus_step.valueChanged.connect(self._on_focus_edited)
-        self.advanced.toggled.connect(self._advanced_body.setVisible)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.show_combo.currentIndexChanged.connect(self._on_show_changed)
