@@ -468,16 +468,25 @@ def reconstruct_to_folder(
         result.timings["write"] = time.perf_counter() - t1
         result.timings["total"] = time.perf_counter() - t0
         rep = result.report()
-        rep["outputs"] = {n: str(folder / n) for n in OUTPUT_NAMES}
-        (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
-        sums = {n: _sha256(tmp / n) for n in OUTPUT_NAMES}
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        sums = _publish(tmp, folder, rep, OUTPUT_NAMES, _sha256)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"outputs": sums, "units": result.units, "method": result.method}
+
+
+def _publish(
+    tmp: Path, folder: Path, rep: dict[str, Any], names: Sequence[str], digest: Callable[[Path], str]
+) -> dict[str, str]:
+    """Write ``report.json`` into the finished ``tmp`` folder, checksum its outputs and move it
+    into place as ``folder`` (replacing an older one), so a stack's folder is never half-written."""
+    rep["outputs"] = {n: str(folder / n) for n in names}
+    (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
+    sums = {n: digest(tmp / n) for n in names}
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return sums
 
 
 def _zarr_to_folder(
@@ -516,12 +525,7 @@ def _zarr_to_folder(
         )
         rep = res.report(threads=zo.get("threads"), name="result.zarr")
         rep["seconds"]["total"] = round(time.perf_counter() - t0, 4)
-        rep["outputs"] = {n: str(folder / n) for n in ZARR_OUTPUT_NAMES}
-        (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
-        sums = {n: _digest(tmp / n) for n in ZARR_OUTPUT_NAMES}
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        sums = _publish(tmp, folder, rep, ZARR_OUTPUT_NAMES, _digest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
