@@ -574,6 +574,19 @@ class _TaskProgress:
         self.n, self.done = 1, 0
 
 
+def _new_output_group(out: str | os.PathLike[str], n_work: int, h: int, w: int, chunk: int) -> tuple[Path, Any, Any]:
+    """A fresh output zarr group at ``out`` (an old one is replaced) with its ``(n_work, H, W)``
+    float32 work array, chunked one plane by ``chunk × chunk``."""
+    import zarr
+
+    outp = Path(os.fspath(out))
+    if outp.exists():
+        shutil.rmtree(outp)
+    group = zarr.open_group(str(outp), mode="w")
+    work = group.create_array(_WORK, shape=(n_work, h, w), chunks=(1, chunk, chunk), dtype="float32")
+    return outp, group, work
+
+
 def reconstruct_zarr(
     source: str | os.PathLike[str] | ZarrStack,
     out: str | os.PathLike[str],
@@ -628,7 +641,6 @@ def reconstruct_zarr(
     """
     import dask
     import dask.array as da
-    import zarr
 
     from .focus import default_threads
 
@@ -650,12 +662,8 @@ def reconstruct_zarr(
     nthreads = default_threads() if threads is None else max(1, int(threads))
     timings: dict[str, float] = {}
 
-    outp = Path(os.fspath(out))
-    if outp.exists():
-        shutil.rmtree(outp)
-    group = zarr.open_group(str(outp), mode="w")
+    outp, group, work = _new_output_group(out, _N_WORK, h, w, int(chunk))
     zchunks = (int(chunk), int(chunk))
-    work = group.create_array(_WORK, shape=(_N_WORK, h, w), chunks=(1,) + zchunks, dtype="float32")
 
     # pass A: focus curve maxima, chunk by chunk with the focus measure's halo
     t0 = time.perf_counter()
@@ -885,7 +893,6 @@ def predict_zarr(
     """
     import dask
     import dask.array as da
-    import zarr
 
     from .focus import default_threads
     from .inference import DEFAULT_OVERLAP, DEFAULT_SMOOTH_PX, resolve_device, tile_grid
@@ -928,12 +935,8 @@ def predict_zarr(
     attention = aif_mode == "attention"
     n_out = 4 + ((3 if frames.ndim == 4 else 1) if attention else 0)
 
-    outp = Path(os.fspath(out))
-    if outp.exists():
-        shutil.rmtree(outp)
-    group = zarr.open_group(str(outp), mode="w")
+    outp, group, work = _new_output_group(out, n_out, h, w, int(chunk))
     zchunks = (int(chunk), int(chunk))
-    work = group.create_array(_WORK, shape=(n_out, h, w), chunks=(1,) + zchunks, dtype="float32")
 
     t0 = time.perf_counter()
     dummy = da.zeros((h, w), chunks=(cy, cx), dtype=np.uint8)
