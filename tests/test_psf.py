@@ -149,3 +149,38 @@ def test_phase_contrast_flips_sign_through_focus(tiny_bank: PSFBank) -> None:
     np.testing.assert_allclose(up, -down, atol=1e-7)
     assert np.abs(up).max() > 0.1
     assert np.all(sim._phase_transfer(grid, 0.0) == 0)
+
+
+def test_phase_objects_delay_light_never_advance_it(tiny_bank: PSFBank) -> None:
+    # Cells are denser than their medium: a zero-mean phase field would look the same,
+    # contrast-inverted, on both sides of focus and hide the direction of defocus.
+    from scipy import fft as sfft
+
+    sim = DefocusSimulator(tiny_bank, ("bf_cells",), defocus_max_um=3.0)
+    rng = np.random.default_rng(1)
+    spec = specimen_image("bf_cells", (64, 64), rng, tiny_bank.optics.pixel_size_um)
+    phase_spec, _ = sim._phase_object(spec, rng, 64)
+    phi = sfft.irfft2(phase_spec, s=(64, 64))
+    assert phi.min() > -1e-4 and phi.max() > 0.1
+
+
+def test_brightfield_phase_contrast_tells_above_from_below_focus(tiny_bank: PSFBank) -> None:
+    """The cue LDSE-NET learns the sign from: phase objects look dark on one side of focus and
+    bright on the other, so the same field's fine detail is skewed differently above and
+    below focus (a zero-mean phase field, or none, would leave it unchanged)."""
+    from scipy import ndimage as ndi
+    from scipy.stats import skew
+
+    sim = DefocusSimulator(
+        tiny_bank, ("bf_cells",), p_phase=1.0, phase_rad=(1.0, 1.5), p_jpeg=0.0,
+        p_partial=0.0, defocus_max_um=3.0,
+    )
+    rng = np.random.default_rng(0)
+    flips = []
+    for _ in range(6):
+        tiles, _, _ = sim.render_field(rng, [-2.0, 2.0], tile_px=96)
+        x = tiles.astype(np.float32)
+        fine = x - ndi.gaussian_filter(x, (0, 3, 3))
+        s_below, s_above = (skew(t.ravel()) for t in fine)
+        flips.append(s_above - s_below)
+    assert min(flips) > 0.2, flips  # 0.3-2.0 here

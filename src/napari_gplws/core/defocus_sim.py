@@ -27,8 +27,8 @@ positions. Each tile of a field is::
 
 * **Phase** (brightfield, 80 % of fields): real brightfield specimens are also weak phase
   objects, and defocus turns phase into intensity with a sign that flips through focus
-  (transport of intensity). A phase map (correlated with the absorbance, plus an independent
-  part; peak :data:`PHASE_RAD` = 0.2–1.5 rad) is imaged with the partially coherent weak-phase transfer
+  (transport of intensity). A phase map (correlated with the absorbance, plus independent
+  positive granules; peak :data:`PHASE_RAD` = 0.2–1.5 rad) is imaged with the partially coherent weak-phase transfer
   function ``−2 sin(π λ dz f² / n_i)`` damped by the condenser cone (NA_c = 0.2–0.8 NA), see
   :meth:`DefocusSimulator._phase_transfer`, and added to the incoherent absorption image.
   This is the dominant sign cue of real brightfield frames; fluorescence has only the
@@ -621,10 +621,15 @@ class DefocusSimulator:
         gray = spec if spec.ndim == 2 else spec.mean(axis=-1)
         od = -np.log(np.clip(gray, 1e-3, 1.0))
         od = od / (float(od.max()) + 1e-6)
-        indep = ndi.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1.0, 4.0))
-        indep = indep / (float(indep.std()) + 1e-6)
+        # The part not tied to the stain: granules and organelles, *positive* bumps. Cells
+        # are denser than the medium, so their phase delay is ≥ 0; a zero-mean random phase
+        # field would look the same, contrast-inverted, on both sides of focus and carry no
+        # sign at all (it drowned the sign cue in an earlier version of this simulator).
+        grains = ndi.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1.0, 4.0))
+        grains = np.maximum(grains - np.quantile(grains, rng.uniform(0.6, 0.9)), 0.0)
+        grains = grains / (float(grains.max()) + 1e-6)
         phi = rng.uniform(*self.phase_rad) * (
-            rng.uniform(0.3, 1.0) * od + rng.uniform(0.0, 0.3) * indep
+            rng.uniform(0.3, 1.0) * od + rng.uniform(0.0, 0.5) * grains
         )
         optics = self.optics
         px = optics.pixel_size_um
