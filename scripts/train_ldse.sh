@@ -3,6 +3,8 @@
 #
 # Exact command used for the committed weights:
 #   MAX_MINUTES=55 nohup scripts/train_ldse.sh > runs/ldse_train.log 2>&1 &
+# (session 3: network with the radial-spectrum branch, 24 aberrations, loss weights that
+# let the sign's cross-entropy count: MSE terms are in µm², the cross-entropy ~0.7.)
 # Resume an interrupted run (the schedule follows the saved wall time):
 #   nohup scripts/train_ldse.sh --resume >> runs/ldse_train.log 2>&1 &
 # Extra arguments are passed to `python -m napari_gplws.core.train_ldse` (see --help).
@@ -20,11 +22,14 @@ exec "$PY" -m napari_gplws.core.train_ldse ldse \
     --max-minutes "${MAX_MINUTES:-88}" \
     --batch-size 32 \
     --lr 2e-3 \
-    --n-aberrations 8 \
+    --n-aberrations 24 \
     --crop-px 128 \
     --full-fraction 0.2 \
     --ckpt-minutes 4 \
     --val-minutes 10 \
     --threads 0 \
+    --aux-abs-weight 0.1 \
+    --signed-weight 0.1 \
+    --aux-sign-weight 1.0 \
     --weights-out src/napari_gplws/weights/ldse_default.safetensors \
     "$@"

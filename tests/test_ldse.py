@@ -53,6 +53,39 @@ def test_network_output_shape_and_size() -> None:
     assert any(isinstance(m, torch.nn.Tanh) for m in net.modules())
 
 
+def test_spectrum_branch_is_rotation_invariant_and_sees_blur() -> None:
+    from scipy import ndimage as ndi
+
+    net = LDSENet().eval()
+    branch = net.spectrum
+    assert branch is not None and branch.bins == 48
+    rng = np.random.default_rng(0)
+    sharp = ndi.gaussian_filter(rng.standard_normal((96, 96)), 0.7).astype(np.float32)
+    blurred = ndi.gaussian_filter(sharp, 3.0)
+    x = torch.from_numpy(prepare_tiles(np.stack([sharp, blurred])))
+    with torch.inference_mode():
+        p = branch.profile(x)
+        # Flips and quarter turns (the training augmentations) leave the rings unchanged.
+        for view in (torch.rot90(x, 1, (2, 3)), torch.flip(x, (3,)), torch.flip(x, (2,))):
+            np.testing.assert_allclose(branch.profile(view).numpy(), p.numpy(), atol=5e-3)
+    assert p.shape == (2, 48)
+    # Blur takes power out of the outer rings (high spatial frequencies) relative to the inner.
+    outer, inner = slice(30, 48), slice(1, 8)
+    contrast = (p[:, inner].mean(dim=1) - p[:, outer].mean(dim=1)).numpy()
+    assert contrast[1] > contrast[0] + 3.0
+
+
+def test_weights_written_before_the_spectrum_branch_still_load(tmp_path: Path) -> None:
+    old = LDSEConfig.from_dict({"stem": 8, "growth": [4, 4, 4], "layers": [1, 1, 1]})
+    assert old.spectrum_bins == 0
+    net = LDSENet(old).eval()
+    assert net.spectrum is None
+    path = save_ldse(net, tmp_path / "old.safetensors")
+    x = torch.randn(1, 1, 64, 64)
+    with torch.inference_mode():
+        np.testing.assert_allclose(load_ldse(path)(x).numpy(), net(x).numpy(), atol=1e-6)
+
+
 def test_prepare_tiles_is_invariant_to_gain_and_offset_and_reads_rgb() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0.2, 0.6, (2, 64, 64)).astype(np.float32)
@@ -158,6 +191,23 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
         "within_dof_half",
         "per_bin",
     } <= set(card["test"])
+    # The card says where the weights stand against the issue's bar, and breaks the test
+    # set down by modality, specimen and aberration configuration.
+    assert card["status"].startswith("Below the issue-4 bar")
+    assert {"mae_abs_le5", "median_abs", "p90_abs"} <= set(card["test_magnitude"])
+    assert set(card["per_modality"]) <= {"brightfield", "fluorescence"}
+    assert sum(v["n"] for v in card["per_aberration"].values()) == card["test"]["n"]
+    assert "### Per modality" in (tmp_path / "w.md").read_text(encoding="utf-8")
+    # Re-evaluating the written weights reproduces the card's figures.
+    from napari_gplws.core.train_ldse import reevaluate_card
+
+    again = reevaluate_card(tmp_path / "w.safetensors", log=lambda _msg: None)
+    assert again["command"] == "pytest" and again["steps"] == 3
+    for key in ("mae_le5", "sign_acc_ge1", "rmse"):
+        assert again["test"][key] == pytest.approx(card["test"][key], abs=1e-5)
+    assert again["baseline_abs_only"]["mae_abs_le5"] == pytest.approx(
+        card["baseline_abs_only"]["mae_abs_le5"], abs=1e-6
+    )
     cfg.steps, cfg.resume, cfg.weights_out = 5, True, None
     assert train_ldse(cfg)["steps"] == 5  # continued from step 3
     assert "resumed" in (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
