@@ -197,6 +197,7 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
     assert {"mae_abs_le5", "median_abs", "p90_abs"} <= set(card["test_magnitude"])
     assert set(card["per_modality"]) <= {"brightfield", "fluorescence"}
     assert sum(v["n"] for v in card["per_aberration"].values()) == card["test"]["n"]
+    assert card["regions"]["tiles_per_region"] == 4 and card["regions"]["n"] == 8  # 2 fields × 4 z
     assert "### Per modality" in (tmp_path / "w.md").read_text(encoding="utf-8")
     # Re-evaluating the written weights reproduces the card's figures.
     from napari_gplws.core.train_ldse import reevaluate_card

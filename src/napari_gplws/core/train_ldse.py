@@ -80,6 +80,7 @@ __all__ = [
 VAL_SEED = 1_000_003
 TEST_SEED = 2_000_003
 TEST_BANK_SEED = 17
+REGION_TEST_SEED = 3_000_003
 
 
 @dataclass
@@ -416,6 +417,16 @@ def evaluate_held_out(
         return out
 
     brightfield = np.array([not str(n).startswith("fluo") for n in test.specimen])
+    regions = region_test(
+        model,
+        optics,
+        n_fields=max(2, n_fields // 2),
+        tile_px=tile_px,
+        n_configs=n_configs,
+        step_um=step_um,
+        size_px=size_px,
+        device=device,
+    )
     return {
         "test": net_m,
         "test_magnitude": mag_m,
@@ -423,8 +434,52 @@ def evaluate_held_out(
         "per_specimen": breakdown(test.specimen),
         "per_aberration": breakdown(test.aberration),
         "per_modality": breakdown(np.where(brightfield, "brightfield", "fluorescence")),
+        "regions": regions,
         "status": bar_status(net_m, mag_m, base_m),
     }
+
+
+def region_test(
+    model: LDSENet,
+    optics: Optics,
+    *,
+    n_fields: int = 40,
+    defocus_per_field: int = 4,
+    tiles_per_side: int = 2,
+    tile_px: int = 224,
+    n_configs: int = 4,
+    step_um: float = 0.25,
+    size_px: int = 113,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """What a user sees in a focal-error map: the median over the tiles of one region.
+
+    Held-out specimens and aberrations as in :func:`test_set` (another seed); each field is
+    rendered ``tiles_per_side × tiles_per_side`` tiles wide at ``defocus_per_field`` defocus
+    values (uniform in ±10 µm), each tile is predicted and the region reports the median,
+    as :func:`.autofocus.autofocus` does. Returns :func:`defocus_metrics` of the regions
+    (without the per-bin table) and the number of tiles per region.
+    """
+    bank = PSFBank(
+        optics, n_configs=n_configs, seed=TEST_BANK_SEED, step_um=step_um, size_px=size_px
+    )
+    sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0)
+    rng = np.random.default_rng(REGION_TEST_SEED)
+    k = tiles_per_side
+    preds, truth = [], []
+    for _ in range(n_fields):
+        dz = sim.draw_defocus(rng, defocus_per_field)
+        frames, _, _ = sim.render_field(rng, dz, tile_px=k * tile_px)
+        tiles = frames.reshape(len(dz), k, tile_px, k, tile_px, *frames.shape[3:])
+        tiles = np.moveaxis(tiles, 3, 2).reshape(
+            len(dz) * k * k, tile_px, tile_px, *frames.shape[3:]
+        )
+        p = predict_tiles(model, tiles, device=device).reshape(len(dz), k * k)
+        preds.append(np.median(p, axis=1))
+        truth.append(dz)
+    m = defocus_metrics(np.concatenate(preds), np.concatenate(truth), depth_of_field_um(optics))
+    m.pop("per_bin")
+    return {**m, "tiles_per_region": k * k, "region_um": k * tile_px * optics.pixel_size_um}
 
 
 # ------------------------------------------------------------------------------------------

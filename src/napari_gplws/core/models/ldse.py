@@ -359,6 +359,22 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
                 f"{_fmt(base.get('within_dof_half_abs'))} |"
             ),
         ]
+    reg = card.get("regions")
+    if reg:
+        lines += [
+            "",
+            "### Regions (what a focal-error map shows)",
+            "",
+            f"Median of {reg['tiles_per_region']} tiles per region ({reg['region_um']:.0f} µm "
+            f"square), {reg['n']} regions of held-out specimens and aberrations, defocus uniform "
+            "in ±10 µm:",
+            "",
+            "| MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | MAE, all | median | "
+            "P90 | within DOF/2 |",
+            "|---|---|---|---|---|---|",
+            f"| {_fmt(reg.get('mae_le5'))} | {_fmt(reg.get('sign_acc_ge1'))} | {_fmt(reg.get('mae'))} | "
+            f"{_fmt(reg.get('median'))} | {_fmt(reg.get('p90'))} | {_fmt(reg.get('within_dof_half'))} |",
+        ]
     if card.get("status"):
         lines += ["", "## Status", "", str(card["status"])]
     for key, title, label in (
