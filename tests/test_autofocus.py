@@ -193,6 +193,36 @@ def test_stack_mode_gives_true_defocus_and_error_per_region(
         autofocus(region_stack, frame=n, weights=tiny_weights)
 
 
+def test_direction_confidence_marks_regions_whose_sign_is_unsure(
+    region_stack: FocalStack, tiny_weights: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from napari_gplws.core.autofocus import CONFIDENT_DIRECTION
+
+    res = autofocus(region_stack, frame=2, device="cpu", weights=tiny_weights)
+    c0 = res.direction_confidence
+    assert c0 is not None and c0.shape == (1, 3, 3) and np.nanmax(c0) <= 1.0
+    pred = np.array([[[2.0, -0.5, np.nan], [1.0, 0.0, -3.0], [0.2, -0.9, 0.0]]])
+    mag = np.array([[[2.5, 2.0, np.nan], [1.0, 1.0, 3.0], [1.0, 1.0, 0.0]]])
+    r = dataclasses.replace(res, predicted_um=pred, magnitude_um=mag)
+    np.testing.assert_allclose(
+        r.direction_confidence[0],
+        [[0.8, 0.25, np.nan], [1.0, 0.0, 1.0], [0.2, 0.9, 0.0]],
+        atol=1e-9,
+    )
+    assert CONFIDENT_DIRECTION == 0.5
+    text = r.format_table()
+    assert "-0.50?" in text and "+0.20?" in text and "-0.90?" not in text
+    assert "+2.00?" not in text and "+2.00" in text and "direction uncertain" in text
+    rows = r.table()
+    assert rows[1]["direction_confidence"] == pytest.approx(0.25)
+    assert rows[2]["direction_confidence"] is None  # no estimate, no confidence
+    d = json.loads(r.to_json(tmp_path / "c.json").read_text(encoding="utf-8"))
+    assert d["direction_confidence"][0][1] == [1.0, 0.0, 1.0]
+    assert d["confident_direction_threshold"] == CONFIDENT_DIRECTION
+
+
 def test_heatmap_and_files(region_stack: FocalStack, tiny_weights: Path, tmp_path: Path) -> None:
     res = autofocus(region_stack, frame=2, device="cpu", weights=tiny_weights)
     png = plot_heatmap(res, tmp_path / "h.png", image=region_stack.frames[2])

@@ -152,12 +152,17 @@ def test_single_frame_heatmap_text_and_blank_regions(viewer, qtbot):
             for dy, dx in ((0, 0), (223, 223), (111, 5)):
                 assert cell_of(heat, image, (224 * i + dy, 224 * j + dx)) == (i, j)
     # One text per region, at its centre, reading the value in µm.
+    # A "?" follows a value whose direction the network is unsure of.
     labels = texts(values)
     assert len(values.data) == 9
+    confidence = w.result.autofocus.direction_confidence[0]
     for (i, j), label in zip(values.data.astype(int), labels):
         v = heat.data[i, j]
+        unsure = " ?" if np.isfinite(v) and confidence[i, j] < 0.5 else ""
         assert label == (
-            "no estimate" if np.isnan(v) else f"{v:+.2f} µm" if abs(v) >= 0.005 else "0.00 µm"
+            "no estimate"
+            if np.isnan(v)
+            else (f"{v:+.2f} µm" if abs(v) >= 0.005 else "0.00 µm") + unsure
         )
         centre = values.data_to_world((i, j))
         np.testing.assert_allclose(
@@ -177,6 +182,16 @@ def test_single_frame_heatmap_text_and_blank_regions(viewer, qtbot):
     assert "3 of 9 tiles rejected as blank" in w.status_label.text()
     # Text colours are chosen to read over the region (mid-grey blank regions: either works).
     assert set(values.features["text_colour"]) <= {"black", "white"}
+
+
+def test_region_text_marks_an_unsure_direction():
+    from napari_gplws.widgets.focal_error_widget import region_text
+
+    assert region_text(2.314) == "+2.31 µm"
+    assert region_text(2.314, direction_sure=False) == "+2.31 µm ?"
+    assert region_text(float("nan"), direction_sure=False) == "no estimate"
+    lines = region_text(-1.0, 0.5, -1.5, has_truth=True, direction_sure=False).splitlines()
+    assert lines == ["pred -1.00 µm ?", "true +0.50 µm", "error -1.50 µm"]
 
 
 def test_text_colour_contrasts_with_what_is_under_it():

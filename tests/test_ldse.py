@@ -142,6 +142,20 @@ def test_a_tiny_training_run_lowers_the_loss() -> None:
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
 
+def test_defocus_metrics_judge_the_direction_confidence() -> None:
+    from napari_gplws.core.train_ldse import defocus_metrics
+
+    true = np.array([3.0, -3.0, 2.0, -2.0, 0.5])
+    # Confident tiles (|pred| / magnitude >= 0.5) have the right sign, unsure ones the wrong.
+    pred = np.array([2.9, -2.0, -0.2, 0.1, 0.4])
+    mag = np.array([3.0, 3.0, 2.0, 2.0, 0.5])
+    m = defocus_metrics(pred, true, 1.3, magnitude_um=mag)
+    assert m["sign_acc_ge1"] == pytest.approx(0.5)
+    assert m["confident_fraction_ge1"] == pytest.approx(0.5)  # 2 of the 4 tiles with |z| >= 1
+    assert m["sign_acc_confident_ge1"] == pytest.approx(1.0)
+    assert "sign_acc_confident_ge1" not in defocus_metrics(pred, true, 1.3)
+
+
 def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -> None:
     from napari_gplws.core.train_ldse import LDSETrainConfig, train_ldse
 
@@ -194,6 +208,7 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
     # The card says where the weights stand against the issue's bar, and breaks the test
     # set down by modality, specimen and aberration configuration.
     assert card["status"].startswith("Below the issue-4 bar")
+    assert 0.0 <= card["test"]["confident_fraction_ge1"] <= 1.0
     assert {"mae_abs_le5", "median_abs", "p90_abs"} <= set(card["test_magnitude"])
     assert set(card["per_modality"]) <= {"brightfield", "fluorescence"}
     assert sum(v["n"] for v in card["per_aberration"].values()) == card["test"]["n"]
@@ -309,6 +324,41 @@ def test_committed_weights_load_and_estimate_how_far_out_of_focus() -> None:
     # How far out of focus: in-focus tiles read clearly lower than tiles 3.5 µm away.
     assert np.median(magnitude[truth == 0]) + 1.0 < np.median(magnitude[truth == 3.5])
     assert np.mean(np.abs(magnitude - truth)) < 2.0  # 1.58 µm with the packaged weights
+
+
+def test_committed_weights_reach_the_figures_their_card_states() -> None:
+    """Render the card's held-out test set again and predict it: the committed weights must
+    give the card's figures (this also catches a simulator change that silently moves the
+    test set away from what the card describes)."""
+    card = _packaged_card()
+    from napari_gplws.core.models.ldse import load_ldse
+    from napari_gplws.core.psf import Optics
+    from napari_gplws.core.train_ldse import (
+        defocus_metrics,
+        magnitude_metrics,
+        predict_tile_parts,
+        test_set,
+    )
+
+    tc = card["train_config"]
+    optics = Optics.from_dict(card["optics"])
+    ts = test_set(
+        optics,
+        tc["n_test_fields"],
+        tc["test_per_field"],
+        tc["full_px"],
+        n_configs=tc["n_test_aberrations"],
+        step_um=tc["psf_step_um"],
+        size_px=tc["psf_size_px"],
+    )
+    signed, magnitude = predict_tile_parts(load_ldse("ldse_default"), ts.tiles)
+    got = defocus_metrics(signed, ts.defocus_um, card["test"]["dof_um"])
+    for key in ("mae_le5", "sign_acc_ge1", "mae", "rmse"):
+        assert got[key] == pytest.approx(card["test"][key], abs=2e-3), key
+    mag = magnitude_metrics(magnitude, ts.defocus_um, card["test"]["dof_um"])
+    assert mag["mae_abs_le5"] == pytest.approx(card["test_magnitude"]["mae_abs_le5"], abs=2e-3)
+    # Better than the classical |z|-only baseline at telling how far out of focus.
+    assert mag["mae_abs_le5"] < 0.6 * card["baseline_abs_only"]["mae_abs_le5"]
 
 
 def test_committed_weights_meet_the_issue_quality_bar() -> None:

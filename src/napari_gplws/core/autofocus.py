@@ -60,6 +60,7 @@ from .stack import FocalStack, index_to_position
 
 __all__ = [
     "BLANK_DEVIATION",
+    "CONFIDENT_DIRECTION",
     "MIN_CONTENT",
     "TILE_PX",
     "AutofocusResult",
@@ -79,6 +80,11 @@ __all__ = [
 TILE_PX = 224
 #: Tiles with less than this fraction of non-background 4×4 blocks are rejected as blank.
 MIN_CONTENT = 0.2
+#: A region's direction (sign of defocus) counts as trustworthy from this confidence on
+#: (``|signed| / magnitude`` = ``|tanh(sign logit)|``). On the packaged weights' held-out
+#: test set the sign of such tiles is right far more often than overall (model card,
+#: ``test.sign_acc_confident_ge1`` against ``test.sign_acc_ge1``).
+CONFIDENT_DIRECTION = 0.5
 #: A block counts as content when it differs from the tile's median by more than this
 #: (full-scale units, i.e. 2 % of the dtype's range) and by more than 4 noise sigmas.
 BLANK_DEVIATION = 0.02
@@ -397,10 +403,29 @@ class AutofocusResult:
     def has_truth(self) -> bool:
         return self.true_um is not None
 
+    @property
+    def direction_confidence(self) -> np.ndarray | None:
+        """``(N, rows, cols)`` in [0, 1]: how sure the network is of each region's direction.
+
+        ``|predicted| / magnitude``: the signed output is ``magnitude · tanh(sign logit)``, so
+        this is ``|tanh|`` of the region's median tiles, 0 for a coin flip and 1 for
+        certainty. From :data:`CONFIDENT_DIRECTION` on, the direction is trustworthy (see
+        the model card); below it read only the magnitude. NaN where there is no estimate;
+        ``None`` when the magnitude is unknown.
+        """
+        if self.magnitude_um is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.abs(self.predicted_um) / self.magnitude_um
+        c = np.where(self.magnitude_um > 0, np.clip(c, 0.0, 1.0), 0.0)
+        return np.where(np.isfinite(self.predicted_um), c, np.nan)
+
     def table(self) -> list[dict[str, Any]]:
         """One row per (frame, region): frame, focus_um, row, col, predicted_um, spread_um,
-        n_tiles and, with a stack, true_um, error_um, best_focus_um (NaN -> ``None``)."""
+        n_tiles, direction_confidence and, with a stack, true_um, error_um, best_focus_um
+        (NaN -> ``None``)."""
         rows = []
+        conf = self.direction_confidence
         for f, k in enumerate(self.frames):
             for i in range(self.grid[0]):
                 for j in range(self.grid[1]):
@@ -414,6 +439,9 @@ class AutofocusResult:
                         "magnitude_um": None
                         if self.magnitude_um is None
                         else _num(self.magnitude_um[f, i, j]),
+                        "direction_confidence": None
+                        if conf is None
+                        else _num(conf[f, i, j]),
                         "n_tiles": int(self.n_tiles[f, i, j]),
                     }
                     if (
@@ -460,6 +488,8 @@ class AutofocusResult:
             "predicted_um": _nested(self.predicted_um),
             "spread_um": _nested(self.spread_um),
             "magnitude_um": _nested(self.magnitude_um),
+            "direction_confidence": _nested(self.direction_confidence),
+            "confident_direction_threshold": CONFIDENT_DIRECTION,
             "n_tiles": self.n_tiles.tolist(),
             "summary": self.summary(),
         }
@@ -490,8 +520,11 @@ class AutofocusResult:
     def format_table(self, frame: int | None = None, digits: int = 2) -> str:
         """Text grid of one analysed frame (default: the first), e.g. for the terminal.
 
-        Each cell reads ``predicted`` or ``predicted / true / error`` in µm, ``–`` for NaN.
+        Each cell reads ``predicted`` or ``predicted / true / error`` in µm, ``–`` for NaN;
+        a ``?`` after the prediction marks a direction the network is unsure of
+        (:attr:`direction_confidence` below :data:`CONFIDENT_DIRECTION`).
         """
+        conf = self.direction_confidence
         f = 0 if frame is None else int(np.flatnonzero(self.frames == frame)[0])
         head = f"frame {int(self.frames[f])}"
         if self.focus_um is not None:
@@ -500,17 +533,27 @@ class AutofocusResult:
             "predicted / true / error (µm)" if self.has_truth else "predicted defocus (µm)"
         )
         cells = []
+        any_unsure = False
         for i in range(self.grid[0]):
             row = []
             for j in range(self.grid[1]):
                 vals = [self.predicted_um[f, i, j]]
                 if self.true_um is not None and self.error_um is not None:
                     vals += [self.true_um[f, i, j], self.error_um[f, i, j]]
-                txt = " / ".join("–" if not np.isfinite(v) else f"{v:+.{digits}f}" for v in vals)
-                row.append(f"{txt} (n={int(self.n_tiles[f, i, j])})")
+                texts = ["–" if not np.isfinite(v) else f"{v:+.{digits}f}" for v in vals]
+                unsure = conf is not None and conf[f, i, j] < CONFIDENT_DIRECTION
+                if unsure:
+                    texts[0] += "?"
+                    any_unsure = True
+                row.append(f"{' / '.join(texts)} (n={int(self.n_tiles[f, i, j])})")
             cells.append(row)
         width = max(len(c) for r in cells for c in r)
         lines = [head] + [" | ".join(c.rjust(width) for c in r) for r in cells]
+        if any_unsure:
+            lines.append(
+                f"? = direction uncertain (confidence < {CONFIDENT_DIRECTION}): trust the size, "
+                "not the sign"
+            )
         return "\n".join(lines)
 
 

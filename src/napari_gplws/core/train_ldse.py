@@ -55,6 +55,7 @@ from .defocus_sim import (
     PSFBank,
     TileSet,
 )
+from .autofocus import CONFIDENT_DIRECTION
 from .focus_measures import focus_measure
 from .models.ldse import FORMAT as LDSE_FORMAT
 from .models.ldse import LDSEConfig, LDSENet, count_parameters, prepare_tiles, save_ldse
@@ -146,6 +147,8 @@ def defocus_metrics(
     dof_um: float,
     bin_um: float = 1.0,
     max_um: float = 10.0,
+    magnitude_um: np.ndarray | None = None,
+    confident: float = CONFIDENT_DIRECTION,
 ) -> dict[str, Any]:
     """Error statistics of signed defocus predictions (all in µm).
 
@@ -153,11 +156,21 @@ def defocus_metrics(
     ``mae_le5`` (MAE for ``|z| ≤ 5``); ``sign_acc_ge1`` (fraction of correct signs for
     ``|z| ≥ 1``); ``within_dof_half`` (fraction with error ≤ DOF/2) and ``per_bin``: MAE and
     count per 1 µm bin of the true defocus. NaN predictions are excluded and counted.
+
+    With the unsigned ``magnitude_um`` of the same tiles, also the direction confidence
+    ``|pred| / magnitude`` is judged: ``confident_fraction_ge1`` (share of ``|z| ≥ 1``
+    tiles with confidence ≥ ``confident``) and ``sign_acc_confident_ge1`` (their sign
+    accuracy).
     """
     p = np.asarray(pred_um, np.float64).ravel()
     t = np.asarray(true_um, np.float64).ravel()
     ok = np.isfinite(p)
     n_nan = int((~ok).sum())
+    conf = None
+    if magnitude_um is not None:
+        mag = np.asarray(magnitude_um, np.float64).ravel()[ok]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf = np.where(mag > 0, np.abs(p[ok]) / mag, 0.0)
     p, t = p[ok], t[ok]
     e = np.abs(p - t)
     le5 = np.abs(t) <= 5.0
@@ -174,7 +187,18 @@ def defocus_metrics(
                 "bias": float((p[m] - t[m]).mean()) if m.any() else None,
             }
         )
+    extra: dict[str, Any] = {}
+    if conf is not None:
+        sure = ge1 & (conf >= confident)
+        extra = {
+            "confident_threshold": float(confident),
+            "confident_fraction_ge1": float(sure.sum() / max(ge1.sum(), 1)),
+            "sign_acc_confident_ge1": (
+                float((np.sign(p[sure]) == np.sign(t[sure])).mean()) if sure.any() else None
+            ),
+        }
     return {
+        **extra,
         "n": len(t),
         "n_nan": n_nan,
         "mae": float(e.mean()),
@@ -363,11 +387,18 @@ def bar_status(net: dict[str, Any], magnitude: dict[str, float], base: dict[str,
         f"magnitude output, any direction): MAE {magnitude['mae_abs_le5']:.2f} µm for |z| <= 5, "
         f"against {base['mae_abs_le5']:.2f} µm for the classical focus-measure baseline. "
         + (
+            f"Where the network is confident of the direction (confidence >= "
+            f"{net['confident_threshold']}, {net['confident_fraction_ge1']:.0%} of the tiles with "
+            f"|z| >= 1) the sign is right {net['sign_acc_confident_ge1']:.0%} of the time. "
+            if net.get("sign_acc_confident_ge1") is not None
+            else ""
+        )
+        + (
             ""
             if sign >= BAR_SIGN_ACC_GE1
-            else "The direction is right more often than a coin flip but not reliably: read the "
-            "sign of one tile as a hint, the median of a region's tiles as a better one, and "
-            "the magnitude as the trustworthy number (docs/autofocus.md, 'How far to trust the sign')."
+            else "Elsewhere the direction is a hint, not a measurement: trust the magnitude, and "
+            "the sign only where the confidence is high (marked in the CLI table and the "
+            "focal-error map; docs/autofocus.md, 'How far to trust the sign')."
         )
     )
 
@@ -396,7 +427,7 @@ def evaluate_held_out(
         optics, n_fields, per_field, tile_px, n_configs=n_configs, step_um=step_um, size_px=size_px
     )
     pred, mag = predict_tile_parts(model, test.tiles, device=device)
-    net_m = defocus_metrics(pred, test.defocus_um, dof)
+    net_m = defocus_metrics(pred, test.defocus_um, dof, magnitude_um=mag)
     mag_m = magnitude_metrics(mag, test.defocus_um, dof)
     base = fit_abs_baseline(calibration.tiles, calibration.defocus_um)
     base_m: dict[str, Any] = {
@@ -409,8 +440,14 @@ def evaluate_held_out(
         out = {}
         for name in np.unique(groups):
             m = groups == name
-            mm = defocus_metrics(pred[m], test.defocus_um[m], dof)
-            out[str(name)] = {k: mm[k] for k in ("n", "mae", "mae_le5", "sign_acc_ge1")}
+            mm = defocus_metrics(pred[m], test.defocus_um[m], dof, magnitude_um=mag[m])
+            out[str(name)] = {
+                k: mm[k]
+                for k in (
+                    "n", "mae", "mae_le5", "sign_acc_ge1", "confident_fraction_ge1",
+                    "sign_acc_confident_ge1",
+                )
+            }
             out[str(name)]["mae_abs_le5"] = magnitude_metrics(mag[m], test.defocus_um[m], dof)[
                 "mae_abs_le5"
             ]
@@ -466,7 +503,7 @@ def region_test(
     sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0)
     rng = np.random.default_rng(REGION_TEST_SEED)
     k = tiles_per_side
-    preds, truth = [], []
+    preds, mags, truth = [], [], []
     for _ in range(n_fields):
         dz = sim.draw_defocus(rng, defocus_per_field)
         frames, _, _ = sim.render_field(rng, dz, tile_px=k * tile_px)
@@ -474,10 +511,16 @@ def region_test(
         tiles = np.moveaxis(tiles, 3, 2).reshape(
             len(dz) * k * k, tile_px, tile_px, *frames.shape[3:]
         )
-        p = predict_tiles(model, tiles, device=device).reshape(len(dz), k * k)
-        preds.append(np.median(p, axis=1))
+        p, mg = predict_tile_parts(model, tiles, device=device)
+        preds.append(np.median(p.reshape(len(dz), k * k), axis=1))
+        mags.append(np.median(mg.reshape(len(dz), k * k), axis=1))
         truth.append(dz)
-    m = defocus_metrics(np.concatenate(preds), np.concatenate(truth), depth_of_field_um(optics))
+    m = defocus_metrics(
+        np.concatenate(preds),
+        np.concatenate(truth),
+        depth_of_field_um(optics),
+        magnitude_um=np.concatenate(mags),
+    )
     m.pop("per_bin")
     return {**m, "tiles_per_region": k * k, "region_um": k * tile_px * optics.pixel_size_um}
 

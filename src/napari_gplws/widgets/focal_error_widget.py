@@ -142,11 +142,18 @@ def _signed(value: float) -> str:
 
 
 def region_text(
-    predicted: float, true: float | None = None, error: float | None = None, has_truth: bool = False
+    predicted: float,
+    true: float | None = None,
+    error: float | None = None,
+    has_truth: bool = False,
+    direction_sure: bool = True,
 ) -> str:
-    """The text written in one region: ``"+2.31 µm"`` or ``"no estimate"``; with truth, three
-    lines ``pred …``, ``true …``, ``error …`` (``–`` where a value is missing)."""
+    """The text written in one region: ``"+2.31 µm"`` or ``"no estimate"``, with a ``?``
+    after the value when the network is unsure of the direction; with truth, three lines
+    ``pred …``, ``true …``, ``error …`` (``–`` where a value is missing)."""
     pred = _signed(predicted) if np.isfinite(predicted) else "no estimate"
+    if np.isfinite(predicted) and not direction_sure:
+        pred += " ?"
     if not has_truth:
         return pred
     lines = [pred if not np.isfinite(predicted) else f"pred {pred}"]
@@ -302,7 +309,10 @@ def defocus_products(
             full = np.full((n_frames, rows, cols), np.nan, np.float32)
             full[np.asarray(result.frames, int)] = values
             grids[key] = full
+    from ..core.autofocus import CONFIDENT_DIRECTION
+
     points, texts = [], []
+    confidence = result.direction_confidence
     for f, k in enumerate(result.frames):
         for i in range(rows):
             for j in range(cols):
@@ -310,8 +320,9 @@ def defocus_products(
                 if has_truth:
                     true = float(result.true_um[f, i, j])  # type: ignore[index]
                     error = float(result.error_um[f, i, j])  # type: ignore[index]
+                sure = confidence is None or not (confidence[f, i, j] < CONFIDENT_DIRECTION)
                 texts.append(
-                    region_text(float(result.predicted_um[f, i, j]), true, error, has_truth)
+                    region_text(float(result.predicted_um[f, i, j]), true, error, has_truth, sure)
                 )
                 points.append((i, j) if n_frames is None else (int(k), i, j))
     scale, translate = grid_geometry(shape_yx, (rows, cols), scale_yx, translate_yx)

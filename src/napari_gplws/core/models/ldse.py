@@ -325,6 +325,11 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
             f"| MAE, \\|z\\| ≤ 5 µm | {_fmt(net.get('mae_le5'))} | {_fmt(base.get('mae_abs_le5'))} (of \\|z\\|) |",
             f"| MAE of \\|z\\|, \\|z\\| ≤ 5 µm | {_fmt(net.get('mae_abs_le5'))} | {_fmt(base.get('mae_abs_le5'))} |",
             f"| sign accuracy, \\|z\\| ≥ 1 µm | {_fmt(net.get('sign_acc_ge1'))} | 0.5 (no sign) |",
+            (
+                f"| sign accuracy where the direction is confident (≥ {net.get('confident_threshold', 0.5)}), "
+                f"\\|z\\| ≥ 1 µm | {_fmt(net.get('sign_acc_confident_ge1'))} "
+                f"({_fmt(net.get('confident_fraction_ge1'), 2)} of the tiles) | – |"
+            ),
             f"| MAE, all (±10 µm) | {_fmt(net.get('mae'))} | {_fmt(base.get('mae_abs'))} (of \\|z\\|) |",
             f"| RMSE | {_fmt(net.get('rmse'))} | – |",
             f"| median absolute error | {_fmt(net.get('median'))} | {_fmt(base.get('median_abs'))} (of \\|z\\|) |",
@@ -369,10 +374,12 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
             f"square), {reg['n']} regions of held-out specimens and aberrations, defocus uniform "
             "in ±10 µm:",
             "",
-            "| MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | MAE, all | median | "
-            "P90 | within DOF/2 |",
-            "|---|---|---|---|---|---|",
-            f"| {_fmt(reg.get('mae_le5'))} | {_fmt(reg.get('sign_acc_ge1'))} | {_fmt(reg.get('mae'))} | "
+            "| MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | sign where confident "
+            "(share) | MAE, all | median | P90 | within DOF/2 |",
+            "|---|---|---|---|---|---|---|",
+            f"| {_fmt(reg.get('mae_le5'))} | {_fmt(reg.get('sign_acc_ge1'))} | "
+            f"{_fmt(reg.get('sign_acc_confident_ge1'))} ({_fmt(reg.get('confident_fraction_ge1'), 2)}) | "
+            f"{_fmt(reg.get('mae'))} | "
             f"{_fmt(reg.get('median'))} | {_fmt(reg.get('p90'))} | {_fmt(reg.get('within_dof_half'))} |",
         ]
     if card.get("status"):
@@ -389,13 +396,15 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
             "",
             f"### {title}",
             "",
-            f"| {label} | n | MAE | MAE \\|z\\| ≤ 5 | MAE of \\|z\\|, \\|z\\| ≤ 5 | sign accuracy \\|z\\| ≥ 1 |",
-            "|---|---|---|---|---|---|",
+            f"| {label} | n | MAE | MAE \\|z\\| ≤ 5 | MAE of \\|z\\|, \\|z\\| ≤ 5 | "
+            "sign accuracy \\|z\\| ≥ 1 | sign where confident (share) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for k, v in rows.items():
             lines.append(
                 f"| {k} | {v['n']} | {_fmt(v['mae'])} | {_fmt(v['mae_le5'])} | "
-                f"{_fmt(v.get('mae_abs_le5'))} | {_fmt(v['sign_acc_ge1'])} |"
+                f"{_fmt(v.get('mae_abs_le5'))} | {_fmt(v['sign_acc_ge1'])} | "
+                f"{_fmt(v.get('sign_acc_confident_ge1'))} ({_fmt(v.get('confident_fraction_ge1'), 2)}) |"
             )
     return "\n".join(lines) + "\n"
 
