@@ -147,7 +147,8 @@ def test_reconstruct_with_the_network_is_the_default_and_beats_sml_on_the_sample
 def test_bench_prints_a_table_with_throughput_and_ratio(capsys):
     from napari_gplws.bench import run_bench
 
-    text = run_bench(sizes=[(4, 64, 64)], methods=["sml", "gplws"], repeats=1, device="cpu", echo=lambda _l: None)
+    text = run_bench(sizes=[(4, 64, 64)], methods=["sml", "gplws"], repeats=1, device="cpu",
+                     echo=lambda _l: None, autofocus=False)
     rows = [ln for ln in text.splitlines() if ln.startswith(("| sml", "| gplws"))]
     assert len(rows) == 2, text
     cells = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[1:-1]] for r in rows}
@@ -156,6 +157,21 @@ def test_bench_prints_a_table_with_throughput_and_ratio(capsys):
     median, per_s = float(cells["gplws"][2]), float(cells["gplws"][4])
     assert per_s == pytest.approx(1.0 / median, rel=0.02)
     assert cells["gplws"][8] == "cpu"
+    assert "LDSE-NET" not in text
+
+
+def test_bench_times_the_autofocus_network_against_the_classical_measure():
+    from napari_gplws.bench import autofocus_table
+
+    text = autofocus_table(device="cpu", repeats=1, echo=lambda _l: None)
+    head, _, row = text.strip().splitlines()
+    assert "2592x1944, 108 tiles" in head
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[0] == "LDSE-NET" and cells[2] == "≤ 10" and cells[4] == "≤ 1.5"
+    ms, full, classical, ratio = float(cells[1]), float(cells[3]), float(cells[5]), float(cells[6])
+    assert ms > 0 and full > 0 and classical > 0
+    assert ratio == pytest.approx(ms / classical, rel=0.02)
+    assert cells[8] == "cpu"
 
 
 # --- out of core: zarr inputs and --out-of-core ---------------------------------------------

@@ -119,11 +119,13 @@ def run_bench(
     precision: str = "auto",
     compile: bool = False,
     tta: int | None = None,
+    autofocus: bool = True,
 ) -> str:
     """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table.
 
     ``device``, ``precision``, ``compile`` and ``tta`` apply to the network; the classical baseline
-    always runs on the CPU. The ``stacks/s`` column is ``1 / median``.
+    always runs on the CPU. The ``stacks/s`` column is ``1 / median``. With ``autofocus`` a
+    second table gives LDSE-NET's speed (:func:`autofocus_table`).
     """
     sizes = list(sizes or DEFAULT_SIZES)
     methods = list(methods or available_methods())
@@ -165,4 +167,38 @@ def run_bench(
                 )
             lines.append(line)
             echo(line)
+    text = "\n".join(lines) + "\n"
+    if autofocus:
+        echo("")
+        text += "\n" + autofocus_table(device=device, repeats=repeats, echo=echo)
+    return text
+
+
+#: Issue 4's speed targets on a CPU.
+AUTOFOCUS_TARGETS = {"ms_per_tile": 10.0, "full_map_s": 1.5}
+
+
+def autofocus_table(
+    device: str = "cpu", repeats: int = 3, echo: Callable[[str], None] = print
+) -> str:
+    """LDSE-NET speed (:func:`.core.autofocus.benchmark`, in this process) as a Markdown table:
+    ms per 224×224 tile at batch 64, seconds for the 3×3 map of a 2592×1944 frame, and the
+    ratio to the classical |z|-only focus measure on the same tiles."""
+    from .core.autofocus import benchmark
+
+    r = benchmark(device=device, repeats=repeats)
+    ms, full, base = r["ms_per_tile_batch64"], r["full_map_s"], r["classical_ms_per_tile"]
+    header = (
+        "| autofocus | ms per 224×224 tile (batch 64) | target | s per 3×3 map "
+        f"({r['frame']}, {r['tiles']} tiles) | target | classical \\|z\\| ms per tile | × classical "
+        "| threads | device |"
+    )
+    row = (
+        f"| LDSE-NET | {ms:.2f} | ≤ {AUTOFOCUS_TARGETS['ms_per_tile']:g} | {full:.3f} | "
+        f"≤ {AUTOFOCUS_TARGETS['full_map_s']:g} | {base:.2f} | {ms / base:.2f} | {r['threads']} | "
+        f"{r['device']} |"
+    )
+    lines = [header, "|---|---:|---|---:|---|---:|---:|---:|---|", row]
+    for ln in lines:
+        echo(ln)
     return "\n".join(lines) + "\n"

@@ -373,7 +373,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     methods = args.methods.split(",") if args.methods else None
     text = run_bench(sizes=sizes, methods=methods, repeats=args.repeats, device=args.device, echo=print,
-                     precision=args.precision, compile=args.compile, tta=args.tta)
+                     precision=args.precision, compile=args.compile, tta=args.tta,
+                     autofocus=not args.no_autofocus)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
         print(f"wrote {args.markdown}")
@@ -485,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Median seconds and peak memory (RSS, each case in its own process) per method on "
             "stacks of 20×256×256, 10×600×800, 15×540×960 and 30×2048×2048 (uint8), with the "
-            "thread count and the ratio to the default classical engine in the same run."
+            "thread count and the ratio to the default classical engine in the same run; then "
+            "LDSE-NET's autofocus speed (ms per tile, s per 3×3 map of a 2592×1944 frame)."
         ),
     )
     p.add_argument("--sizes", help="comma-separated NxHxW, e.g. 20x256x256,10x600x800")
@@ -494,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps for the network (classical runs on the CPU)")
     add_gpu_options(p)
     p.add_argument("--markdown", metavar="PATH", help="also write the table to a Markdown file")
+    p.add_argument(
+        "--no-autofocus", action="store_true",
+        help="skip the LDSE-NET table (ms per 224×224 tile, s per 3×3 map of a 2592×1944 frame)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
