@@ -873,7 +873,9 @@ def plot_heatmap(
     """Write a PNG of the region grids of one analysed frame, values written in the cells.
 
     Panels: predicted defocus, and with a stack the true defocus and the focal error
-    (µm; diverging colour map centred on 0; empty cells = no estimate). When ``image``
+    (µm; diverging colour map centred on 0; empty cells = no estimate; ``?`` after a
+    prediction whose direction is uncertain, see :attr:`AutofocusResult.direction_confidence`).
+    When ``image``
     (that frame) is given, it is drawn in gray under the predicted panel.
     """
     try:
@@ -890,6 +892,7 @@ def plot_heatmap(
         panels += [("true", result.true_um[f]), ("error = predicted − true", result.error_um[f])]
     finite = np.concatenate([np.abs(p[np.isfinite(p)]).ravel() for _, p in panels] + [np.zeros(1)])
     vmax = vmax_um or max(float(finite.max()), 0.5)
+    conf = result.direction_confidence
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
     h, w = result.shape_yx
     for ax, (title, grid_vals) in zip(axes[0], panels):
@@ -915,6 +918,8 @@ def plot_heatmap(
                 v = grid_vals[i, j]
                 txt = "–" if not np.isfinite(v) else f"{v:+.2f}"
                 if title == "predicted":
+                    if np.isfinite(v) and conf is not None and conf[f, i, j] < CONFIDENT_DIRECTION:
+                        txt += "?"
                     txt += f"\nn={int(result.n_tiles[f, i, j])}"
                 ax.text(
                     (j + 0.5) * w / gx,
@@ -933,6 +938,8 @@ def plot_heatmap(
     head = f"frame {int(result.frames[f])}"
     if result.focus_um is not None:
         head += f" at {result.focus_um[f]:g} µm"
+    if conf is not None and np.any(conf[f] < CONFIDENT_DIRECTION):
+        head += "; ? = direction uncertain"
     fig.suptitle(f"Autofocus {result.grid[0]}×{result.grid[1]}: {head}")
     path = Path(path)
     fig.savefig(path, dpi=110)
