@@ -201,7 +201,9 @@ def tilted_specimen_stack() -> tuple[np.ndarray, np.ndarray]:
 
     focus = np.arange(0.0, 4.01, 0.5)
     best = 2.0 + 0.6 * (np.arange(3)[None, :] - 1) + 0.3 * (np.arange(3)[:, None] - 1)
-    bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=0.25, size_px=33)
+    # The training simulator's PSF size (a smaller PSF would cut off the blur). No phase: a
+    # phase object's focus curve can dip at focus, which would blur the "true" values.
+    bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=0.25, size_px=113)
     sim = DefocusSimulator(
         bank, ("he_tissue",), p_jpeg=0.0, p_partial=0.0, p_phase=0.0, defocus_max_um=4.0
     )

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train the packaged LDSE-NET weights (src/napari_gplws/weights/ldse_default.*).
 #
-# Exact command used for the committed weights:
-#   MAX_MINUTES=55 nohup scripts/train_ldse.sh > runs/ldse_train.log 2>&1 &
+# Exact commands used for the committed weights (session 3, 2 threads, idle 2-core CPU):
+#   MAX_MINUTES=60 nohup scripts/train_ldse.sh > runs/ldse_train.log 2>&1 &
+#   MAX_MINUTES=100 nohup scripts/train_ldse.sh --resume >> runs/ldse_train.log 2>&1 &
 # (session 3: network with the radial-spectrum branch, 24 aberrations, loss weights that
 # let the sign's cross-entropy count: MSE terms are in µm², the cross-entropy ~0.7.)
 # Resume an interrupted run (the schedule follows the saved wall time):

@@ -306,7 +306,7 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
     from .registry import card_markdown
 
     lines = [card_markdown(card).rstrip(), ""]
-    for key in ("sign_convention", "other_optics"):
+    for key in ("run_history", "sign_convention", "other_optics"):
         if key in card:
             lines.append(f"- **{key}**: {card[key]}")
     if "optics" in card:
