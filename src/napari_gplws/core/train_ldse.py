@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .autofocus import CONFIDENT_DIRECTION
 from .defocus_sim import (
     PHASE_RAD,
     TEST_SPECIMENS,
@@ -55,7 +56,6 @@ from .defocus_sim import (
     PSFBank,
     TileSet,
 )
-from .autofocus import CONFIDENT_DIRECTION
 from .focus_measures import focus_measure
 from .models.ldse import FORMAT as LDSE_FORMAT
 from .models.ldse import LDSEConfig, LDSENet, count_parameters, prepare_tiles, save_ldse
@@ -66,9 +66,9 @@ __all__ = [
     "LDSETrainConfig",
     "build_parser",
     "defocus_metrics",
+    "evaluate_held_out",
     "fit_abs_baseline",
     "ldse_loss",
-    "evaluate_held_out",
     "magnitude_metrics",
     "predict_tile_parts",
     "predict_tiles",

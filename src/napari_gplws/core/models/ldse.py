@@ -370,17 +370,24 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
             "",
             "### Regions (what a focal-error map shows)",
             "",
-            f"Median of {reg['tiles_per_region']} tiles per region ({reg['region_um']:.0f} µm "
-            f"square), {reg['n']} regions of held-out specimens and aberrations, defocus uniform "
-            "in ±10 µm:",
+            (
+                f"Median of {reg['tiles_per_region']} tiles per region ({reg['region_um']:.0f} µm "
+                f"square), {reg['n']} regions of held-out specimens and aberrations, defocus "
+                "uniform in ±10 µm:"
+            ),
             "",
-            "| MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | sign where confident "
-            "(share) | MAE, all | median | P90 | within DOF/2 |",
+            (
+                "| MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | sign where confident "
+                "(share) | MAE, all | median | P90 | within DOF/2 |"
+            ),
             "|---|---|---|---|---|---|---|",
-            f"| {_fmt(reg.get('mae_le5'))} | {_fmt(reg.get('sign_acc_ge1'))} | "
-            f"{_fmt(reg.get('sign_acc_confident_ge1'))} ({_fmt(reg.get('confident_fraction_ge1'), 2)}) | "
-            f"{_fmt(reg.get('mae'))} | "
-            f"{_fmt(reg.get('median'))} | {_fmt(reg.get('p90'))} | {_fmt(reg.get('within_dof_half'))} |",
+            (
+                f"| {_fmt(reg.get('mae_le5'))} | {_fmt(reg.get('sign_acc_ge1'))} | "
+                f"{_fmt(reg.get('sign_acc_confident_ge1'))} "
+                f"({_fmt(reg.get('confident_fraction_ge1'), 2)}) | {_fmt(reg.get('mae'))} | "
+                f"{_fmt(reg.get('median'))} | {_fmt(reg.get('p90'))} | "
+                f"{_fmt(reg.get('within_dof_half'))} |"
+            ),
         ]
     if card.get("status"):
         lines += ["", "## Status", "", str(card["status"])]
@@ -396,8 +403,10 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
             "",
             f"### {title}",
             "",
-            f"| {label} | n | MAE | MAE \\|z\\| ≤ 5 | MAE of \\|z\\|, \\|z\\| ≤ 5 | "
-            "sign accuracy \\|z\\| ≥ 1 | sign where confident (share) |",
+            (
+                f"| {label} | n | MAE | MAE \\|z\\| ≤ 5 | MAE of \\|z\\|, \\|z\\| ≤ 5 | "
+                "sign accuracy \\|z\\| ≥ 1 | sign where confident (share) |"
+            ),
             "|---|---|---|---|---|---|---|",
         ]
         for k, v in rows.items():
