@@ -423,9 +423,11 @@ def evaluate_held_out(
     ``baseline_abs_only``, ``per_specimen``, ``per_aberration`` and ``status`` entries.
     """
     dof = depth_of_field_um(optics)
-    test = test_set(
-        optics, n_fields, per_field, tile_px, n_configs=n_configs, step_um=step_um, size_px=size_px
+    # One held-out bank for the tile test and the region test (building it is the slow part).
+    bank = PSFBank(
+        optics, n_configs=n_configs, seed=TEST_BANK_SEED, step_um=step_um, size_px=size_px
     )
+    test = test_set(optics, n_fields, per_field, tile_px, bank=bank)
     pred, mag = predict_tile_parts(model, test.tiles, device=device)
     net_m = defocus_metrics(pred, test.defocus_um, dof, magnitude_um=mag)
     mag_m = magnitude_metrics(mag, test.defocus_um, dof)
@@ -455,14 +457,7 @@ def evaluate_held_out(
 
     brightfield = np.array([not str(n).startswith("fluo") for n in test.specimen])
     regions = region_test(
-        model,
-        optics,
-        n_fields=max(2, n_fields // 2),
-        tile_px=tile_px,
-        n_configs=n_configs,
-        step_um=step_um,
-        size_px=size_px,
-        device=device,
+        model, optics, n_fields=max(2, n_fields // 2), tile_px=tile_px, bank=bank, device=device
     )
     return {
         "test": net_m,
@@ -487,6 +482,7 @@ def region_test(
     n_configs: int = 4,
     step_um: float = 0.25,
     size_px: int = 113,
+    bank: PSFBank | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """What a user sees in a focal-error map: the median over the tiles of one region.
@@ -497,7 +493,7 @@ def region_test(
     as :func:`.autofocus.autofocus` does. Returns :func:`defocus_metrics` of the regions
     (without the per-bin table) and the number of tiles per region.
     """
-    bank = PSFBank(
+    bank = bank or PSFBank(
         optics, n_configs=n_configs, seed=TEST_BANK_SEED, step_um=step_um, size_px=size_px
     )
     sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0)
