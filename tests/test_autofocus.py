@@ -283,5 +283,92 @@ def test_cli_end_to_end(
     assert any(p.name.startswith("backup-") for p in out.iterdir())
 
 
+def test_cli_combines_two_frames(
+    region_stack: FocalStack, tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack_path = tmp_path / "pair.npy"
+    np.save(stack_path, region_stack.frames[[0, 4]])
+    out = tmp_path / "out"
+    argv = [str(stack_path), "--focus-positions", "0,4", "-o", str(out), "--combine-frames"]
+    args = _parse(argv + ["--weights", str(tiny_weights), "--device", "cpu", "-q"])
+    assert args.combine_frames
+    assert cli_autofocus(args) == 0
+    assert "direction from all 2 frames" in capsys.readouterr().out
+    d = json.loads((out / "autofocus.json").read_text(encoding="utf-8"))
+    pred = np.array(d["predicted_um"], dtype=float)
+    best = np.array(d["fitted_best_focus_um"], dtype=float)
+    # Whatever the (untrained) network says, the two frames share one fitted focus.
+    np.testing.assert_allclose(pred[0] - pred[1], -4.0, atol=1e-6)
+    np.testing.assert_allclose(pred[0], 0.0 - best, atol=1e-6)
+    rows = (out / "autofocus.csv").read_text(encoding="utf-8").splitlines()
+    assert "single_frame_um" in rows[0] and "fitted_best_focus_um" in rows[0]
+    with pytest.raises(StackError, match="no focus positions"):
+        cli_autofocus(
+            _parse([str(stack_path), "--combine-frames", "--weights", str(tiny_weights), "-q"])
+        )
+
+
 def test_result_type_is_exported() -> None:
     assert AutofocusResult.__dataclass_fields__["predicted_um"]
+
+
+def test_combined_frames_take_the_direction_from_the_focus_positions(
+    region_stack: FocalStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A stand-in network that knows how far each region is but not the direction (or gets
+    it wrong): combining two frames 2 µm apart must still give every region's signed
+    defocus and best focus, though neither frame brackets the focus."""
+    import napari_gplws.core.autofocus as af
+
+    two = FocalStack(region_stack.frames[[0, 2]], focus_um=FOCUS_UM[[0, 2]], source="two")
+    region = tile_origins(two.frames.shape[1:3], 224, 224) // 224
+    true = two.focus_um[:, None, None] - BEST_UM[None]
+    state = {"frame": 0, "sign": 0.0}
+
+    def fake_predict(tiles, **kw):
+        z = true[state["frame"] % 2, region[:, 0], region[:, 1]].astype(np.float32)
+        state["frame"] += 1
+        return state["sign"] * np.abs(z) * np.sign(z), np.abs(z)
+
+    monkeypatch.setattr(af, "predict_defocus", fake_predict)
+    single = autofocus(two, device="cpu")
+    res = autofocus(two, device="cpu", combine_frames=True)
+    assert np.isnan(single.true_um).all()  # two frames cannot bracket a focus curve's peak
+    assert res.combined and not single.combined
+    np.testing.assert_allclose(res.fitted_best_focus_um, BEST_UM, atol=1e-5)
+    np.testing.assert_allclose(res.predicted_um, true, atol=1e-5)
+    np.testing.assert_allclose(res.single_frame_um, single.predicted_um)
+    far = np.abs(true) >= 1.5
+    assert (res.direction_confidence[far] > 0.5).all()  # a 2 µm step settles these
+    assert "direction from all 2 frames" in res.format_table(0)
+    rows = res.table()
+    assert rows[0]["fitted_best_focus_um"] == pytest.approx(BEST_UM[0, 0], abs=1e-5)
+    d = json.loads(res.to_json(tmp_path / "c.json").read_text(encoding="utf-8"))
+    assert d["combined_frames"] is True and len(d["single_frame_um"]) == 2
+
+    # A network whose every frame points the wrong way, 30 % sure: the geometry wins.
+    state["sign"] = -0.3
+    wrong = autofocus(two, device="cpu")
+    assert (np.sign(wrong.predicted_um) == -np.sign(true)).all()
+    fixed = autofocus(two, device="cpu", combine_frames=True)
+    sure = np.abs(true) >= 1.0
+    assert (np.sign(fixed.predicted_um[sure]) == np.sign(true[sure])).all()
+    np.testing.assert_allclose(fixed.fitted_best_focus_um, BEST_UM, atol=0.45)
+
+
+@pytest.mark.parametrize(
+    "kwargs, why",
+    [
+        ({"frame": 1}, "only frame 1 was chosen"),
+        ({"focus_positions": None}, "no focus positions"),
+    ],
+)
+def test_combining_frames_refuses_what_it_cannot_combine(
+    region_stack: FocalStack, tiny_weights: Path, kwargs: dict, why: str
+) -> None:
+    data = region_stack if kwargs.get("focus_positions", 0) is not None else region_stack.frames
+    kwargs = {k: v for k, v in kwargs.items() if k != "focus_positions"}
+    with pytest.raises(StackError, match=why):
+        autofocus(data, weights=tiny_weights, combine_frames=True, **kwargs)
+    with pytest.raises(StackError, match="the input is one image"):
+        autofocus(region_stack.frames[0], weights=tiny_weights, combine_frames=True)

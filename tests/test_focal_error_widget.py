@@ -326,6 +326,45 @@ def test_current_frame_follows_the_z_slider(viewer, qtbot):
     np.testing.assert_allclose(w.result.autofocus.true_um[0], 3.0 - BEST_UM, atol=0.35)
 
 
+def test_two_frames_combined_take_the_direction_from_their_positions(viewer, qtbot, monkeypatch):
+    """Two frames 4 µm apart, both below focus. A stand-in network knows how far each
+    region is but points the wrong way; 'direction from their positions' must still show
+    the right signed defocus, and say where the direction came from."""
+    import napari_gplws.core.autofocus as af
+
+    frames, _ = focus_stack(n_frames=2)
+    focus = np.array([0.0, 4.0])
+    best = 7.0  # 7 and 3 µm from focus: both frames on the same side
+    add_stack(viewer, frames, focus, name="pair")
+    calls = {"n": 0}
+
+    def fake_predict(tiles, **kw):
+        z = focus[calls["n"] % 2] - best
+        calls["n"] += 1
+        mag = np.full(len(tiles), abs(z), np.float32)
+        return -0.4 * np.sign(z) * mag, mag
+
+    monkeypatch.setattr(af, "predict_defocus", fake_predict)
+    w = open_dock(viewer)
+    w.frames_combo.setCurrentIndex(w.frames_combo.findData("combined"))
+    run(w, qtbot)
+    res = w.result.autofocus
+    assert res.combined and w.result.metadata["combined_frames"] is True
+    np.testing.assert_allclose(
+        res.predicted_um, (focus - best)[:, None, None] * np.ones((1, 3, 3)), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        res.single_frame_um, 0.4 * (best - focus)[:, None, None] * np.ones((1, 3, 3)), atol=1e-4
+    )
+    shown = texts(viewer.layers["pair defocus values"])
+    assert shown[0].startswith("pred -7.00 µm") and " ?" not in shown[0]
+
+    # Without focus positions there is nothing to combine: a message, not a crash.
+    w.focus_mode.setCurrentIndex(w.focus_mode.findData("unknown"))
+    w.run_button.click()
+    assert any("needs their focus positions" in m for m in errors_shown())
+
+
 def test_cancel_midway_leaves_no_layers(viewer, qtbot):
     frames, focus = focus_stack(n_frames=40)
     add_stack(viewer, frames, focus)

@@ -213,7 +213,10 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
     assert set(card["per_modality"]) <= {"brightfield", "fluorescence"}
     assert sum(v["n"] for v in card["per_aberration"].values()) == card["test"]["n"]
     assert card["regions"]["tiles_per_region"] == 4 and card["regions"]["n"] == 8  # 2 fields × 4 z
-    assert "### Per modality" in (tmp_path / "w.md").read_text(encoding="utf-8")
+    assert [p["step_um"] for p in card["pairs"]] == [2.0, 4.0]
+    assert all(p["n"] == 2 * 8 for p in card["pairs"])  # 2 fields × 8 pairs
+    md = (tmp_path / "w.md").read_text(encoding="utf-8")
+    assert "### Per modality" in md and "### Two frames a known step apart" in md
     # Re-evaluating the written weights reproduces the card's figures.
     from napari_gplws.core.train_ldse import reevaluate_card
 
@@ -221,6 +224,7 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
     assert again["command"] == "pytest" and again["steps"] == 3
     for key in ("mae_le5", "sign_acc_ge1", "rmse"):
         assert again["test"][key] == pytest.approx(card["test"][key], abs=1e-5)
+    assert again["pairs"][-1]["mae_le5"] == pytest.approx(card["pairs"][-1]["mae_le5"], abs=1e-5)
     assert again["baseline_abs_only"]["mae_abs_le5"] == pytest.approx(
         card["baseline_abs_only"]["mae_abs_le5"], abs=1e-6
     )
@@ -331,27 +335,30 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
     give the card's figures (this also catches a simulator change that silently moves the
     test set away from what the card describes)."""
     card = _packaged_card()
+    from napari_gplws.core.defocus_sim import PSFBank
     from napari_gplws.core.models.ldse import load_ldse
     from napari_gplws.core.psf import Optics
     from napari_gplws.core.train_ldse import (
+        TEST_BANK_SEED,
         defocus_metrics,
         magnitude_metrics,
+        pair_test,
         predict_tile_parts,
         test_set,
     )
 
     tc = card["train_config"]
     optics = Optics.from_dict(card["optics"])
-    ts = test_set(
+    bank = PSFBank(
         optics,
-        tc["n_test_fields"],
-        tc["test_per_field"],
-        tc["full_px"],
         n_configs=tc["n_test_aberrations"],
+        seed=TEST_BANK_SEED,
         step_um=tc["psf_step_um"],
         size_px=tc["psf_size_px"],
     )
-    signed, magnitude = predict_tile_parts(load_ldse("ldse_default"), ts.tiles)
+    ts = test_set(optics, tc["n_test_fields"], tc["test_per_field"], tc["full_px"], bank=bank)
+    model = load_ldse("ldse_default")
+    signed, magnitude = predict_tile_parts(model, ts.tiles)
     got = defocus_metrics(signed, ts.defocus_um, card["test"]["dof_um"])
     for key in ("mae_le5", "sign_acc_ge1", "mae", "rmse"):
         assert got[key] == pytest.approx(card["test"][key], abs=2e-3), key
@@ -359,6 +366,15 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
     assert mag["mae_abs_le5"] == pytest.approx(card["test_magnitude"]["mae_abs_le5"], abs=2e-3)
     # Better than the classical |z|-only baseline at telling how far out of focus.
     assert mag["mae_abs_le5"] < 0.6 * card["baseline_abs_only"]["mae_abs_le5"]
+    # Two frames 4 µm apart: the card's figures, and a direction far better than one frame's.
+    stated = card["pairs"][-1]
+    pairs = pair_test(
+        model, optics, n_fields=tc["n_test_fields"], tile_px=tc["full_px"], bank=bank,
+        step_um=stated["step_um"],
+    )  # fmt: skip
+    for key in ("mae_le5", "sign_acc_ge1"):
+        assert pairs[key] == pytest.approx(stated[key], abs=2e-3), key
+    assert pairs["sign_acc_ge1"] >= 0.9 > card["test"]["sign_acc_ge1"]
 
 
 def test_committed_weights_meet_the_issue_quality_bar() -> None:

@@ -374,6 +374,16 @@ class AutofocusResult:
         ``(M, 2)`` tile corners (pixels) and the region of each tile.
     tile_defocus_um, tile_content
         ``(N, M)`` per-tile prediction (NaN when rejected) and content fraction.
+    single_frame_um
+        With ``combine_frames=True``: ``(N, rows, cols)`` each frame's own prediction, while
+        :attr:`predicted_um` holds ``position − fitted best focus`` (see
+        :mod:`.defocus_fit`); ``None`` otherwise.
+    fitted_best_focus_um, fit_residual_um
+        ``(rows, cols)`` best-focus position fitted to the frames' magnitudes and the rms
+        misfit of that fit (µm); ``None`` unless frames were combined.
+    fit_confidence
+        ``(N, rows, cols)`` direction confidence of the combined values (``None`` unless
+        combined); :attr:`direction_confidence` returns it when present.
     """
 
     frames: np.ndarray
@@ -398,6 +408,15 @@ class AutofocusResult:
     weights: str = "ldse_default"
     timings: dict[str, float] = field(default_factory=dict)
     source: str | None = None
+    single_frame_um: np.ndarray | None = None
+    fitted_best_focus_um: np.ndarray | None = None
+    fit_confidence: np.ndarray | None = None
+    fit_residual_um: np.ndarray | None = None
+
+    @property
+    def combined(self) -> bool:
+        """True when :attr:`predicted_um` combines the frames (``combine_frames=True``)."""
+        return self.fitted_best_focus_um is not None
 
     @property
     def has_truth(self) -> bool:
@@ -411,8 +430,11 @@ class AutofocusResult:
         this is ``|tanh|`` of the region's median tiles, 0 for a coin flip and 1 for
         certainty. From :data:`CONFIDENT_DIRECTION` on, the direction is trustworthy (see
         the model card); below it read only the magnitude. NaN where there is no estimate;
-        ``None`` when the magnitude is unknown.
+        ``None`` when the magnitude is unknown. When frames were combined, the confidence of
+        the fit (:mod:`.defocus_fit`, same scale).
         """
+        if self.fit_confidence is not None:
+            return self.fit_confidence
         if self.magnitude_um is None:
             return None
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -444,6 +466,10 @@ class AutofocusResult:
                         else _num(conf[f, i, j]),
                         "n_tiles": int(self.n_tiles[f, i, j]),
                     }
+                    if self.combined:
+                        r["single_frame_um"] = _num(self.single_frame_um[f, i, j])
+                        r["fitted_best_focus_um"] = _num(self.fitted_best_focus_um[i, j])
+                        r["fit_residual_um"] = _num(self.fit_residual_um[i, j])
                     if (
                         self.true_um is not None
                         and self.error_um is not None
@@ -492,7 +518,12 @@ class AutofocusResult:
             "confident_direction_threshold": CONFIDENT_DIRECTION,
             "n_tiles": self.n_tiles.tolist(),
             "summary": self.summary(),
+            "combined_frames": self.combined,
         }
+        if self.combined:
+            d["single_frame_um"] = _nested(self.single_frame_um)
+            d["fitted_best_focus_um"] = _nested(self.fitted_best_focus_um)
+            d["fit_residual_um"] = _nested(self.fit_residual_um)
         if self.true_um is not None:
             d["true_um"] = _nested(self.true_um)
             d["error_um"] = _nested(self.error_um)
@@ -532,6 +563,9 @@ class AutofocusResult:
         head += ": " + (
             "predicted / true / error (µm)" if self.has_truth else "predicted defocus (µm)"
         )
+        if self.combined:
+            head += f", direction from all {len(self.frames)} frames' focus positions"
+
         cells = []
         any_unsure = False
         for i in range(self.grid[0]):
@@ -625,6 +659,7 @@ def autofocus(
     weights: str | Path = "ldse_default",
     pixel_size_um: float | None = None,
     batch_size: int = 64,
+    combine_frames: bool = False,
 ) -> AutofocusResult:
     """Signed defocus per region of a frame; with a stack, also the true defocus and error.
 
@@ -659,6 +694,12 @@ def autofocus(
         weights' by more than 5 %, frames are resampled to the weights' pixel size first.
     batch_size
         Tiles per forward pass.
+    combine_frames
+        With a stack of two or more frames and their focus positions: settle each region's
+        direction from all frames together (the best-focus position that fits every
+        frame's "how far" estimate, :mod:`.defocus_fit`) instead of each frame's own sign.
+        Two frames a known step apart are enough and need not bracket the focus; the
+        single-frame values stay in :attr:`AutofocusResult.single_frame_um`.
 
     Returns
     -------
@@ -687,6 +728,24 @@ def autofocus(
         todo = np.array([frame % n])
     else:
         todo = np.arange(n)
+    if combine_frames:
+        why = (
+            "the input is one image"
+            if not is_stack
+            else "the stack has no focus positions"
+            if positions is None
+            else f"only frame {frame} was chosen"
+            if frame is not None
+            else "the stack has one frame"
+            if n < 2
+            else ""
+        )
+        if why:
+            raise StackError(
+                f"Combining frames needs two or more frames with their focus positions in µm, "
+                f"analysed together, but {why}. Give the focus step or positions and all "
+                "frames, or analyse without combining."
+            )
     px = pixel_size_um if pixel_size_um is not None else px_stack
     target_px = _model_pixel_size(weights) if px is not None else None
     if px is not None and target_px and abs(px / target_px - 1) > 0.05:
@@ -758,6 +817,10 @@ def autofocus(
                 count[f, i, j] = int(np.isfinite(vals).sum())
                 pred[f, i, j], spread[f, i, j] = _robust_stats(vals)
                 magnitude[f, i, j] = _robust_stats(tile_mag[f, sel])[0]
+    fit = _combine_frames(pred, magnitude, count, positions) if combine_frames else None
+    single = None
+    if fit is not None:
+        single, pred = pred, fit["defocus"]
     if true is not None:
         err = pred - true
     timings["total_s"] = time.perf_counter() - t_start
@@ -783,7 +846,43 @@ def autofocus(
         weights=str(weights),
         timings=timings,
         source=source,
+        single_frame_um=single,
+        fitted_best_focus_um=None if fit is None else fit["best"],
+        fit_confidence=None if fit is None else fit["confidence"],
+        fit_residual_um=None if fit is None else fit["residual"],
     )
+
+
+def _combine_frames(
+    pred: np.ndarray, magnitude: np.ndarray, count: np.ndarray, positions: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per region, fit one best-focus position to all frames' magnitudes (:mod:`.defocus_fit`)."""
+    from .defocus_fit import fit_best_focus
+
+    _, rows, cols = pred.shape
+    out = {
+        "defocus": np.full(pred.shape, np.nan),
+        "confidence": np.full(pred.shape, np.nan),
+        "best": np.full((rows, cols), np.nan),
+        "residual": np.full((rows, cols), np.nan),
+    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # The region's sign logit: its median signed value is magnitude · tanh(logit).
+        logit = np.arctanh(np.clip(pred / magnitude, -0.999, 0.999))
+    for i in range(rows):
+        for j in range(cols):
+            f = fit_best_focus(
+                positions, magnitude[:, i, j], logit[:, i, j], weights=count[:, i, j]
+            )
+            out["defocus"][:, i, j] = np.where(
+                np.isfinite(magnitude[:, i, j]), f.defocus_um, np.nan
+            )
+            out["confidence"][:, i, j] = np.where(
+                np.isfinite(magnitude[:, i, j]), f.confidence, np.nan
+            )
+            out["best"][i, j] = f.best_focus_um
+            out["residual"][i, j] = f.rms_residual_um
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -976,6 +1075,12 @@ def add_autofocus_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights", default="ldse_default", help="packaged weights name or .safetensors path"
     )
+    p.add_argument(
+        "--combine-frames",
+        action="store_true",
+        help="stack of 2+ frames with focus positions: take each region's direction from all "
+        "frames together (two frames a known step apart suffice)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     known = {a.dest for a in p._actions}
     if "focus_step" not in known:
@@ -1090,6 +1195,7 @@ def cli_autofocus(args: argparse.Namespace) -> int:
             stride=args.stride,
             min_content=args.min_content,
             weights=args.weights,
+            combine_frames=getattr(args, "combine_frames", False),
         )
     finally:
         if bar is not None:

@@ -82,6 +82,9 @@ VAL_SEED = 1_000_003
 TEST_SEED = 2_000_003
 TEST_BANK_SEED = 17
 REGION_TEST_SEED = 3_000_003
+PAIR_TEST_SEED = 4_000_003
+#: Focus steps (µm) between the two frames of the card's :func:`pair_test` entries.
+PAIR_STEPS_UM = (2.0, 4.0)
 
 
 @dataclass
@@ -112,6 +115,7 @@ class LDSETrainConfig:
     signed_weight: float = 1.0
     phase_rad: tuple[float, float] = PHASE_RAD
     p_phase: float = 0.8
+    p_near: float = 0.6
     sign_stage_fraction: float = 0.0
     sign_stage_phase_rad: tuple[float, float] = (0.8, 1.5)
     init_weights: str | None = None
@@ -149,6 +153,7 @@ def defocus_metrics(
     max_um: float = 10.0,
     magnitude_um: np.ndarray | None = None,
     confident: float = CONFIDENT_DIRECTION,
+    confidence: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Error statistics of signed defocus predictions (all in µm).
 
@@ -160,7 +165,7 @@ def defocus_metrics(
     With the unsigned ``magnitude_um`` of the same tiles, also the direction confidence
     ``|pred| / magnitude`` is judged: ``confident_fraction_ge1`` (share of ``|z| ≥ 1``
     tiles with confidence ≥ ``confident``) and ``sign_acc_confident_ge1`` (their sign
-    accuracy).
+    accuracy). A ``confidence`` array (e.g. of the multi-frame fit) is judged the same way.
     """
     p = np.asarray(pred_um, np.float64).ravel()
     t = np.asarray(true_um, np.float64).ravel()
@@ -171,6 +176,8 @@ def defocus_metrics(
         mag = np.asarray(magnitude_um, np.float64).ravel()[ok]
         with np.errstate(invalid="ignore", divide="ignore"):
             conf = np.where(mag > 0, np.abs(p[ok]) / mag, 0.0)
+    if confidence is not None:
+        conf = np.asarray(confidence, np.float64).ravel()[ok]
     p, t = p[ok], t[ok]
     e = np.abs(p - t)
     le5 = np.abs(t) <= 5.0
@@ -459,6 +466,18 @@ def evaluate_held_out(
     regions = region_test(
         model, optics, n_fields=max(2, n_fields // 2), tile_px=tile_px, bank=bank, device=device
     )
+    pairs = [
+        pair_test(
+            model,
+            optics,
+            n_fields=n_fields,
+            tile_px=tile_px,
+            bank=bank,
+            device=device,
+            step_um=step,
+        )
+        for step in PAIR_STEPS_UM
+    ]
     return {
         "test": net_m,
         "test_magnitude": mag_m,
@@ -467,6 +486,7 @@ def evaluate_held_out(
         "per_aberration": breakdown(test.aberration),
         "per_modality": breakdown(np.where(brightfield, "brightfield", "fluorescence")),
         "regions": regions,
+        "pairs": pairs,
         "status": bar_status(net_m, mag_m, base_m),
     }
 
@@ -519,6 +539,70 @@ def region_test(
     )
     m.pop("per_bin")
     return {**m, "tiles_per_region": k * k, "region_um": k * tile_px * optics.pixel_size_um}
+
+
+def pair_test(
+    model: LDSENet,
+    optics: Optics,
+    *,
+    n_fields: int = 40,
+    pairs_per_field: int = 8,
+    step_um: float = PAIR_STEPS_UM[-1],
+    tile_px: int = 224,
+    n_configs: int = 4,
+    psf_step_um: float = 0.25,
+    size_px: int = 113,
+    bank: PSFBank | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Direction from two frames ``step_um`` apart (``autofocus(..., combine_frames=True)``).
+
+    Held-out specimens and aberrations as in :func:`test_set` (another seed). Each pair is
+    one tile at a defocus ``z`` uniform in ±10 µm and the same tile after moving the focus
+    drive by ``±step_um`` (direction at random, kept inside the simulated range); the
+    first tile's defocus is taken from :func:`.defocus_fit.fit_best_focus` of both tiles'
+    magnitudes and sign logits. Returns :func:`defocus_metrics` of those estimates
+    (``confident`` = the fit's confidence) beside the single-frame figures of the same
+    first tiles.
+    """
+    from .defocus_fit import fit_best_focus
+
+    bank = bank or PSFBank(
+        optics, n_configs=n_configs, seed=TEST_BANK_SEED, step_um=psf_step_um, size_px=size_px
+    )
+    sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0)
+    rng = np.random.default_rng(PAIR_TEST_SEED)
+    lim = sim.defocus_max_um
+    z_all, d_all, mags, logits = [], [], [], []
+    for _ in range(n_fields):
+        z = sim.draw_defocus(rng, pairs_per_field)
+        d = np.where(rng.random(pairs_per_field) < 0.5, step_um, -step_um).astype(np.float32)
+        d = np.where(np.abs(z + d) > lim, -d, d)
+        frames, _, _ = sim.render_field(rng, np.concatenate([z, z + d]), tile_px=tile_px)
+        x = torch.from_numpy(prepare_tiles(frames)).to(device)
+        with torch.inference_mode():
+            model.eval()
+            m, s = model.forward_parts(x)
+        mags.append(m.float().cpu().numpy().reshape(2, -1).T)
+        logits.append(s.float().cpu().numpy().reshape(2, -1).T)
+        z_all.append(z)
+        d_all.append(d)
+    z, d = np.concatenate(z_all), np.concatenate(d_all)
+    mag, logit = np.concatenate(mags), np.concatenate(logits)
+    est = np.empty(len(z))
+    conf = np.empty(len(z))
+    for i in range(len(z)):
+        f = fit_best_focus([0.0, float(d[i])], mag[i], logit[i])
+        est[i], conf[i] = f.defocus_um[0], f.confidence[0]
+    dof = depth_of_field_um(optics)
+    pair_m = defocus_metrics(est, z, dof, confidence=conf)
+    pair_m.pop("per_bin")
+    single = defocus_metrics(mag[:, 0] * np.tanh(logit[:, 0]), z, dof, magnitude_um=mag[:, 0])
+    return {
+        **pair_m,
+        "step_um": step_um,
+        "single_frame": {k: single[k] for k in ("mae_le5", "sign_acc_ge1", "mae")},
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -642,14 +726,22 @@ def train_ldse(cfg: LDSETrainConfig, log: Callable[[str], None] | None = None) -
         size_px=cfg.psf_size_px,
     )
     sim = DefocusSimulator(
-        bank, TRAIN_SPECIMENS, p_phase=cfg.p_phase, phase_rad=tuple(cfg.phase_rad)
+        bank,
+        TRAIN_SPECIMENS,
+        p_phase=cfg.p_phase,
+        phase_rad=tuple(cfg.phase_rad),
+        p_near=cfg.p_near,
     )
     # Sign stage: every brightfield field is a strong phase object, and the loss is on the
     # magnitude and the sign only. Learning the sign from the start on the full mix (weak or
     # no phase in many fields) stayed at chance (docs/autofocus.md, "Why the sign is not
     # learnt yet"); a probe on strong-phase fields learnt it within a few hundred steps.
     sign_sim = DefocusSimulator(
-        bank, TRAIN_SPECIMENS, p_phase=1.0, phase_rad=tuple(cfg.sign_stage_phase_rad)
+        bank,
+        TRAIN_SPECIMENS,
+        p_phase=1.0,
+        phase_rad=tuple(cfg.sign_stage_phase_rad),
+        p_near=cfg.p_near,
     )
     say(f"bank ready in {time.perf_counter() - t_bank:.0f} s")
     val = sim.tiles(
@@ -852,7 +944,11 @@ def reevaluate_card(
         size_px=int(tc["psf_size_px"]),
     )
     sim = DefocusSimulator(
-        bank, TRAIN_SPECIMENS, p_phase=float(tc["p_phase"]), phase_rad=tuple(tc["phase_rad"])
+        bank,
+        TRAIN_SPECIMENS,
+        p_phase=float(tc["p_phase"]),
+        phase_rad=tuple(tc["phase_rad"]),
+        p_near=float(tc["p_near"]),
     )
     calib = sim.tiles(
         np.random.default_rng(VAL_SEED + 1), int(tc["n_calib_fields"]), 8, int(tc["full_px"])
@@ -1042,6 +1138,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability that a simulated brightfield field is also a phase object",
     )
     p.add_argument(
+        "--p-near", type=float, default=d.p_near,
+        help="fraction of simulated defocus values drawn within ±5.5 µm (the rest uniform in "
+        "±10 µm; 0 = uniform over the whole range, as the held-out test set)",
+    )
+    p.add_argument(
         "--sign-stage-fraction", type=float, default=d.sign_stage_fraction,
         help="first fraction of the budget trained on magnitude + sign only, every brightfield "
         "field a strong phase object (see --sign-stage-phase-rad)",
@@ -1097,6 +1198,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         signed_weight=a.signed_weight,
         phase_rad=(float(a.phase_rad[0]), float(a.phase_rad[1])),
         p_phase=a.p_phase,
+        p_near=a.p_near,
         sign_stage_fraction=a.sign_stage_fraction,
         sign_stage_phase_rad=(float(a.sign_stage_phase_rad[0]), float(a.sign_stage_phase_rad[1])),
         init_weights=a.init_weights,

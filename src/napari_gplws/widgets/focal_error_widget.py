@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 WIDGET_NAME = "focal_error_map"
 
 ANALYSIS_DEFOCUS, ANALYSIS_RMSE = "defocus", "rmse"
-FRAMES_CURRENT, FRAMES_ALL = "current", "all"
+FRAMES_CURRENT, FRAMES_ALL, FRAMES_COMBINED = "current", "all", "combined"
 FOCUS_METADATA, FOCUS_START_STEP, FOCUS_UNKNOWN = "metadata", "start_step", "unknown"
 
 #: What the defocus heatmap can show (keys of :attr:`FocalMapResult.grids`).
@@ -390,7 +390,13 @@ class FocalErrorMapWidget(QWidget):
         self.frames_combo = QComboBox()
         self.frames_combo.addItem("current frame (z slider)", FRAMES_CURRENT)
         self.frames_combo.addItem("all frames", FRAMES_ALL)
+        self.frames_combo.addItem("all frames, direction from their positions", FRAMES_COMBINED)
         self.frames_combo.setCurrentIndex(1)
+        self.frames_combo.setToolTip(
+            "'direction from their positions': each region's direction is taken from all frames "
+            "together (the best focus that fits every frame's 'how far'); two frames a known "
+            "step apart are enough and need not bracket the focus. Needs focus positions."
+        )
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu"])
         self.grid_rows = _int_spin(1, 20, 3)
@@ -758,11 +764,18 @@ class FocalErrorMapWidget(QWidget):
                 return
             if self.frames_combo.currentData() == FRAMES_CURRENT:
                 frame_index = self.current_frame(layer)
+            elif self.frames_combo.currentData() == FRAMES_COMBINED and focus is None:
+                self._fail(
+                    "Combining frames needs their focus positions: choose them under "
+                    "'Focus positions' (from the layer or start + step)."
+                )
+                return
             stack_scale = float(layer.scale[layer.ndim - 3])
             stack_translate = float(layer.translate[layer.ndim - 3])
         else:
             frames = _layers.stack_frames(layer, self.viewer) if layer.ndim >= 3 else layer.data
             stack_scale, stack_translate = 1.0, 0.0
+        combine = n_frames is not None and self.frames_combo.currentData() == FRAMES_COMBINED
         rgb = bool(layer.rgb)
         contrast = tuple(float(c) for c in layer.contrast_limits)
         name = layer.name
@@ -796,7 +809,7 @@ class FocalErrorMapWidget(QWidget):
             res = autofocus(
                 source, frame=frame_index, grid=grid, device=device, progress=progress,
                 cancel=cancel, stride=stride, min_content=min_content, weights=weights,
-                pixel_size_um=px,
+                pixel_size_um=px, combine_frames=combine,
             )  # fmt: skip
             check_cancel(cancel)
             grids, points, texts, scale, translate = defocus_products(
@@ -820,6 +833,7 @@ class FocalErrorMapWidget(QWidget):
                 "defocus_convention": "frame position − best-focus position "
                 "(µm of focus-drive travel)",
                 "seconds": round(float(res.timings.get("total_s", 0.0)), 3),
+                "combined_frames": res.combined,
             }
             return FocalMapResult(
                 analysis=ANALYSIS_DEFOCUS, input_name=name, key=name, grids=grids,

@@ -389,6 +389,32 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
                 f"{_fmt(reg.get('within_dof_half'))} |"
             ),
         ]
+    pairs = card.get("pairs")
+    if pairs:
+        lines += [
+            "",
+            "### Two frames a known step apart (direction from the focus positions)",
+            "",
+            (
+                "`autofocus(stack, positions, combine_frames=True)`: each tile's defocus from "
+                "the best focus that fits both frames' magnitudes (napari_gplws.core.defocus_fit), "
+                "held-out specimens and aberrations, first frame uniform in ±10 µm:"
+            ),
+            "",
+            (
+                "| step (µm) | pairs | MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | "
+                "sign where confident (share) | median | P90 | single frame: MAE \\|z\\| ≤ 5, sign |"
+            ),
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for pr in pairs:
+            one = pr.get("single_frame", {})
+            lines.append(
+                f"| {pr['step_um']:g} | {pr['n']} | {_fmt(pr.get('mae_le5'))} | "
+                f"{_fmt(pr.get('sign_acc_ge1'))} | {_fmt(pr.get('sign_acc_confident_ge1'))} "
+                f"({_fmt(pr.get('confident_fraction_ge1'), 2)}) | {_fmt(pr.get('median'))} | "
+                f"{_fmt(pr.get('p90'))} | {_fmt(one.get('mae_le5'))}, {_fmt(one.get('sign_acc_ge1'))} |"
+            )
     if card.get("status"):
         lines += ["", "## Status", "", str(card["status"])]
     for key, title, label in (
