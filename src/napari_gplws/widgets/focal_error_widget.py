@@ -311,18 +311,20 @@ def defocus_products(
             grids[key] = full
     from ..core.autofocus import CONFIDENT_DIRECTION
 
+    # Two frames (or a stack that misses the focus) give no truth anywhere: no "true –" lines.
+    text_truth = has_truth and bool(np.isfinite(np.asarray(result.true_um, float)).any())
     points, texts = [], []
     confidence = result.direction_confidence
     for f, k in enumerate(result.frames):
         for i in range(rows):
             for j in range(cols):
                 true = error = None
-                if has_truth:
+                if text_truth:
                     true = float(result.true_um[f, i, j])  # type: ignore[index]
                     error = float(result.error_um[f, i, j])  # type: ignore[index]
                 sure = confidence is None or not (confidence[f, i, j] < CONFIDENT_DIRECTION)
                 texts.append(
-                    region_text(float(result.predicted_um[f, i, j]), true, error, has_truth, sure)
+                    region_text(float(result.predicted_um[f, i, j]), true, error, text_truth, sure)
                 )
                 points.append((i, j) if n_frames is None else (int(k), i, j))
     scale, translate = grid_geometry(shape_yx, (rows, cols), scale_yx, translate_yx)
