@@ -549,58 +549,89 @@ def pair_test(
     pairs_per_field: int = 8,
     step_um: float = PAIR_STEPS_UM[-1],
     tile_px: int = 224,
+    bank: PSFBank | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Direction from two frames ``step_um`` apart: :func:`frames_test` with offsets
+    ``(0, step_um)``; the result also holds ``step_um``."""
+    return {
+        **frames_test(
+            model,
+            optics,
+            (0.0, step_um),
+            n_fields=n_fields,
+            sets_per_field=pairs_per_field,
+            tile_px=tile_px,
+            bank=bank,
+            device=device,
+        ),
+        "step_um": step_um,
+    }
+
+
+def frames_test(
+    model: LDSENet,
+    optics: Optics,
+    offsets_um: Sequence[float],
+    *,
+    n_fields: int = 40,
+    sets_per_field: int = 8,
+    tile_px: int = 224,
     n_configs: int = 4,
     psf_step_um: float = 0.25,
     size_px: int = 113,
     bank: PSFBank | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Direction from two frames ``step_um`` apart (``autofocus(..., combine_frames=True)``).
+    """Direction from several frames at known focus offsets (``combine_frames=True``).
 
-    Held-out specimens and aberrations as in :func:`test_set` (another seed). Each pair is
+    Held-out specimens and aberrations as in :func:`test_set` (another seed). Each set is
     one tile at a defocus ``z`` uniform in ±10 µm and the same tile after moving the focus
-    drive by ``±step_um`` (direction at random, kept inside the simulated range); the
-    first tile's defocus is taken from :func:`.defocus_fit.fit_best_focus` of both tiles'
-    magnitudes and sign logits. Returns :func:`defocus_metrics` of those estimates
-    (``confident`` = the fit's confidence) beside the single-frame figures of the same
-    first tiles.
+    drive by each of ``offsets_um`` (all in one direction, chosen at random and flipped
+    when the last frame would leave the simulated range); the first tile's defocus is taken
+    from :func:`.defocus_fit.fit_best_focus` of all tiles' magnitudes and sign logits.
+    Returns :func:`defocus_metrics` of those estimates (``confident`` = the fit's
+    confidence) beside the single-frame figures of the same first tiles, and the offsets.
     """
     from .defocus_fit import fit_best_focus
 
+    offs = np.asarray(offsets_um, np.float64)
     bank = bank or PSFBank(
         optics, n_configs=n_configs, seed=TEST_BANK_SEED, step_um=psf_step_um, size_px=size_px
     )
     sim = DefocusSimulator(bank, TEST_SPECIMENS, p_near=0.0)
     rng = np.random.default_rng(PAIR_TEST_SEED)
     lim = sim.defocus_max_um
-    z_all, d_all, mags, logits = [], [], [], []
+    reach = float(np.abs(offs).max())
+    z_all, sgn_all, mags, logits = [], [], [], []
     for _ in range(n_fields):
-        z = sim.draw_defocus(rng, pairs_per_field)
-        d = np.where(rng.random(pairs_per_field) < 0.5, step_um, -step_um).astype(np.float32)
-        d = np.where(np.abs(z + d) > lim, -d, d)
-        frames, _, _ = sim.render_field(rng, np.concatenate([z, z + d]), tile_px=tile_px)
+        z = sim.draw_defocus(rng, sets_per_field)
+        sgn = np.where(rng.random(sets_per_field) < 0.5, 1.0, -1.0)
+        sgn = np.where(np.abs(z + sgn * reach) > lim, -sgn, sgn)
+        zz = (z[None] + sgn[None] * offs[:, None]).astype(np.float32)  # (K, sets)
+        frames, _, _ = sim.render_field(rng, zz.ravel(), tile_px=tile_px)
         x = torch.from_numpy(prepare_tiles(frames)).to(device)
         with torch.inference_mode():
             model.eval()
             m, s = model.forward_parts(x)
-        mags.append(m.float().cpu().numpy().reshape(2, -1).T)
-        logits.append(s.float().cpu().numpy().reshape(2, -1).T)
+        mags.append(m.float().cpu().numpy().reshape(len(offs), -1).T)
+        logits.append(s.float().cpu().numpy().reshape(len(offs), -1).T)
         z_all.append(z)
-        d_all.append(d)
-    z, d = np.concatenate(z_all), np.concatenate(d_all)
+        sgn_all.append(sgn)
+    z, sgn = np.concatenate(z_all), np.concatenate(sgn_all)
     mag, logit = np.concatenate(mags), np.concatenate(logits)
     est = np.empty(len(z))
     conf = np.empty(len(z))
     for i in range(len(z)):
-        f = fit_best_focus([0.0, float(d[i])], mag[i], logit[i])
+        f = fit_best_focus(sgn[i] * offs, mag[i], logit[i])
         est[i], conf[i] = f.defocus_um[0], f.confidence[0]
     dof = depth_of_field_um(optics)
-    pair_m = defocus_metrics(est, z, dof, confidence=conf)
-    pair_m.pop("per_bin")
+    multi = defocus_metrics(est, z, dof, confidence=conf)
+    multi.pop("per_bin")
     single = defocus_metrics(mag[:, 0] * np.tanh(logit[:, 0]), z, dof, magnitude_um=mag[:, 0])
     return {
-        **pair_m,
-        "step_um": step_um,
+        **multi,
+        "offsets_um": [float(v) for v in offs],
         "single_frame": {k: single[k] for k in ("mae_le5", "sign_acc_ge1", "mae")},
     }
 
