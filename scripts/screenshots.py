@@ -219,6 +219,28 @@ def tilted_specimen_stack() -> tuple[np.ndarray, np.ndarray]:
     return frames, focus
 
 
+def run_focal_error_dock(napari, frames, focus, name: str, frames_mode: str = "all"):
+    """A viewer with the stack ``frames`` (focus positions ``focus`` µm, 0.25 µm pixels: the
+    weights' own, so nothing is resampled) and the Focal error map dock run on it with the
+    given **Frames** choice; returns ``(viewer, dock, finished-signal record)``."""
+    px = 0.25
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 950)
+    viewer.add_image(
+        frames, name=name, scale=(focus[1] - focus[0], px, px),
+        translate=(focus[0], 0.0, 0.0),
+        metadata={"focus_um": focus.tolist(), "pixel_size_um": px, "units": "µm"},
+    )  # fmt: skip
+    _, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Focal error map")
+    w.device_combo.setCurrentText("cpu")
+    w.frames_combo.setCurrentIndex(w.frames_combo.findData(frames_mode))
+    done: list[str] = []
+    w.finished.connect(done.append)
+    w.run_button.click()
+    wait_for(lambda: bool(done))
+    return viewer, w, done
+
+
 def focal_error_map(napari) -> None:
     """``focal_error_map.png`` and ``focal_error_rmse.png``: the Focal error map dock.
 
@@ -233,20 +255,7 @@ def focal_error_map(napari) -> None:
     warnings.filterwarnings("ignore", message=".*System theme detection.*")
     OUT.mkdir(parents=True, exist_ok=True)
     frames, focus = tilted_specimen_stack()
-    px = 0.25  # the weights' pixel size: no resampling
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 950)
-    viewer.add_image(
-        frames, name="tilted tissue", scale=(focus[1] - focus[0], px, px),
-        translate=(focus[0], 0.0, 0.0),
-        metadata={"focus_um": focus.tolist(), "pixel_size_um": px, "units": "µm"},
-    )  # fmt: skip
-    _, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Focal error map")
-    w.device_combo.setCurrentText("cpu")
-    done: list[str] = []
-    w.finished.connect(done.append)
-    w.run_button.click()
-    wait_for(lambda: bool(done))
+    viewer, w, done = run_focal_error_dock(napari, frames, focus, "tilted tissue")
     viewer.dims.set_current_step(0, 2)  # the frame at 1 µm
     w.show_combo.setCurrentIndex(w.show_combo.findData("error"))
     viewer.layers.selection.active = viewer.layers["tilted tissue defocus map"]
@@ -306,21 +315,7 @@ def two_frame_stack() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def focal_error_pair(napari) -> None:
     """``focal_error_pair.png``: Frames › all frames, direction from their positions."""
     frames, focus, best = two_frame_stack()
-    px = 0.25
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 950)
-    viewer.add_image(
-        frames, name="two frames", scale=(focus[1] - focus[0], px, px),
-        translate=(focus[0], 0.0, 0.0),
-        metadata={"focus_um": focus.tolist(), "pixel_size_um": px, "units": "µm"},
-    )  # fmt: skip
-    _, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Focal error map")
-    w.device_combo.setCurrentText("cpu")
-    w.frames_combo.setCurrentIndex(w.frames_combo.findData("combined"))
-    done: list[str] = []
-    w.finished.connect(done.append)
-    w.run_button.click()
-    wait_for(lambda: bool(done))
+    viewer, w, _ = run_focal_error_dock(napari, frames, focus, "two frames", frames_mode="combined")
     viewer.dims.set_current_step(0, 1)  # the frame at 4 µm
     viewer.layers.selection.active = viewer.layers["two frames defocus map"]
     viewer.reset_view()

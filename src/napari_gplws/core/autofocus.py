@@ -560,8 +560,10 @@ class AutofocusResult:
         head = f"frame {int(self.frames[f])}"
         if self.focus_um is not None:
             head += f" at {self.focus_um[f]:g} µm"
+        # Two frames (or a stack that misses the focus) give no truth anywhere: no "– / –".
+        show_truth = self.has_truth and bool(np.isfinite(np.asarray(self.true_um, float)).any())
         head += ": " + (
-            "predicted / true / error (µm)" if self.has_truth else "predicted defocus (µm)"
+            "predicted / true / error (µm)" if show_truth else "predicted defocus (µm)"
         )
         if self.combined:
             head += f", direction from all {len(self.frames)} frames' focus positions"
@@ -572,7 +574,7 @@ class AutofocusResult:
             row = []
             for j in range(self.grid[1]):
                 vals = [self.predicted_um[f, i, j]]
-                if self.true_um is not None and self.error_um is not None:
+                if show_truth and self.true_um is not None and self.error_um is not None:
                     vals += [self.true_um[f, i, j], self.error_um[f, i, j]]
                 texts = ["–" if not np.isfinite(v) else f"{v:+.{digits}f}" for v in vals]
                 unsure = conf is not None and conf[f, i, j] < CONFIDENT_DIRECTION
@@ -987,7 +989,11 @@ def plot_heatmap(
 
     f = 0 if frame is None else int(np.flatnonzero(result.frames == frame)[0])
     panels = [("predicted", result.predicted_um[f])]
-    if result.true_um is not None and result.error_um is not None:
+    if (
+        result.true_um is not None
+        and result.error_um is not None
+        and np.isfinite(result.true_um).any()  # two frames: no truth, no empty panels
+    ):
         panels += [("true", result.true_um[f]), ("error = predicted − true", result.error_um[f])]
     finite = np.concatenate([np.abs(p[np.isfinite(p)]).ravel() for _, p in panels] + [np.zeros(1)])
     vmax = vmax_um or max(float(finite.max()), 0.5)
