@@ -27,33 +27,33 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Reconstruction, reconstruct
-    from .core.autofocus import autofocus, predict_defocus
-    from .core.batch import batch
-    from .core.io import read_stack
-    from .core.stack import FocalStack
+    from napari_gplws.api import Reconstruction, reconstruct
+    from napari_gplws.core.autofocus import autofocus, predict_defocus
+    from napari_gplws.core.batch import batch
+    from napari_gplws.core.io import read_stack
+    from napari_gplws.core.stack import FocalStack
 
 
 def __getattr__(name: str) -> Any:
     # Lazy attribute access keeps `import napari_gplws` (and npe2 discovery) cheap.
     if name in ("reconstruct", "Reconstruction"):
-        from . import api
+        from napari_gplws import api
 
         return getattr(api, name)
     if name == "FocalStack":
-        from .core.stack import FocalStack
+        from napari_gplws.core.stack import FocalStack
 
         return FocalStack
     if name == "read_stack":
-        from .core.io import read_stack
+        from napari_gplws.core.io import read_stack
 
         return read_stack
     if name in ("autofocus", "predict_defocus"):
-        from .core import autofocus as _autofocus
+        from napari_gplws.core import autofocus as _autofocus
 
         return getattr(_autofocus, name)
     if name == "batch":
-        from .core.batch import batch
+        from napari_gplws.core.batch import batch
 
         return batch
     raise AttributeError(f"module 'napari_gplws' has no attribute {name!r}")

@@ -14,7 +14,7 @@ SAMPLE_FRAMES = 20
 
 def make_sample():
     """Return the bundled sample as a :class:`~napari_gplws.core.synth.SyntheticStack`."""
-    from .core.synth import synthetic_stack
+    from napari_gplws.core.synth import synthetic_stack
 
     return synthetic_stack(
         family="waves",

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import GplwsError
+from napari_gplws.core.errors import GplwsError
 
 
 def write_depth(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str]:
@@ -41,7 +41,7 @@ def write_depth(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str
     GplwsError
         The layer is not a single 2-D map, or writing fails.
     """
-    from .core.io import write_depth_tiff
+    from napari_gplws.core.io import write_depth_tiff
 
     meta = dict(attributes.get("metadata") or {})
     arr = np.asarray(data)

@@ -38,7 +38,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical)")
     p.add_argument("--no-refine", action="store_true", help="skip the depth refinement (classical)")
     p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels")
-    from .cli import add_gpu_options
+    from napari_gplws.cli import add_gpu_options
 
     add_gpu_options(p)
     p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
@@ -53,7 +53,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Run ``gplws batch``; return 0 when no stack failed, 1 otherwise."""
-    from .core.batch import batch
+    from napari_gplws.core.batch import batch
 
     bar = None
     if not getattr(args, "quiet", False):

@@ -47,7 +47,7 @@ def _parse_positions(text: str | None):
     try:
         return [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        from .core.errors import GplwsError
+        from napari_gplws.core.errors import GplwsError
 
         raise GplwsError(
             f"--focus-positions must be a comma-separated list of numbers in µm; got '{text}'."
@@ -67,7 +67,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read_input(args: argparse.Namespace):
-    from .core.io import parse_axis_pick, read_stack
+    from napari_gplws.core.io import parse_axis_pick, read_stack
 
     return read_stack(
         args.input,
@@ -117,21 +117,21 @@ def add_gpu_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .api import reconstruct
-    from .core.io import write_depth_tiff, write_image_tiff
+    from napari_gplws.api import reconstruct
+    from napari_gplws.core.io import write_depth_tiff, write_image_tiff
 
     if args.sample == (args.input is not None):
-        from .core.errors import GplwsError
+        from napari_gplws.core.errors import GplwsError
 
         raise GplwsError("Give either an INPUT stack or --sample, not both (and not neither).")
     if args.input is not None:
-        from .core.outofcore import is_zarr_path
+        from napari_gplws.core.outofcore import is_zarr_path
 
         if args.out_of_core or is_zarr_path(args.input):
             return _reconstruct_out_of_core(args)
     t0 = time.perf_counter()
     if args.sample:
-        from ._sample_data import make_sample
+        from napari_gplws._sample_data import make_sample
 
         stack = make_sample().stack
     else:
@@ -189,7 +189,7 @@ def _require_dask(what: str) -> None:
         import dask.array  # noqa: F401
         import zarr  # noqa: F401
     except ImportError as exc:
-        from .core.errors import GplwsError
+        from napari_gplws.core.errors import GplwsError
 
         raise GplwsError(
             f"{what} needs dask and zarr ({exc.name} is not installed); install them with "
@@ -207,9 +207,14 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    from .core.errors import GplwsError
-    from .core.io import parse_axis_pick
-    from .core.outofcore import is_zarr_path, open_zarr_stack, reconstruct_out_of_core, tiff_to_zarr
+    from napari_gplws.core.errors import GplwsError
+    from napari_gplws.core.io import parse_axis_pick
+    from napari_gplws.core.outofcore import (
+        is_zarr_path,
+        open_zarr_stack,
+        reconstruct_out_of_core,
+        tiff_to_zarr,
+    )
 
     src = Path(args.input)
     _require_dask(f"Reconstructing '{src}' out of core")
@@ -236,20 +241,20 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
                 "multi-page TIFF or a zarr array (N, H, W[, 3]), or drop --out-of-core."
             )
     if args.method is not None:
-        from .api import CLASSICAL_METHODS, METHODS
+        from napari_gplws.api import CLASSICAL_METHODS, METHODS
 
         if args.method.lower() not in METHODS:
             raise GplwsError(f"Unknown method '{args.method}'; choose one of: {', '.join(METHODS)}.")
         network = args.method.lower() not in CLASSICAL_METHODS
     else:
-        from .api import default_method
+        from napari_gplws.api import default_method
 
         network = default_method() == "gplws"
     if network and (args.precision != "auto" or args.compile):
         print("note: --precision and --compile do not apply out of core (autocast on CUDA, "
               "fp32 elsewhere)", file=sys.stderr)
     if network and args.tta not in (None, 1):
-        from .core.errors import GplwsError
+        from napari_gplws.core.errors import GplwsError
 
         raise GplwsError("--tta applies to in-memory stacks only; out of core the network runs one view (--tta 1).")
     if network:
@@ -337,15 +342,15 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
 
 # --- eval -----------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .core.evaluate import evaluate, load_eval_dataset, synthetic_benchmark
-    from .core.metrics import format_table
+    from napari_gplws.core.evaluate import evaluate, load_eval_dataset, synthetic_benchmark
+    from napari_gplws.core.metrics import format_table
 
     if args.synthetic:
         samples = synthetic_benchmark(n=args.synthetic)
         name = f"synthetic benchmark ({args.synthetic} stacks)"
     else:
         if args.dataset is None:
-            from .core.errors import GplwsError
+            from napari_gplws.core.errors import GplwsError
 
             raise GplwsError("Give a DATASET folder, or --synthetic N for the built-in benchmark.")
         samples = load_eval_dataset(args.dataset, gt_scale=args.gt_scale)
@@ -366,7 +371,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # --- bench ----------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from napari_gplws.bench import run_bench
 
     sizes = None
     if args.sizes:
@@ -384,14 +389,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --- train / export / autofocus ------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     if args.network == "gplws":
-        from .core.train import train_main
+        from napari_gplws.core.train import train_main
     else:
-        from .core.train_ldse import train_main
+        from napari_gplws.core.train_ldse import train_main
     return train_main(list(args.train_args))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .core.inference import export_onnx
+    from napari_gplws.core.inference import export_onnx
 
     path = export_onnx(args.onnx, weights=args.weights)
     print(f"wrote {path} (fused GPLWS-Net; input: normalised (B, 1, N, H, W) float32, output: logits over N)")
@@ -399,7 +404,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_autofocus(args: argparse.Namespace) -> int:
-    from .core.autofocus import cli_autofocus
+    from napari_gplws.core.autofocus import cli_autofocus
 
     card = Path(__file__).parent / "weights" / f"{args.weights}.json"
     if card.is_file():
@@ -412,7 +417,7 @@ def cmd_autofocus(args: argparse.Namespace) -> int:
 
 # --- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from napari_gplws import __version__
 
     parser = argparse.ArgumentParser(
         prog="gplws",
@@ -512,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Prints the table; with -o writes autofocus.csv, autofocus.json and autofocus.png."
         ),
     )
-    from .core.autofocus import add_autofocus_arguments
+    from napari_gplws.core.autofocus import add_autofocus_arguments
 
     _add_stack_options(p)
     add_autofocus_arguments(p)
@@ -540,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="gplws_default", help="packaged weights name or .safetensors path")
     p.set_defaults(func=cmd_export)
 
-    from .batch_cli import add_batch_arguments, cmd_batch
+    from napari_gplws.batch_cli import add_batch_arguments, cmd_batch
 
     p = sub.add_parser(
         "batch", help="reconstruct many stacks on a dask cluster (resumable)",
@@ -564,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_OK
-    from .core.errors import Cancelled, GplwsError
+    from napari_gplws.core.errors import Cancelled, GplwsError
 
     func: Callable[[argparse.Namespace], int] = args.func
     try:

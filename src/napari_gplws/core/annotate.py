@@ -52,10 +52,15 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .callbacks import CancelFn, ProgressFn, check_cancel, report
-from .errors import GplwsError, StackError
-from .io import _atomic_write, read_stack
-from .stack import FocalStack, index_to_position, position_to_index, uniform_positions
+from napari_gplws.core.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.core.errors import GplwsError, StackError
+from napari_gplws.core.io import _atomic_write, read_stack
+from napari_gplws.core.stack import (
+    FocalStack,
+    index_to_position,
+    position_to_index,
+    uniform_positions,
+)
 
 __all__ = [
     "GT_PATTERNS",
@@ -759,7 +764,7 @@ class EditSession:
         cancel: CancelFn = None,
     ) -> np.ndarray:
         """Per-pixel focus curves ``(N, H, W)`` float32 and the sub-frame peak map (µm); cached."""
-        from .focus_measures import focus_measure
+        from napari_gplws.core.focus_measures import focus_measure
 
         if self.curves is None:
             frames = self.sample.stack.frames
@@ -779,7 +784,7 @@ class EditSession:
         self, method: str = "gplws", progress: ProgressFn = None, cancel: CancelFn = None
     ) -> np.ndarray:
         """Run :func:`napari_gplws.reconstruct` on the stack; the depth (µm) is kept."""
-        from ..api import reconstruct
+        from napari_gplws.api import reconstruct
 
         rec = reconstruct(self.sample.stack, method=method, progress=progress, cancel=cancel)
         self.prediction_um = np.asarray(rec.depth, dtype=np.float32)
@@ -871,7 +876,7 @@ class AnnotationDataset:
         focus_start_um: float | None = None,
         focus_step_um: float | None = None,
     ) -> None:
-        from .datasets import Micro3DDataset
+        from napari_gplws.core.datasets import Micro3DDataset
 
         self.root = Path(root)
         self.gt_patterns = tuple(gt_patterns)

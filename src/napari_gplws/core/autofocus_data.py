@@ -29,10 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from .autofocus import MIN_CONTENT, best_focus_from_curve, content_fraction, cut_tiles, tile_origins
-from .defocus_sim import TileSet
-from .errors import StackError
-from .stack import FocalStack
+from napari_gplws.core.autofocus import (
+    MIN_CONTENT,
+    best_focus_from_curve,
+    content_fraction,
+    cut_tiles,
+    tile_origins,
+)
+from napari_gplws.core.defocus_sim import TileSet
+from napari_gplws.core.errors import StackError
+from napari_gplws.core.stack import FocalStack
 
 __all__ = [
     "JIANG_PATTERN",
@@ -215,10 +221,10 @@ def stack_defocus_tiles(
     StackError
         The stack has no focus positions, or no tile position has a bracketed focus peak.
     """
-    from .focus_measures import focus_measure
+    from napari_gplws.core.focus_measures import focus_measure
 
     if not isinstance(stack, FocalStack):
-        from .io import read_stack
+        from napari_gplws.core.io import read_stack
 
         stack = read_stack(stack, focus_step_um=focus_step_um)
     if stack.focus_um is None:

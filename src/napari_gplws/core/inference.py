@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import CancelFn, ProgressFn, check_cancel, report
-from .errors import ModelError, StackError
-from .stack import FocalStack
+from napari_gplws.core.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.core.errors import ModelError, StackError
+from napari_gplws.core.stack import FocalStack
 
 __all__ = [
     "GPLWSResult",
@@ -486,8 +486,8 @@ def _predict(
 ) -> GPLWSResult:
     import torch
 
-    from .models.gplws import depth_from_logits
-    from .models.registry import load_gplws
+    from napari_gplws.core.models.gplws import depth_from_logits
+    from napari_gplws.core.models.registry import load_gplws
 
     t_start = time.perf_counter()
     check_cancel(cancel)
@@ -647,17 +647,17 @@ def evaluate_methods(
         ``{method: {metric: mean value, ..., "seconds": mean seconds per stack}}`` with the
         metrics of :func:`.metrics.depth_metrics` (MSE, MAE, RMSE, AbsRel, SqRel, Bumpiness, …).
     """
-    from .focus import depth_from_focus
-    from .metrics import depth_metrics
+    from napari_gplws.core.focus import depth_from_focus
+    from napari_gplws.core.metrics import depth_metrics
 
     if samples is None:
-        from .evaluate import synthetic_benchmark
+        from napari_gplws.core.evaluate import synthetic_benchmark
 
         samples = synthetic_benchmark(n)
     samples = list(samples)
     if methods is None:
         try:
-            from ..api import CLASSICAL_METHODS
+            from napari_gplws.api import CLASSICAL_METHODS
         except Exception:  # noqa: BLE001
             CLASSICAL_METHODS = ("sml", "tenengrad", "glv", "lapvar", "rdf")
         methods = ["gplws", "gplws-tta1", *CLASSICAL_METHODS]
@@ -714,7 +714,7 @@ def export_onnx(path: str | Path, weights: str | Path = "gplws_default", opset: 
     """
     import torch
 
-    from .models.registry import load_gplws
+    from napari_gplws.core.models.registry import load_gplws
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

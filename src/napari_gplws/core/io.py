@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FocusPositionError, GplwsError, StackError
-from .stack import FocalStack, uniform_positions
+from napari_gplws.core.errors import FocusPositionError, GplwsError, StackError
+from napari_gplws.core.stack import FocalStack, uniform_positions
 
 __all__ = [
     "FRAME_EXTENSIONS",
@@ -1123,7 +1123,7 @@ def read_tiff_header(
     FocusPositionError
         Focus positions of the wrong length, not finite or not monotonic.
     """
-    from .stack import validate_focus_positions
+    from napari_gplws.core.stack import validate_focus_positions
 
     p = Path(os.fspath(path))
     if not p.is_file():
@@ -1190,7 +1190,7 @@ def read_tiff_header(
 
 
 def _is_zarr_store(p: Path) -> bool:
-    from .outofcore import is_zarr_path
+    from napari_gplws.core.outofcore import is_zarr_path
 
     return is_zarr_path(p)
 

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .autofocus import CONFIDENT_DIRECTION
-from .defocus_sim import (
+from napari_gplws.core.autofocus import CONFIDENT_DIRECTION
+from napari_gplws.core.defocus_sim import (
     PHASE_RAD,
     TEST_SPECIMENS,
     TRAIN_SPECIMENS,
@@ -56,11 +56,17 @@ from .defocus_sim import (
     PSFBank,
     TileSet,
 )
-from .focus_measures import focus_measure
-from .models.ldse import FORMAT as LDSE_FORMAT
-from .models.ldse import LDSEConfig, LDSENet, count_parameters, prepare_tiles, save_ldse
-from .models.registry import card_markdown  # noqa: F401 - loaded now: used when the card is written
-from .psf import PRESETS, Optics, depth_of_field_um
+from napari_gplws.core.focus_measures import focus_measure
+from napari_gplws.core.models.ldse import FORMAT as LDSE_FORMAT
+from napari_gplws.core.models.ldse import (
+    LDSEConfig,
+    LDSENet,
+    count_parameters,
+    prepare_tiles,
+    save_ldse,
+)
+from napari_gplws.core.models.registry import card_markdown  # noqa: F401 - loaded now: used when the card is written
+from napari_gplws.core.psf import PRESETS, Optics, depth_of_field_um
 
 __all__ = [
     "LDSETrainConfig",
@@ -593,7 +599,7 @@ def frames_test(
     Returns :func:`defocus_metrics` of those estimates (``confident`` = the fit's
     confidence) beside the single-frame figures of the same first tiles, and the offsets.
     """
-    from .defocus_fit import fit_best_focus
+    from napari_gplws.core.defocus_fit import fit_best_focus
 
     offs = np.asarray(offsets_um, np.float64)
     bank = bank or PSFBank(
@@ -716,7 +722,7 @@ def _initial_weights(path: str, device: torch.device) -> dict[str, torch.Tensor]
     if not p.is_file():
         raise FileNotFoundError(f"--init-weights: '{p}' does not exist.")
     if p.suffix == ".safetensors":
-        from .models.registry import read_weights
+        from napari_gplws.core.models.registry import read_weights
 
         state, _meta = read_weights(p, LDSE_FORMAT, "LDSE-NET")
         return {k: v.to(device) for k, v in state.items()}
@@ -959,7 +965,7 @@ def reevaluate_card(
     code. The classical baseline is calibrated on the same training-distribution tiles a
     training run uses (same seed, bank and simulator settings).
     """
-    from .models.ldse import load_ldse
+    from napari_gplws.core.models.ldse import load_ldse
 
     path = Path(weights)
     card_path = path.with_suffix(".json")
@@ -1014,7 +1020,7 @@ def _real_source(
     """Sampler over real labelled tiles (training split only), or ``None``."""
     if not cfg.jiang and not cfg.stacks:
         return None
-    from . import autofocus_data as ad
+    from napari_gplws.core import autofocus_data as ad
 
     sets = []
     if cfg.jiang:

@@ -33,15 +33,15 @@ __all__ = ["DepthFromFocusWidget", "FocalErrorMapWidget", "HeightProfileWidget"]
 
 def __getattr__(name: str):
     if name == "DepthFromFocusWidget":
-        from .depth_widget import DepthFromFocusWidget
+        from napari_gplws.widgets.depth_widget import DepthFromFocusWidget
 
         return DepthFromFocusWidget
     if name == "HeightProfileWidget":
-        from .profile_widget import HeightProfileWidget
+        from napari_gplws.widgets.profile_widget import HeightProfileWidget
 
         return HeightProfileWidget
     if name == "FocalErrorMapWidget":
-        from .focal_error_widget import FocalErrorMapWidget
+        from napari_gplws.widgets.focal_error_widget import FocalErrorMapWidget
 
         return FocalErrorMapWidget
     raise AttributeError(name)

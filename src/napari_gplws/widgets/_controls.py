@@ -15,7 +15,7 @@ from typing import Any
 from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QVBoxLayout, QWidget
 
-from . import _layers
+from napari_gplws.widgets import _layers
 
 _DEVICES: list[str] = []
 _PROBE: threading.Thread | None = None

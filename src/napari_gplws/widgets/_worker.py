@@ -34,7 +34,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from ..core.errors import Cancelled, GplwsError
+from napari_gplws.core.errors import Cancelled, GplwsError
 
 _SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swiftshader", "software rasterizer")
 

@@ -45,9 +45,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import GplwsError
-from . import _layers
-from ._controls import (
+from napari_gplws.core.errors import GplwsError
+from napari_gplws.widgets import _layers
+from napari_gplws.widgets._controls import (
     collapsible_group,
     fill_devices_later,
     find_data,
@@ -55,7 +55,7 @@ from ._controls import (
     show_exception,
     spin,
 )
-from ._worker import Job, software_opengl
+from napari_gplws.widgets._worker import Job, software_opengl
 
 if TYPE_CHECKING:
     import napari
@@ -281,7 +281,7 @@ class DepthFromFocusWidget(QWidget):
         pf.addRow(prow)
         pf.addRow(self.params_label)
         grid = QGridLayout()
-        from ..core.roughness import PARAMETERS
+        from napari_gplws.core.roughness import PARAMETERS
 
         for i, name in enumerate(PARAMETERS):
             value = QLabel("–")
@@ -309,7 +309,7 @@ class DepthFromFocusWidget(QWidget):
         ]  # fmt: skip
 
     def _fill_methods(self) -> None:
-        from ..api import METHODS, default_method
+        from napari_gplws.api import METHODS, default_method
 
         default = default_method()
         for key in METHODS:
@@ -414,7 +414,7 @@ class DepthFromFocusWidget(QWidget):
             self.focus_mode.setCurrentIndex(i)
 
     def _on_method_changed(self, *_: Any) -> None:
-        from ..api import CLASSICAL_METHODS
+        from napari_gplws.api import CLASSICAL_METHODS
 
         classical = self.method_combo.currentData() in CLASSICAL_METHODS
         self.device_combo.setToolTip(
@@ -427,7 +427,7 @@ class DepthFromFocusWidget(QWidget):
 
     def focus_positions(self, n_frames: int) -> np.ndarray | None:
         """Focus positions (µm) the run will use, or ``None`` for frame-index units."""
-        from ..core.stack import uniform_positions
+        from napari_gplws.core.stack import uniform_positions
 
         mode = self.focus_mode.currentData()
         if mode == FOCUS_METADATA:
@@ -474,10 +474,10 @@ class DepthFromFocusWidget(QWidget):
         lateral = "µm" if px is not None else "px"
 
         def task(progress, cancel):
-            from ..api import reconstruct
-            from ..core.callbacks import check_cancel
-            from ..core.stack import FocalStack
-            from ..core.surface import height_map_mesh, texture_image
+            from napari_gplws.api import reconstruct
+            from napari_gplws.core.callbacks import check_cancel
+            from napari_gplws.core.stack import FocalStack
+            from napari_gplws.core.surface import height_map_mesh, texture_image
 
             stack = FocalStack(np.asarray(frames), focus_um=focus, pixel_size_um=px, source=name)
             rec = reconstruct(
@@ -649,7 +649,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_depth(self, path: str) -> Path | None:
         """Write the last depth map as a float32 TIFF with its units and pixel size."""
-        from ..core.io import write_depth_tiff
+        from napari_gplws.core.io import write_depth_tiff
 
         res = self.result
         if res is None:
@@ -685,7 +685,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_mesh(self, path: str) -> Path | None:
         """Write the last surface as PLY, STL or OBJ (by suffix), in µm where known."""
-        from ..core.surface import export_mesh
+        from napari_gplws.core.surface import export_mesh
 
         if self.result is None:
             return None
@@ -718,7 +718,7 @@ class DepthFromFocusWidget(QWidget):
         """Surface parameters of the whole map, plus the chosen rectangle when there is one."""
         from skimage.draw import polygon2mask
 
-        from ..core.roughness import surface_parameters
+        from napari_gplws.core.roughness import surface_parameters
 
         res = self.result
         if res is None:
@@ -784,7 +784,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_parameters(self, path: str) -> Path | None:
         """Write the surface parameters (whole map, and the rectangle when chosen) as CSV."""
-        from ..core.roughness import write_parameters_csv
+        from napari_gplws.core.roughness import write_parameters_csv
 
         results = self.measure()
         if not results:

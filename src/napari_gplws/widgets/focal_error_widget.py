@@ -64,9 +64,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import GplwsError
-from . import _layers
-from ._controls import (
+from napari_gplws.core.errors import GplwsError
+from napari_gplws.widgets import _layers
+from napari_gplws.widgets._controls import (
     collapsible_group,
     fill_devices_later,
     find_data,
@@ -74,12 +74,12 @@ from ._controls import (
     show_exception,
     spin,
 )
-from ._worker import Job, software_opengl
+from napari_gplws.widgets._worker import Job, software_opengl
 
 if TYPE_CHECKING:
     import napari
 
-    from ..core.autofocus import AutofocusResult
+    from napari_gplws.core.autofocus import AutofocusResult
 
 WIDGET_NAME = "focal_error_map"
 
@@ -189,7 +189,7 @@ def region_luminance(
     ``frames`` is ``(N, H, W[, 3])``; brightness is luma scaled by the image layer's contrast
     limits, as napari draws it (gamma ignored). Used only to pick a readable text colour.
     """
-    from ..core.region_error import region_bounds
+    from napari_gplws.core.region_error import region_bounds
 
     lo, hi = float(contrast_limits[0]), float(contrast_limits[1])
     span = hi - lo if hi > lo else 1.0
@@ -233,7 +233,7 @@ def text_colours(
 def weights_status(weights: str | Path = DEFAULT_WEIGHTS) -> str | None:
     """The model card's ``status`` (why the weights fall short of their purpose), if any."""
     try:
-        from ..core.models.registry import model_card
+        from napari_gplws.core.models.registry import model_card
 
         status = model_card(weights).get("status")
     except Exception:  # noqa: BLE001 - an unreadable card is no reason to break the dock
@@ -309,7 +309,7 @@ def defocus_products(
             full = np.full((n_frames, rows, cols), np.nan, np.float32)
             full[np.asarray(result.frames, int)] = values
             grids[key] = full
-    from ..core.autofocus import CONFIDENT_DIRECTION
+    from napari_gplws.core.autofocus import CONFIDENT_DIRECTION
 
     # Two frames (or a stack that misses the focus) give no truth anywhere: no "true –" lines.
     text_truth = has_truth and bool(np.isfinite(np.asarray(result.true_um, float)).any())
@@ -407,7 +407,7 @@ class FocalErrorMapWidget(QWidget):
         self.stride.setSingleStep(16)
         self.stride.setSpecialValueText("224 (no overlap)")
         self.stride.setToolTip("Tile stride in pixels; smaller than 224 makes overlapping tiles.")
-        from ..core.autofocus import MIN_CONTENT
+        from napari_gplws.core.autofocus import MIN_CONTENT
 
         self.min_content = QDoubleSpinBox()
         self.min_content.setRange(0.0, 1.0)
@@ -721,7 +721,7 @@ class FocalErrorMapWidget(QWidget):
 
     def focus_positions(self, n_frames: int) -> np.ndarray | None:
         """Focus positions (µm) the run will use, or ``None`` when they are unknown."""
-        from ..core.stack import uniform_positions
+        from napari_gplws.core.stack import uniform_positions
 
         mode = self.focus_mode.currentData()
         if mode == FOCUS_METADATA:
@@ -792,10 +792,10 @@ class FocalErrorMapWidget(QWidget):
         status = weights_status(weights)
 
         def task(progress, cancel):
-            from ..core.autofocus import autofocus
-            from ..core.callbacks import check_cancel
-            from ..core.region_error import frame_error_summary
-            from ..core.stack import FocalStack
+            from napari_gplws.core.autofocus import autofocus
+            from napari_gplws.core.callbacks import check_cancel
+            from napari_gplws.core.region_error import frame_error_summary
+            from napari_gplws.core.stack import FocalStack
 
             data = np.asarray(frames)
             if rgb and data.shape[-1] == 4:
@@ -872,7 +872,7 @@ class FocalErrorMapWidget(QWidget):
 
         Fast (a pass over two 2-D maps), so it runs on the GUI thread.
         """
-        from ..core.region_error import common_units, overall_rmse, region_rmse
+        from napari_gplws.core.region_error import common_units, overall_rmse, region_rmse
 
         recon, truth = self.recon_combo.currentData(), self.truth_combo.currentData()
         if not (_layers.contains(self.viewer, recon) and _layers.contains(self.viewer, truth)):
@@ -1138,7 +1138,7 @@ class FocalErrorMapWidget(QWidget):
         return self._export(path, ".json")
 
     def _export(self, path: str, suffix: str) -> Path | None:
-        from ..core.io import move_aside
+        from napari_gplws.core.io import move_aside
 
         res = self.result
         if res is None or res.autofocus is None:

@@ -38,9 +38,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import annotate as an
-from ..core.errors import GplwsError
-from ._worker import Job
+from napari_gplws.core import annotate as an
+from napari_gplws.core.errors import GplwsError
+from napari_gplws.widgets._worker import Job
 
 if TYPE_CHECKING:
     import napari

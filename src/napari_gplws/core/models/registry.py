@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from napari_gplws.core.errors import ModelError
 
 __all__ = [
     "DEFAULT_GPLWS",
@@ -124,7 +124,7 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", co
             )
         import torch
 
-        from .gplws import GPLWSConfig, GPLWSNet
+        from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
 
         state, meta = read_weights(path, FORMAT, "fused GPLWS-Net")
         config = GPLWSConfig.from_dict(json.loads(meta.get("config", "{}")))
