@@ -61,8 +61,8 @@ def make_stack(n_frames: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.
 
 def use_random_weights() -> None:
     """Point the weights registry at a temporary, randomly initialised GPLWS-Net (timing only)."""
-    from napari_gplws.core.models import registry
-    from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
+    from napari_gplws.models import registry
+    from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
 
     folder = Path(tempfile.mkdtemp(prefix="gplws-random-"))
     registry.save_gplws(

@@ -1,4 +1,4 @@
-"""Ground-truth editing core (:mod:`napari_gplws.core.annotate`): no display needed."""
+"""Ground-truth editing core (:mod:`napari_gplws.annotate.session`): no display needed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_gplws.core import annotate as an
-from napari_gplws.core.datasets import render_stack, render_texture
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.annotate import session as an
+from napari_gplws.training.gplws_data import render_stack, render_texture
+from napari_gplws.errors import GplwsError
 
 N, H, W = 8, 24, 28
 

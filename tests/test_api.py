@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import napari_gplws
-from napari_gplws.core.errors import Cancelled, FocusPositionError, StackError
+from napari_gplws.errors import Cancelled, FocusPositionError, StackError
 
 
 def test_reconstruct_stack_keeps_units_and_dtype(small_synthetic):

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.autofocus import (
+from napari_gplws.defocus.analyse import (
     AutofocusResult,
     add_autofocus_arguments,
     autofocus,
@@ -25,8 +25,8 @@ from napari_gplws.core.autofocus import (
     predict_defocus,
     tile_origins,
 )
-from napari_gplws.core.errors import Cancelled, StackError
-from napari_gplws.core.stack import FocalStack
+from napari_gplws.errors import Cancelled, StackError
+from napari_gplws.stack import FocalStack
 
 BEST_UM = np.array([[2.6, 3.0, 3.4], [2.8, 3.2, 3.6], [2.4, 3.0, 3.3]])
 FOCUS_UM = np.arange(7, dtype=float)  # 0 … 6 µm
@@ -42,7 +42,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from napari_gplws.core.models.ldse import LDSEConfig, LDSENet, save_ldse
+    from napari_gplws.models.ldse import LDSEConfig, LDSENet, save_ldse
 
     torch.manual_seed(0)
     net = LDSENet(LDSEConfig(stem=8, growth=(4, 4, 4), layers=(1, 1, 1))).eval()
@@ -53,7 +53,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def region_stack() -> FocalStack:
     """672×672 stack: a 3×3 grid of 224 px regions, region (i, j) sharpest at BEST_UM[i, j]."""
-    from napari_gplws.core.defocus_sim import DefocusSimulator, psf_bank
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator, psf_bank
 
     bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=0.25, size_px=33)
     # Absorbing specimen only: the focus curves of phase objects dip at focus (see docs).
@@ -198,7 +198,7 @@ def test_direction_confidence_marks_regions_whose_sign_is_unsure(
 ) -> None:
     import dataclasses
 
-    from napari_gplws.core.autofocus import CONFIDENT_DIRECTION
+    from napari_gplws.defocus.analyse import CONFIDENT_DIRECTION
 
     res = autofocus(region_stack, frame=2, device="cpu", weights=tiny_weights)
     c0 = res.direction_confidence
@@ -318,7 +318,7 @@ def test_combined_frames_take_the_direction_from_the_focus_positions(
     """A stand-in network that knows how far each region is but not the direction (or gets
     it wrong): combining two frames 2 µm apart must still give every region's signed
     defocus and best focus, though neither frame brackets the focus."""
-    import napari_gplws.core.autofocus as af
+    import napari_gplws.defocus.analyse as af
 
     two = FocalStack(region_stack.frames[[0, 2]], focus_um=FOCUS_UM[[0, 2]], source="two")
     region = tile_origins(two.frames.shape[1:3], 224, 224) // 224

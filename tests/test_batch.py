@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("distributed")
 tifffile = pytest.importorskip("tifffile")
 
-from napari_gplws.core.batch import (
+from napari_gplws.batching.run import (
     OUTPUT_NAMES,
     batch,
     collect_inputs,
@@ -38,8 +38,8 @@ def client():
 @pytest.fixture()
 def folder(tmp_path):
     """Three good stacks (one with a uneven µm sidecar) and two bad ones."""
-    from napari_gplws.core.io import save_stack
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.io._read import save_stack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     d = tmp_path / "scans"
     d.mkdir()
@@ -110,14 +110,14 @@ def test_collect_inputs_and_names(folder, tmp_path):
     paths = collect_inputs([lst])
     assert [p.name for p in paths] == ["s0.tif", "s1.tif", "s2.tif"]
     assert stack_names([folder / "a.ome.tif", tmp_path / "a.tif", folder / "b"]) == ["a", "a-2", "b"]
-    from napari_gplws.core.errors import GplwsError
+    from napari_gplws.errors import GplwsError
 
     with pytest.raises(GplwsError, match="matches no file"):
         collect_inputs([str(tmp_path / "*.nothing")])
 
 
 def test_cli_batch_exit_code(client, folder, tmp_path, capsys):
-    from napari_gplws.batch_cli import add_batch_arguments, cmd_batch
+    from napari_gplws.cli.batch import add_batch_arguments, cmd_batch
 
     p = argparse.ArgumentParser()
     add_batch_arguments(p)
@@ -133,10 +133,10 @@ def test_cli_batch_exit_code(client, folder, tmp_path, capsys):
 def test_batch_zarr_stacks_out_of_core_and_resume(client, tmp_path):
     zarr = pytest.importorskip("zarr")
     from napari_gplws import api
-    from napari_gplws.core.batch import ZARR_OUTPUT_NAMES
-    from napari_gplws.core.io import save_stack
-    from napari_gplws.core.outofcore import tiff_to_zarr
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.batching.run import ZARR_OUTPUT_NAMES
+    from napari_gplws.io._read import save_stack
+    from napari_gplws.dff.outofcore import tiff_to_zarr
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     d = tmp_path / "scans"
     d.mkdir()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gplws.cli import EXIT_ERROR, EXIT_OK, main
-from napari_gplws.core.io import read_depth_tiff, save_stack
+from napari_gplws.cli.main import EXIT_ERROR, EXIT_OK, main
+from napari_gplws.io._read import read_depth_tiff, save_stack
 
 
 def test_help_lists_every_command(capsys):
@@ -93,14 +93,14 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    from napari_gplws.core.errors import StackError
+    from napari_gplws.errors import StackError
 
     with pytest.raises(StackError):
         main(["--debug", "reconstruct", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o")])
 
 
 def test_eval_on_a_dataset_folder(tmp_path, capsys, small_synthetic):
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     root = tmp_path / "dataset"
     for i, family in enumerate(("plane", "caps")):
@@ -145,7 +145,7 @@ def test_reconstruct_with_the_network_is_the_default_and_beats_sml_on_the_sample
 
 
 def test_bench_prints_a_table_with_throughput_and_ratio(capsys):
-    from napari_gplws.bench import run_bench
+    from napari_gplws.evaluation.speed import run_bench
 
     text = run_bench(sizes=[(4, 64, 64)], methods=["sml", "gplws"], repeats=1, device="cpu",
                      echo=lambda _l: None, autofocus=False)
@@ -161,7 +161,7 @@ def test_bench_prints_a_table_with_throughput_and_ratio(capsys):
 
 
 def test_bench_times_the_autofocus_network_against_the_classical_measure():
-    from napari_gplws.bench import autofocus_table
+    from napari_gplws.evaluation.speed import autofocus_table
 
     text = autofocus_table(device="cpu", repeats=1, echo=lambda _l: None)
     head, _, row = text.strip().splitlines()
@@ -180,8 +180,8 @@ def zarr_stack(tmp_path):
     """A 6×96×128 stack as a TIFF (µm units) and the same data as a zarr with 64-px chunks."""
     pytest.importorskip("zarr")
     pytest.importorskip("dask.array")
-    from napari_gplws.core.outofcore import tiff_to_zarr
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.dff.outofcore import tiff_to_zarr
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     s = synthetic_stack(family="waves", n_frames=6, shape=(96, 128), seed=3).stack
     tif = save_stack(tmp_path / "s.tif", s)
@@ -197,7 +197,7 @@ def _zarr_result(out):
 @pytest.mark.parametrize("method", ["sml", "gplws"])
 def test_reconstruct_zarr_equals_in_memory(tmp_path, zarr_stack, method, capsys):
     if method == "gplws":
-        from napari_gplws.core.models.registry import has_default_weights
+        from napari_gplws.models.registry import has_default_weights
 
         if not has_default_weights("gplws"):
             pytest.skip("the packaged GPLWS-Net weights are not installed")
@@ -243,7 +243,7 @@ def test_out_of_core_tiff_backup_and_memory_hint(tmp_path, zarr_stack, monkeypat
     capsys.readouterr()
 
     # a TIFF that would not fit in memory: the error suggests --out-of-core
-    import napari_gplws.core.io as io_mod
+    import napari_gplws.io._read as io_mod
 
     monkeypatch.setattr(io_mod, "available_memory_bytes", lambda: 1000)
     assert main(args) == EXIT_ERROR

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gplws.core.defocus_fit import MAGNITUDE_SIGMA_UM, fit_best_focus
+from napari_gplws.defocus.fit import MAGNITUDE_SIGMA_UM, fit_best_focus
 
 
 @pytest.mark.parametrize("best", [-7.0, -3.0, 0.4, 1.0, 2.0, 3.0, 9.5])

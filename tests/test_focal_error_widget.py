@@ -209,7 +209,7 @@ def test_text_colour_contrasts_with_what_is_under_it():
 
 
 def test_weights_status_is_shown_as_a_warning(viewer, tmp_path):
-    from napari_gplws.core.models.registry import model_card
+    from napari_gplws.models.registry import model_card
 
     w = open_dock(viewer)
     status = model_card("ldse_default").get("status")
@@ -330,7 +330,7 @@ def test_two_frames_combined_take_the_direction_from_their_positions(viewer, qtb
     """Two frames 4 µm apart, both below focus. A stand-in network knows how far each
     region is but points the wrong way; 'direction from their positions' must still show
     the right signed defocus, and say where the direction came from."""
-    import napari_gplws.core.autofocus as af
+    import napari_gplws.defocus.analyse as af
 
     frames, _ = focus_stack(n_frames=2)
     focus = np.array([0.0, 4.0])
@@ -424,7 +424,7 @@ def test_rerun_replaces_only_its_own_layers(viewer, qtbot):
 # Reconstruction vs ground truth
 # ------------------------------------------------------------------------------------------
 def test_rmse_against_ground_truth(viewer, qtbot):
-    from napari_gplws.core.region_error import region_bounds
+    from napari_gplws.evaluation.region_error import region_bounds
 
     shape = (60, 90)
     truth = np.full(shape, 5.0, np.float32)

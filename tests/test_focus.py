@@ -1,7 +1,7 @@
-"""Tests of the classical depth-from-focus engine (:mod:`napari_gplws.core.focus`).
+"""Tests of the classical depth-from-focus engine (:mod:`napari_gplws.dff.classical`).
 
 Stacks are rendered here by a small helper (:func:`render_stack`) rather than by
-:mod:`napari_gplws.core.synth`, so that these tests depend only on the code they test:
+:mod:`napari_gplws.sim.focus_stacks`, so that these tests depend only on the code they test:
 a random texture is Gaussian-blurred, per pixel, with a sigma proportional to
 ``|depth − focus position|``. All tests are headless and take a few seconds in total.
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_gplws.core.errors import Cancelled, StackError
-from napari_gplws.core.focus import (
+from napari_gplws.errors import Cancelled, StackError
+from napari_gplws.dff.classical import (
     FOCUS_MEASURES,
     FocusResult,
     depth_from_focus,
@@ -21,14 +21,14 @@ from napari_gplws.core.focus import (
     peak_offset,
     refine_index,
 )
-from napari_gplws.core.focus_measures import (
+from napari_gplws.dff.measures import (
     SML_STEP,
     luminance,
     measure_halo,
     measure_into,
     n_work_buffers,
 )
-from napari_gplws.core.stack import FocalStack
+from napari_gplws.stack import FocalStack
 
 MEASURES = sorted(FOCUS_MEASURES)
 
@@ -329,7 +329,7 @@ def test_progress_reaches_total_and_cancel_raises(plane_stack):
 
 
 def test_bands_and_threads_do_not_change_the_result(plane_stack, monkeypatch):
-    import napari_gplws.core.focus as focus_module
+    import napari_gplws.dff.classical as focus_module
 
     stack, _ = plane_stack
     whole = depth_from_focus(stack, threads=1)

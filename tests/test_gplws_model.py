@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.errors import ModelError
-from napari_gplws.core.models.gplws import (
+from napari_gplws.errors import ModelError
+from napari_gplws.models.gplws import (
     GPLWSConfig,
     GPLWSNet,
     RepConv3d,
@@ -16,7 +16,7 @@ from napari_gplws.core.models.gplws import (
     depth_from_logits,
     normalize_stack,
 )
-from napari_gplws.core.models.registry import load_gplws, model_card, save_gplws
+from napari_gplws.models.registry import load_gplws, model_card, save_gplws
 
 
 def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:

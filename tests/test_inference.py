@@ -9,16 +9,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.errors import Cancelled, ModelError, StackError
-from napari_gplws.core.inference import (
+from napari_gplws.errors import Cancelled, ModelError, StackError
+from napari_gplws.dff.network import (
     auto_tile_size,
     predict_depth,
     resolve_device,
     tile_grid,
 )
-from napari_gplws.core.models.gplws import GPLWSNet
-from napari_gplws.core.models.registry import has_default_weights, save_gplws, weights_path
-from napari_gplws.core.stack import FocalStack
+from napari_gplws.models.gplws import GPLWSNet
+from napari_gplws.models.registry import has_default_weights, save_gplws, weights_path
+from napari_gplws.stack import FocalStack
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def weights(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def stack():
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     return synthetic_stack(family="caps", n_frames=10, shape=(150, 170), depth_range_um=(3.0, 21.0), seed=11)
 
@@ -91,7 +91,7 @@ def test_select_aif_takes_input_values_and_rgb(weights) -> None:
 
 
 def test_tiled_matches_whole_without_seams(weights) -> None:
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     s = synthetic_stack(family="caps", n_frames=10, shape=(256, 320), depth_range_um=(3.0, 21.0), seed=11)
     whole = predict_depth(s.stack, device="cpu", weights=weights, tile_size=1024)
@@ -125,9 +125,9 @@ def test_cancel_between_tiles(stack, weights) -> None:
 
 @pytest.mark.skipif(not has_default_weights("gplws"), reason="packaged weights not trained yet")
 def test_packaged_weights_beat_classical_on_small_fixed_set() -> None:
-    from napari_gplws.core.focus import depth_from_focus
-    from napari_gplws.core.metrics import depth_metrics
-    from napari_gplws.core.synth import HEIGHT_FAMILIES, synthetic_stack
+    from napari_gplws.dff.classical import depth_from_focus
+    from napari_gplws.evaluation.metrics import depth_metrics
+    from napari_gplws.sim.focus_stacks import HEIGHT_FAMILIES, synthetic_stack
 
     net_rmse, sml_rmse, net_bump, sml_bump = [], [], [], []
     for i, fam in enumerate(HEIGHT_FAMILIES):
@@ -148,8 +148,8 @@ def test_packaged_weights_beat_classical_on_small_fixed_set() -> None:
 def test_onnx_export_matches_pytorch(tmp_path, weights) -> None:
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from napari_gplws.core.inference import export_onnx
-    from napari_gplws.core.models.registry import load_gplws
+    from napari_gplws.dff.network import export_onnx
+    from napari_gplws.models.registry import load_gplws
 
     path = export_onnx(tmp_path / "gplws.onnx", weights=weights)
     x = torch.rand(1, 1, 7, 48, 64)
@@ -164,8 +164,8 @@ def test_onnx_export_matches_pytorch(tmp_path, weights) -> None:
 def test_evaluate_methods_table(weights) -> None:
     from types import SimpleNamespace
 
-    from napari_gplws.core.inference import evaluate_methods, format_table
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.dff.network import evaluate_methods, format_table
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     samples = []
     for i, fam in enumerate(("plane", "waves")):
@@ -180,7 +180,7 @@ def test_evaluate_methods_table(weights) -> None:
 
 # --- GPU fast path options (batched tiles, autocast precision, torch.compile) -------------
 def _small_stack():
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     return synthetic_stack(family="waves", n_frames=10, shape=(200, 180), seed=11).stack
 
@@ -207,8 +207,8 @@ def test_bf16_autocast_on_cpu_stays_within_one_percent_of_fp32():
 
 
 def test_precision_names_are_checked():
-    from napari_gplws.core.errors import ModelError
-    from napari_gplws.core.inference import resolve_precision
+    from napari_gplws.errors import ModelError
+    from napari_gplws.dff.network import resolve_precision
 
     assert resolve_precision("auto", "cpu") is None
     with pytest.raises(ModelError, match="fp16.*CUDA"):
@@ -244,7 +244,7 @@ def test_torch_compile_gives_the_same_depth():
 
 
 def test_test_time_augmentation_averages_views_back_in_place():
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     syn = synthetic_stack(family="plane", n_frames=10, shape=(96, 128), seed=5)
     plain = predict_depth(syn.stack, device="cpu", tta=1)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gplws.core.errors import FocusPositionError, GplwsError, StackError
-from napari_gplws.core.io import (
+from napari_gplws.errors import FocusPositionError, GplwsError, StackError
+from napari_gplws.io._read import (
     parse_axis_pick,
     read_depth_tiff,
     read_image_tiff,
@@ -20,7 +20,7 @@ from napari_gplws.core.io import (
     write_depth_tiff,
     write_image_tiff,
 )
-from napari_gplws.core.stack import FocalStack
+from napari_gplws.stack import FocalStack
 
 
 def _frames(n=6, h=12, w=10, dtype=np.uint16, rgb=False):

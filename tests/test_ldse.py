@@ -11,15 +11,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.autofocus_data import (
+from napari_gplws.training.ldse_data import (
     concat_tilesets,
     grouped_split,
     load_jiang_tiles,
     parse_jiang_name,
     stack_defocus_tiles,
 )
-from napari_gplws.core.errors import ModelError, StackError
-from napari_gplws.core.models.ldse import (
+from napari_gplws.errors import ModelError, StackError
+from napari_gplws.models.ldse import (
     LDSEConfig,
     LDSENet,
     count_parameters,
@@ -27,7 +27,7 @@ from napari_gplws.core.models.ldse import (
     prepare_tiles,
     save_ldse,
 )
-from napari_gplws.core.stack import FocalStack
+from napari_gplws.stack import FocalStack
 
 TINY = LDSEConfig(stem=8, growth=(4, 4, 4), layers=(1, 1, 1))
 
@@ -122,7 +122,7 @@ def test_weights_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 def test_a_tiny_training_run_lowers_the_loss() -> None:
-    from napari_gplws.core.defocus_sim import DefocusSimulator, psf_bank
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator, psf_bank
 
     torch.manual_seed(0)
     bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=1.0, size_px=33)
@@ -143,7 +143,7 @@ def test_a_tiny_training_run_lowers_the_loss() -> None:
 
 
 def test_defocus_metrics_judge_the_direction_confidence() -> None:
-    from napari_gplws.core.train_ldse import defocus_metrics
+    from napari_gplws.training.ldse import defocus_metrics
 
     true = np.array([3.0, -3.0, 2.0, -2.0, 0.5])
     # Confident tiles (|pred| / magnitude >= 0.5) have the right sign, unsure ones the wrong.
@@ -157,7 +157,7 @@ def test_defocus_metrics_judge_the_direction_confidence() -> None:
 
 
 def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -> None:
-    from napari_gplws.core.train_ldse import LDSETrainConfig, train_ldse
+    from napari_gplws.training.ldse import LDSETrainConfig, train_ldse
 
     cfg = LDSETrainConfig(
         out_dir=str(tmp_path / "run"),
@@ -218,7 +218,7 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
     md = (tmp_path / "w.md").read_text(encoding="utf-8")
     assert "### Per modality" in md and "### Two frames a known step apart" in md
     # Re-evaluating the written weights reproduces the card's figures.
-    from napari_gplws.core.train_ldse import reevaluate_card
+    from napari_gplws.training.ldse import reevaluate_card
 
     again = reevaluate_card(tmp_path / "w.safetensors", log=lambda _msg: None)
     assert again["command"] == "pytest" and again["steps"] == 3
@@ -301,7 +301,7 @@ def test_stack_loader_labels_from_focus_curves() -> None:
 
 # --- committed weights ---------------------------------------------------------------------
 def _packaged_card() -> dict:
-    from napari_gplws.core.models.registry import model_card, weights_path
+    from napari_gplws.models.registry import model_card, weights_path
 
     if not weights_path("ldse_default").is_file():
         pytest.skip("ldse_default weights not installed yet (training in progress)")
@@ -313,9 +313,9 @@ def test_committed_weights_load_and_estimate_how_far_out_of_focus() -> None:
     for key in ("command", "seed", "steps", "wall_time_min", "optics", "test", "baseline_abs_only"):
         assert key in card
     assert card["weight_bytes_float32"] <= 1_000_000
-    from napari_gplws.core.autofocus import predict_defocus
-    from napari_gplws.core.defocus_sim import TEST_SPECIMENS, DefocusSimulator, PSFBank
-    from napari_gplws.core.psf import Optics
+    from napari_gplws.defocus.analyse import predict_defocus
+    from napari_gplws.sim.defocus_tiles import TEST_SPECIMENS, DefocusSimulator, PSFBank
+    from napari_gplws.sim.psf import Optics
 
     # A few fresh held-out tiles (test specimens, an aberration seed never used).
     optics = Optics.from_dict(card["optics"])
@@ -335,10 +335,10 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
     give the card's figures (this also catches a simulator change that silently moves the
     test set away from what the card describes)."""
     card = _packaged_card()
-    from napari_gplws.core.defocus_sim import PSFBank
-    from napari_gplws.core.models.ldse import load_ldse
-    from napari_gplws.core.psf import Optics
-    from napari_gplws.core.train_ldse import (
+    from napari_gplws.sim.defocus_tiles import PSFBank
+    from napari_gplws.models.ldse import load_ldse
+    from napari_gplws.sim.psf import Optics
+    from napari_gplws.training.ldse import (
         TEST_BANK_SEED,
         defocus_metrics,
         magnitude_metrics,

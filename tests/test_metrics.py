@@ -1,4 +1,4 @@
-"""Tests of the depth metrics (napari_gplws.core.metrics), pinned by hand computations."""
+"""Tests of the depth metrics (napari_gplws.evaluation.metrics), pinned by hand computations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import filters
 
-from napari_gplws.core.metrics import (
+from napari_gplws.evaluation.metrics import (
     METRIC_KEYS,
     SCHARR_X,
     SCHARR_Y,

@@ -8,11 +8,11 @@ import pytest
 zarr = pytest.importorskip("zarr")
 pytest.importorskip("dask.array")
 
-from napari_gplws.core.errors import StackError
-from napari_gplws.core.focus import depth_from_focus
-from napari_gplws.core.outofcore import open_zarr_stack, reconstruct_zarr
-from napari_gplws.core.stack import FocalStack
-from napari_gplws.core.synth import synthetic_stack
+from napari_gplws.errors import StackError
+from napari_gplws.dff.classical import depth_from_focus
+from napari_gplws.dff.outofcore import open_zarr_stack, reconstruct_zarr
+from napari_gplws.stack import FocalStack
+from napari_gplws.sim.focus_stacks import synthetic_stack
 
 
 def _save(path, frames, **attrs):
@@ -84,7 +84,7 @@ def test_ome_zarr_and_errors(tmp_path):
 
 def test_tiff_to_zarr(tmp_path):
     tifffile = pytest.importorskip("tifffile")
-    from napari_gplws.core.outofcore import tiff_to_zarr
+    from napari_gplws.dff.outofcore import tiff_to_zarr
 
     a = (np.random.default_rng(0).random((5, 70, 60)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "t.tif", a)
@@ -95,7 +95,7 @@ def test_tiff_to_zarr(tmp_path):
 
 
 def test_reader_layer_data_is_lazy(tmp_path):
-    from napari_gplws.core.outofcore import is_zarr_path, zarr_layer_data
+    from napari_gplws.dff.outofcore import is_zarr_path, zarr_layer_data
 
     frames = synthetic_stack(n_frames=5, shape=(40, 30), seed=2).stack.frames
     src = _save(tmp_path / "s.zarr", frames, focus_um=[0, 2, 4, 6, 8], pixel_size_um=0.5)
@@ -109,10 +109,10 @@ def test_reader_layer_data_is_lazy(tmp_path):
 def test_gplws_out_of_core_equals_in_memory(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("safetensors")
-    from napari_gplws.core.inference import predict_depth
-    from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
-    from napari_gplws.core.models.registry import save_gplws
-    from napari_gplws.core.outofcore import predict_zarr
+    from napari_gplws.dff.network import predict_depth
+    from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
+    from napari_gplws.models.registry import save_gplws
+    from napari_gplws.dff.outofcore import predict_zarr
 
     torch.manual_seed(0)
     w = str(save_gplws(GPLWSNet(GPLWSConfig(widths=(8, 8, 16, 16))).eval(), tmp_path / "w.safetensors"))
@@ -132,8 +132,8 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
 
 def test_units_overrides_layout_checks_and_zarr_is_not_a_frame_folder(tmp_path):
     tifffile = pytest.importorskip("tifffile")
-    from napari_gplws.core.io import read_stack, read_tiff_header
-    from napari_gplws.core.outofcore import tiff_to_zarr
+    from napari_gplws.io._read import read_stack, read_tiff_header
+    from napari_gplws.dff.outofcore import tiff_to_zarr
 
     frames = synthetic_stack(n_frames=5, shape=(40, 30), seed=2).stack.frames
     src = _save(tmp_path / "s.zarr", frames, focus_um=[0, 2, 4, 6, 8])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gplws.core.defocus_sim import (
+from napari_gplws.sim.defocus_tiles import (
     SPECIMENS,
     TEST_SPECIMENS,
     TRAIN_SPECIMENS,
@@ -14,7 +14,7 @@ from napari_gplws.core.defocus_sim import (
     psf_bank,
     specimen_image,
 )
-from napari_gplws.core.psf import (
+from napari_gplws.sim.psf import (
     OPTICS_20X,
     ZERNIKE_NAMES,
     Optics,

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from napari_gplws.core.metrics import MetricError
-from napari_gplws.core.region_error import (
+from napari_gplws.evaluation.metrics import MetricError
+from napari_gplws.evaluation.region_error import (
     common_units,
     frame_error_summary,
     overall_rmse,
@@ -66,7 +66,7 @@ def test_shape_mismatch_and_bad_grids_raise_clear_errors():
 
 
 def test_region_bounds_tile_the_frame_like_autofocus():
-    from napari_gplws.core.autofocus import _region_bounds
+    from napari_gplws.defocus.analyse import _region_bounds
 
     for shape, grid in (((500, 700), (3, 3)), ((97, 50), (5, 3)), ((672, 672), (3, 3))):
         bounds = region_bounds(shape, grid)
@@ -88,7 +88,7 @@ def test_common_units():
 
 
 def test_frame_error_summary_means_over_regions_with_values():
-    from napari_gplws.core.autofocus import AutofocusResult
+    from napari_gplws.defocus.analyse import AutofocusResult
 
     pred = np.array([[[1.0, -3.0], [np.nan, 0.5]], [[np.nan] * 2] * 2])
     true = np.zeros_like(pred)
@@ -110,7 +110,7 @@ def test_frame_error_summary_means_over_regions_with_values():
 
 
 def test_move_aside_keeps_the_old_file(tmp_path):
-    from napari_gplws.core.io import move_aside
+    from napari_gplws.io._read import move_aside
 
     target = tmp_path / "table.csv"
     assert move_aside(target) is None

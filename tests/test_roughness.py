@@ -7,9 +7,9 @@ import csv
 import numpy as np
 import pytest
 
-from napari_gplws.core.errors import GplwsError
-from napari_gplws.core.profile import height_profile, step_height, write_profile_csv
-from napari_gplws.core.roughness import level_plane, surface_parameters, write_parameters_csv
+from napari_gplws.errors import GplwsError
+from napari_gplws.metrology.profile import height_profile, step_height, write_profile_csv
+from napari_gplws.metrology.roughness import level_plane, surface_parameters, write_parameters_csv
 
 
 def test_plane_levelling_removes_tilt_exactly():

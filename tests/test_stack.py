@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gplws.core.errors import FocusPositionError, StackError
-from napari_gplws.core.stack import (
+from napari_gplws.errors import FocusPositionError, StackError
+from napari_gplws.stack import (
     FocalStack,
     index_to_position,
     position_to_index,

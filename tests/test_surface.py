@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gplws.core.errors import GplwsError
-from napari_gplws.core.surface import export_mesh, height_map_mesh, texture_image
+from napari_gplws.errors import GplwsError
+from napari_gplws.metrology.mesh import export_mesh, height_map_mesh, texture_image
 
 
 def tilted_plane(h=40, w=60, slope_x=0.25, slope_y=-0.1, z0=3.0):

@@ -1,4 +1,4 @@
-"""Tests of the synthetic focus-stack generator (napari_gplws.core.synth)."""
+"""Tests of the synthetic focus-stack generator (napari_gplws.sim.focus_stacks)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_gplws.core import synth
-from napari_gplws.core.errors import FocusPositionError
-from napari_gplws.core.stack import FocalStack, position_to_index
-from napari_gplws.core.synth import (
+from napari_gplws.sim import focus_stacks as synth
+from napari_gplws.errors import FocusPositionError
+from napari_gplws.stack import FocalStack, position_to_index
+from napari_gplws.sim.focus_stacks import (
     HEIGHT_FAMILIES,
     SKIMAGE_TEXTURES,
     TEXTURES,

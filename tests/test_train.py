@@ -9,15 +9,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.core.datasets import (
+from napari_gplws.training.gplws_data import (
     TRAIN_FAMILIES,
     Micro3DDataset,
     SyntheticFocusDataset,
     render_height,
 )
-from napari_gplws.core.errors import StackError
-from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
-from napari_gplws.core.train import TrainConfig, gplws_loss, make_batch, train_gplws, train_main
+from napari_gplws.errors import StackError
+from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
+from napari_gplws.training.gplws import TrainConfig, gplws_loss, make_batch, train_gplws, train_main
 
 
 @pytest.mark.parametrize("family", TRAIN_FAMILIES)
@@ -70,7 +70,7 @@ def test_tiny_training_loss_falls() -> None:
 
 
 def test_train_writes_weights_and_resumes(tmp_path) -> None:
-    from napari_gplws.core.models.registry import load_gplws, model_card
+    from napari_gplws.models.registry import load_gplws, model_card
 
     cfg = TrainConfig(
         out_dir=str(tmp_path / "run"), steps=3, batch_size=2, n_choices=(6,), size_choices=(32,),

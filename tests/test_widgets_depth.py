@@ -163,7 +163,7 @@ def test_bad_stack_gives_a_notification_not_a_crash(viewer, qtbot):
 
 def tilted_plane_stack(h=64, w=96, slope_um_per_px=0.2, z0=1.0):
     """A synthetic stack of a plane whose depth grows with x: depth = z0 + slope·col (µm)."""
-    from napari_gplws.core.synth import defocus_render
+    from napari_gplws.sim.focus_stacks import defocus_render
 
     rng = np.random.default_rng(3)
     texture = rng.random((h, w))
@@ -202,7 +202,7 @@ def test_surface_orientation_matches_a_known_tilted_plane(viewer, qtbot):
 def test_exports_depth_mesh_and_surface_parameters(viewer, qtbot, sample, tmp_path, monkeypatch):
     from qtpy.QtWidgets import QFileDialog
 
-    from napari_gplws.core.io import read_depth_tiff
+    from napari_gplws.io._read import read_depth_tiff
 
     add_sample(viewer, sample)
     w = open_dock(viewer, qtbot)
@@ -252,8 +252,8 @@ def test_exports_depth_mesh_and_surface_parameters(viewer, qtbot, sample, tmp_pa
 
 def test_network_runs_with_the_chosen_number_of_views(viewer, qtbot, sample):
     from napari_gplws.api import reconstruct
-    from napari_gplws.core.models.registry import has_default_weights
-    from napari_gplws.core.stack import FocalStack
+    from napari_gplws.models.registry import has_default_weights
+    from napari_gplws.stack import FocalStack
 
     if not has_default_weights("gplws"):
         pytest.skip("the packaged GPLWS-Net weights are not installed")

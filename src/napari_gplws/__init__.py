@@ -28,10 +28,10 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_gplws.api import Reconstruction, reconstruct
-    from napari_gplws.core.autofocus import autofocus, predict_defocus
-    from napari_gplws.core.batch import batch
-    from napari_gplws.core.io import read_stack
-    from napari_gplws.core.stack import FocalStack
+    from napari_gplws.defocus.analyse import autofocus, predict_defocus
+    from napari_gplws.batching.run import batch
+    from napari_gplws.io._read import read_stack
+    from napari_gplws.stack import FocalStack
 
 
 def __getattr__(name: str) -> Any:
@@ -41,19 +41,19 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "FocalStack":
-        from napari_gplws.core.stack import FocalStack
+        from napari_gplws.stack import FocalStack
 
         return FocalStack
     if name == "read_stack":
-        from napari_gplws.core.io import read_stack
+        from napari_gplws.io._read import read_stack
 
         return read_stack
     if name in ("autofocus", "predict_defocus"):
-        from napari_gplws.core import autofocus as _autofocus
+        from napari_gplws.defocus import analyse as _autofocus
 
         return getattr(_autofocus, name)
     if name == "batch":
-        from napari_gplws.core.batch import batch
+        from napari_gplws.batching.run import batch
 
         return batch
     raise AttributeError(f"module 'napari_gplws' has no attribute {name!r}")

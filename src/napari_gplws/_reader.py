@@ -1,7 +1,7 @@
 """npe2 reader: opens focus stacks (TIFF, OME-TIFF, ImageJ TIFF, .npy, .npz, folders of frames).
 
-A thin adapter over :func:`napari_gplws.core.io.read_stack`: it decides from the path alone
-whether the plugin can read it and turns a :class:`~napari_gplws.core.stack.FocalStack` into a
+A thin adapter over :func:`napari_gplws.io._read.read_stack`: it decides from the path alone
+whether the plugin can read it and turns a :class:`~napari_gplws.stack.FocalStack` into a
 napari layer-data tuple that carries the physical units. It imports nothing from napari.
 """
 
@@ -28,7 +28,7 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
         (including ``*.ome.tif``), ``*.npy``, ``*.npz`` and folders holding BMP/PNG/TIFF/JPEG
         frames. Files are not opened here.
     """
-    from napari_gplws.core.io import is_stack_path
+    from napari_gplws.io._read import is_stack_path
 
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -36,7 +36,7 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
         path = path[0]
     try:
         if str(path).rstrip("/\\").lower().endswith(".zarr"):
-            from napari_gplws.core.outofcore import is_zarr_path
+            from napari_gplws.dff.outofcore import is_zarr_path
 
             return read_zarr_stack if is_zarr_path(path) else None
         return read_focus_stack if is_stack_path(path) else None
@@ -46,7 +46,7 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
 
 def read_zarr_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     """Open a zarr / OME-Zarr focus stack lazily (dask), with the same metadata keys."""
-    from napari_gplws.core.outofcore import zarr_layer_data
+    from napari_gplws.dff.outofcore import zarr_layer_data
 
     return zarr_layer_data(path[0] if isinstance(path, (list, tuple)) else path)
 
@@ -68,7 +68,7 @@ def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     StackError
         The file cannot be used; the message says why and how to fix it (napari shows it).
     """
-    from napari_gplws.core.io import read_stack
+    from napari_gplws.io._read import read_stack
 
     if isinstance(path, (list, tuple)):
         path = path[0]

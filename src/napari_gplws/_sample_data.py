@@ -13,8 +13,8 @@ SAMPLE_FRAMES = 20
 
 
 def make_sample():
-    """Return the bundled sample as a :class:`~napari_gplws.core.synth.SyntheticStack`."""
-    from napari_gplws.core.synth import synthetic_stack
+    """Return the bundled sample as a :class:`~napari_gplws.sim.focus_stacks.SyntheticStack`."""
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     return synthetic_stack(
         family="waves",

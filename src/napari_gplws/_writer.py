@@ -1,6 +1,6 @@
 """npe2 writer: saves a depth (height) map layer as a float32 TIFF with its units.
 
-A thin adapter over :func:`napari_gplws.core.io.write_depth_tiff`. The units of the depth
+A thin adapter over :func:`napari_gplws.io._read.write_depth_tiff`. The units of the depth
 values and the pixel size come from the layer's metadata (as set by this plugin), or, for the
 pixel size, from the layer's scale. It imports nothing from napari.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 
 
 def write_depth(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str]:
@@ -41,7 +41,7 @@ def write_depth(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str
     GplwsError
         The layer is not a single 2-D map, or writing fails.
     """
-    from napari_gplws.core.io import write_depth_tiff
+    from napari_gplws.io._read import write_depth_tiff
 
     meta = dict(attributes.get("metadata") or {})
     arr = np.asarray(data)

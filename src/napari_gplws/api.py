@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.callbacks import CancelFn, ProgressFn
-from napari_gplws.core.errors import StackError
-from napari_gplws.core.stack import FocalStack
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn
+from napari_gplws.errors import StackError
+from napari_gplws.stack import FocalStack
 
 #: Classical focus measures available as methods (see :mod:`.core.focus`).
 CLASSICAL_METHODS = ("sml", "tenengrad", "glv", "lapvar", "rdf")
@@ -29,7 +29,7 @@ METHODS = NETWORK_METHODS + CLASSICAL_METHODS
 def default_method() -> str:
     """The network when its packaged weights are present, else the best classical measure."""
     try:
-        from napari_gplws.core.models.registry import has_default_weights
+        from napari_gplws.models.registry import has_default_weights
 
         if has_default_weights("gplws"):
             return "gplws"
@@ -113,7 +113,7 @@ def as_stack(
             changes["pixel_size_um"] = pixel_size_um
         return stack.with_(**changes) if changes else stack
     if isinstance(stack_or_array, (str, os.PathLike)):
-        from napari_gplws.core.io import read_stack
+        from napari_gplws.io._read import read_stack
 
         return read_stack(stack_or_array, focus_um=focus_positions, pixel_size_um=pixel_size_um)
     if isinstance(stack_or_array, np.ndarray) or hasattr(stack_or_array, "__array__"):
@@ -167,7 +167,7 @@ def reconstruct(
     precision, compile
         Network only: ``"auto"`` (bf16/fp16 autocast on CUDA, fp32 elsewhere), ``"fp32"``,
         ``"fp16"`` or ``"bf16"``; ``compile=True`` runs it through ``torch.compile``
-        (see :func:`~napari_gplws.core.inference.predict_depth`).
+        (see :func:`~napari_gplws.dff.network.predict_depth`).
     tta
         Network only: average over 1, 2, 4 or 8 flipped/turned views (each view costs one
         more pass; a little more accurate); ``None``: 2 (``DEFAULT_TTA``).
@@ -187,7 +187,7 @@ def reconstruct(
 
     Examples
     --------
-    >>> from napari_gplws.core.synth import synthetic_stack
+    >>> from napari_gplws.sim.focus_stacks import synthetic_stack
     >>> s = synthetic_stack(shape=(64, 64), n_frames=10, seed=1)
     >>> r = reconstruct(s.stack, method="sml")
     >>> r.depth.shape, r.units
@@ -201,7 +201,7 @@ def reconstruct(
         raise StackError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
 
     if method in CLASSICAL_METHODS:
-        from napari_gplws.core.focus import depth_from_focus
+        from napari_gplws.dff.classical import depth_from_focus
 
         res = depth_from_focus(
             stack, measure=method, window=window, refine=refine, progress=progress, cancel=cancel
@@ -209,7 +209,7 @@ def reconstruct(
         used_device = "cpu"
         params = {"window": window, "refine": refine}
     else:
-        from napari_gplws.core.inference import predict_depth
+        from napari_gplws.dff.network import predict_depth
 
         res = predict_depth(
             stack, device=device, tile_size=tile_size, precision=precision, compile=compile,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.errors import FocusPositionError, StackError, where
+from napari_gplws.errors import FocusPositionError, StackError, where
 
 UNIT_UM = "µm"
 UNIT_FRAME = "frame"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Optional
 
-from napari_gplws.core.errors import Cancelled
+from napari_gplws.errors import Cancelled
 
 ProgressFn = Optional[Callable[[int, int], None]]
 CancelFn = Optional[Callable[[], bool]]

@@ -52,10 +52,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.core.callbacks import CancelFn, ProgressFn, check_cancel, report
-from napari_gplws.core.errors import GplwsError, StackError
-from napari_gplws.core.io import _atomic_write, read_stack
-from napari_gplws.core.stack import (
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.errors import GplwsError, StackError
+from napari_gplws.io._read import _atomic_write, read_stack
+from napari_gplws.stack import (
     FocalStack,
     index_to_position,
     position_to_index,
@@ -764,7 +764,7 @@ class EditSession:
         cancel: CancelFn = None,
     ) -> np.ndarray:
         """Per-pixel focus curves ``(N, H, W)`` float32 and the sub-frame peak map (µm); cached."""
-        from napari_gplws.core.focus_measures import focus_measure
+        from napari_gplws.dff.measures import focus_measure
 
         if self.curves is None:
             frames = self.sample.stack.frames
@@ -876,7 +876,7 @@ class AnnotationDataset:
         focus_start_um: float | None = None,
         focus_step_um: float | None = None,
     ) -> None:
-        from napari_gplws.core.datasets import Micro3DDataset
+        from napari_gplws.training.gplws_data import Micro3DDataset
 
         self.root = Path(root)
         self.gt_patterns = tuple(gt_patterns)

@@ -55,8 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_gplws.core.callbacks import ProgressFn, report
-from napari_gplws.core.errors import GplwsError
+from napari_gplws._shared.callbacks import ProgressFn, report
+from napari_gplws.errors import GplwsError
 
 __all__ = [
     "MANIFEST_NAME",
@@ -257,7 +257,7 @@ def collect_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[s
 
 
 def _is_zarr(p: Path) -> bool:
-    from napari_gplws.core.outofcore import is_zarr_path
+    from napari_gplws.dff.outofcore import is_zarr_path
 
     return is_zarr_path(p)
 
@@ -443,7 +443,7 @@ def reconstruct_to_folder(
     if _is_zarr(Path(path)):
         return _zarr_to_folder(path, folder, method, read_options, options, zarr_options)
     from napari_gplws.api import reconstruct
-    from napari_gplws.core.io import read_stack, write_depth_tiff, write_image_tiff
+    from napari_gplws.io._read import read_stack, write_depth_tiff, write_image_tiff
 
     t0 = time.perf_counter()
     stack = read_stack(path, **dict(read_options or {}))
@@ -498,8 +498,8 @@ def _zarr_to_folder(
     zarr_options: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The zarr branch of :func:`reconstruct_to_folder`: ``result.zarr`` + ``report.json``."""
-    from napari_gplws.core.errors import StackError
-    from napari_gplws.core.outofcore import open_zarr_stack, reconstruct_out_of_core
+    from napari_gplws.errors import StackError
+    from napari_gplws.dff.outofcore import open_zarr_stack, reconstruct_out_of_core
 
     t0 = time.perf_counter()
     ro = dict(read_options or {})
@@ -587,8 +587,8 @@ def _model_plugin(method: str | None, device: str) -> Any:
 
             if (self.method or default_method()) != "gplws":
                 return
-            from napari_gplws.core.inference import resolve_device
-            from napari_gplws.core.models.registry import has_default_weights, load_gplws
+            from napari_gplws.dff.network import resolve_device
+            from napari_gplws.models.registry import has_default_weights, load_gplws
 
             if has_default_weights("gplws"):
                 load_gplws(device=resolve_device(self.device))

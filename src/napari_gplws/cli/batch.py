@@ -1,12 +1,12 @@
-"""Argument wiring of ``gplws batch`` (hooked into :mod:`napari_gplws.cli`).
+"""Argument wiring of ``gplws batch`` (hooked into :mod:`napari_gplws.cli.main`).
 
 :func:`add_batch_arguments` declares the options on an argparse (sub)parser and
-:func:`cmd_batch` runs :func:`napari_gplws.core.batch.batch` with a tqdm bar, prints the
+:func:`cmd_batch` runs :func:`napari_gplws.batching.run.batch` with a tqdm bar, prints the
 dashboard address and a one-line-per-failure summary, and returns the exit code:
 0 when every stack succeeded (or was already done), 1 when any stack failed.
 Zarr / OME-Zarr inputs are reconstructed out of core (``<stack>/result.zarr`` +
 ``report.json``; ``--chunk`` sets the chunk size). Errors about the batch as a whole (no inputs, unreachable scheduler) are raised as
-:class:`~napari_gplws.core.errors.GplwsError` for :func:`napari_gplws.cli.main` to print.
+:class:`~napari_gplws.errors.GplwsError` for :func:`napari_gplws.cli.main.main` to print.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical)")
     p.add_argument("--no-refine", action="store_true", help="skip the depth refinement (classical)")
     p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels")
-    from napari_gplws.cli import add_gpu_options
+    from napari_gplws.cli.main import add_gpu_options
 
     add_gpu_options(p)
     p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
@@ -53,7 +53,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Run ``gplws batch``; return 0 when no stack failed, 1 otherwise."""
-    from napari_gplws.core.batch import batch
+    from napari_gplws.batching.run import batch
 
     bar = None
     if not getattr(args, "quiet", False):

@@ -2,7 +2,7 @@
 
 Every command is a thin layer over the public API and the core: parse arguments, call
 one function with a tqdm progress bar, write files, print a summary. Errors meant for
-people (:class:`~napari_gplws.core.errors.GplwsError`) are printed without a traceback
+people (:class:`~napari_gplws.errors.GplwsError`) are printed without a traceback
 and give exit code 2; ``--debug`` shows the traceback.
 """
 
@@ -47,7 +47,7 @@ def _parse_positions(text: str | None):
     try:
         return [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        from napari_gplws.core.errors import GplwsError
+        from napari_gplws.errors import GplwsError
 
         raise GplwsError(
             f"--focus-positions must be a comma-separated list of numbers in µm; got '{text}'."
@@ -67,7 +67,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read_input(args: argparse.Namespace):
-    from napari_gplws.core.io import parse_axis_pick, read_stack
+    from napari_gplws.io._read import parse_axis_pick, read_stack
 
     return read_stack(
         args.input,
@@ -118,14 +118,14 @@ def add_gpu_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from napari_gplws.api import reconstruct
-    from napari_gplws.core.io import write_depth_tiff, write_image_tiff
+    from napari_gplws.io._read import write_depth_tiff, write_image_tiff
 
     if args.sample == (args.input is not None):
-        from napari_gplws.core.errors import GplwsError
+        from napari_gplws.errors import GplwsError
 
         raise GplwsError("Give either an INPUT stack or --sample, not both (and not neither).")
     if args.input is not None:
-        from napari_gplws.core.outofcore import is_zarr_path
+        from napari_gplws.dff.outofcore import is_zarr_path
 
         if args.out_of_core or is_zarr_path(args.input):
             return _reconstruct_out_of_core(args)
@@ -189,7 +189,7 @@ def _require_dask(what: str) -> None:
         import dask.array  # noqa: F401
         import zarr  # noqa: F401
     except ImportError as exc:
-        from napari_gplws.core.errors import GplwsError
+        from napari_gplws.errors import GplwsError
 
         raise GplwsError(
             f"{what} needs dask and zarr ({exc.name} is not installed); install them with "
@@ -207,9 +207,9 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    from napari_gplws.core.errors import GplwsError
-    from napari_gplws.core.io import parse_axis_pick
-    from napari_gplws.core.outofcore import (
+    from napari_gplws.errors import GplwsError
+    from napari_gplws.io._read import parse_axis_pick
+    from napari_gplws.dff.outofcore import (
         is_zarr_path,
         open_zarr_stack,
         reconstruct_out_of_core,
@@ -254,7 +254,7 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
         print("note: --precision and --compile do not apply out of core (autocast on CUDA, "
               "fp32 elsewhere)", file=sys.stderr)
     if network and args.tta not in (None, 1):
-        from napari_gplws.core.errors import GplwsError
+        from napari_gplws.errors import GplwsError
 
         raise GplwsError("--tta applies to in-memory stacks only; out of core the network runs one view (--tta 1).")
     if network:
@@ -342,15 +342,15 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
 
 # --- eval -----------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from napari_gplws.core.evaluate import evaluate, load_eval_dataset, synthetic_benchmark
-    from napari_gplws.core.metrics import format_table
+    from napari_gplws.evaluation.depth_benchmark import evaluate, load_eval_dataset, synthetic_benchmark
+    from napari_gplws.evaluation.metrics import format_table
 
     if args.synthetic:
         samples = synthetic_benchmark(n=args.synthetic)
         name = f"synthetic benchmark ({args.synthetic} stacks)"
     else:
         if args.dataset is None:
-            from napari_gplws.core.errors import GplwsError
+            from napari_gplws.errors import GplwsError
 
             raise GplwsError("Give a DATASET folder, or --synthetic N for the built-in benchmark.")
         samples = load_eval_dataset(args.dataset, gt_scale=args.gt_scale)
@@ -371,7 +371,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # --- bench ----------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    from napari_gplws.bench import run_bench
+    from napari_gplws.evaluation.speed import run_bench
 
     sizes = None
     if args.sizes:
@@ -389,14 +389,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --- train / export / autofocus ------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     if args.network == "gplws":
-        from napari_gplws.core.train import train_main
+        from napari_gplws.training.gplws import train_main
     else:
-        from napari_gplws.core.train_ldse import train_main
+        from napari_gplws.training.ldse import train_main
     return train_main(list(args.train_args))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from napari_gplws.core.inference import export_onnx
+    from napari_gplws.dff.network import export_onnx
 
     path = export_onnx(args.onnx, weights=args.weights)
     print(f"wrote {path} (fused GPLWS-Net; input: normalised (B, 1, N, H, W) float32, output: logits over N)")
@@ -404,9 +404,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_autofocus(args: argparse.Namespace) -> int:
-    from napari_gplws.core.autofocus import cli_autofocus
+    from napari_gplws.defocus.analyse import cli_autofocus
 
-    card = Path(__file__).parent / "weights" / f"{args.weights}.json"
+    card = Path(__file__).resolve().parents[1] / "weights" / f"{args.weights}.json"
     if card.is_file():
         status = json.loads(card.read_text(encoding="utf-8")).get("status")
         if status:
@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Prints the table; with -o writes autofocus.csv, autofocus.json and autofocus.png."
         ),
     )
-    from napari_gplws.core.autofocus import add_autofocus_arguments
+    from napari_gplws.defocus.analyse import add_autofocus_arguments
 
     _add_stack_options(p)
     add_autofocus_arguments(p)
@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="gplws_default", help="packaged weights name or .safetensors path")
     p.set_defaults(func=cmd_export)
 
-    from napari_gplws.batch_cli import add_batch_arguments, cmd_batch
+    from napari_gplws.cli.batch import add_batch_arguments, cmd_batch
 
     p = sub.add_parser(
         "batch", help="reconstruct many stacks on a dask cluster (resumable)",
@@ -569,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_OK
-    from napari_gplws.core.errors import Cancelled, GplwsError
+    from napari_gplws.errors import Cancelled, GplwsError
 
     func: Callable[[argparse.Namespace], int] = args.func
     try:

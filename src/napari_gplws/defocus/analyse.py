@@ -54,9 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.callbacks import CancelFn, ProgressFn, check_cancel, report
-from napari_gplws.core.errors import GplwsError, StackError
-from napari_gplws.core.stack import FocalStack, index_to_position
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.errors import GplwsError, StackError
+from napari_gplws.stack import FocalStack, index_to_position
 
 __all__ = [
     "BLANK_DEVIATION",
@@ -168,7 +168,7 @@ def content_fraction(tiles: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 def _resolve_device(device: str) -> str:
     try:
-        from napari_gplws.core.inference import resolve_device
+        from napari_gplws.dff.network import resolve_device
     except ImportError:  # pragma: no cover - inference module absent
         return "cpu" if device == "auto" else device
     return resolve_device(device)
@@ -241,7 +241,7 @@ def predict_defocus(
         raise StackError(f"Unsupported tile dtype {a.dtype}; use integer or float data.")
     import torch
 
-    from napari_gplws.core.models.ldse import load_ldse, prepare_tiles
+    from napari_gplws.models.ldse import load_ldse, prepare_tiles
 
     dev = _resolve_device(device)
     model = load_ldse(weights, dev)
@@ -308,7 +308,7 @@ def region_focus_curves(
     numpy.ndarray
         ``(N, rows, cols)`` float64.
     """
-    from napari_gplws.core.focus_measures import focus_measure
+    from napari_gplws.dff.measures import focus_measure
 
     n = len(frames)
     h, w = frames.shape[1:3]
@@ -639,7 +639,7 @@ def _as_frames(
 
 def _model_pixel_size(weights: str | Path) -> float | None:
     try:
-        from napari_gplws.core.models.registry import model_card
+        from napari_gplws.models.registry import model_card
 
         return float(model_card(weights).get("optics", {}).get("pixel_size_um"))
     except Exception:  # noqa: BLE001 - no card: no resampling
@@ -859,7 +859,7 @@ def _combine_frames(
     pred: np.ndarray, magnitude: np.ndarray, count: np.ndarray, positions: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Per region, fit one best-focus position to all frames' magnitudes (:mod:`.defocus_fit`)."""
-    from napari_gplws.core.defocus_fit import fit_best_focus
+    from napari_gplws.defocus.fit import fit_best_focus
 
     _, rows, cols = pred.shape
     out = {
@@ -907,14 +907,14 @@ def benchmark(
     """
     import torch
 
-    from napari_gplws.core.models.ldse import LDSENet, load_ldse, prepare_tiles
-    from napari_gplws.core.models.registry import weights_path
+    from napari_gplws.models.ldse import LDSENet, load_ldse, prepare_tiles
+    from napari_gplws.models.registry import weights_path
 
     dev = _resolve_device(device)
     if not weights_path(weights).is_file():
         import tempfile
 
-        from napari_gplws.core.models.ldse import save_ldse
+        from napari_gplws.models.ldse import save_ldse
 
         tmp = Path(tempfile.mkdtemp()) / "bench.safetensors"
         weights = save_ldse(LDSENet().eval(), tmp, {"optics": {}})
@@ -941,7 +941,7 @@ def benchmark(
         full.append(time.perf_counter() - t0)
     # Baseline in the same process: the classical |z|-only estimate of the model card (mean
     # sum-modified-Laplacian of each standardised tile), on the same tiles.
-    from napari_gplws.core.focus_measures import focus_measure
+    from napari_gplws.dff.measures import focus_measure
 
     plain = prepare_tiles(cut_tiles(frame, tile_origins(shape_yx)[:batch_size]))[:, 0]
     classical = []
@@ -1113,7 +1113,7 @@ OUTPUT_NAMES = ("autofocus.csv", "autofocus.json", "autofocus.png")
 
 def read_autofocus_input(args: argparse.Namespace) -> tuple[Any, np.ndarray | None]:
     """Read INPUT as a :class:`FocalStack` or, for one image, an array; returns (data, first frame)."""
-    from napari_gplws.core import io as gio
+    from napari_gplws.io import _read as gio
 
     path = Path(args.input)
     positions = None

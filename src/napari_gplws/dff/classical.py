@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.core.callbacks import CancelFn, ProgressFn, check_cancel, report
-from napari_gplws.core.errors import StackError
-from napari_gplws.core.focus_measures import (
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.errors import StackError
+from napari_gplws.dff.measures import (
     DEFAULT_MEASURE,
     DEFAULT_WINDOW,
     FOCUS_MEASURES,
@@ -60,7 +60,7 @@ from napari_gplws.core.focus_measures import (
     validate_measure,
     validate_window,
 )
-from napari_gplws.core.stack import FocalStack
+from napari_gplws.stack import FocalStack
 
 __all__ = [
     "FOCUS_MEASURES",

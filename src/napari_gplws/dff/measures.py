@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.core.errors import StackError
+from napari_gplws.errors import StackError
 
 __all__ = [
     "DEFAULT_MEASURE",

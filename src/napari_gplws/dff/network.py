@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.callbacks import CancelFn, ProgressFn, check_cancel, report
-from napari_gplws.core.errors import ModelError, StackError
-from napari_gplws.core.stack import FocalStack
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.errors import ModelError, StackError
+from napari_gplws.stack import FocalStack
 
 __all__ = [
     "GPLWSResult",
@@ -298,7 +298,7 @@ def predict_depth(
 
     Examples
     --------
-    >>> from napari_gplws.core.synth import synthetic_stack
+    >>> from napari_gplws.sim.focus_stacks import synthetic_stack
     >>> s = synthetic_stack(family="waves", n_frames=12, shape=(64, 64), seed=1)  # doctest: +SKIP
     >>> r = predict_depth(s.stack, device="cpu")  # doctest: +SKIP
     >>> r.depth.shape, r.units  # doctest: +SKIP
@@ -486,8 +486,8 @@ def _predict(
 ) -> GPLWSResult:
     import torch
 
-    from napari_gplws.core.models.gplws import depth_from_logits
-    from napari_gplws.core.models.registry import load_gplws
+    from napari_gplws.models.gplws import depth_from_logits
+    from napari_gplws.models.registry import load_gplws
 
     t_start = time.perf_counter()
     check_cancel(cancel)
@@ -647,11 +647,11 @@ def evaluate_methods(
         ``{method: {metric: mean value, ..., "seconds": mean seconds per stack}}`` with the
         metrics of :func:`.metrics.depth_metrics` (MSE, MAE, RMSE, AbsRel, SqRel, Bumpiness, …).
     """
-    from napari_gplws.core.focus import depth_from_focus
-    from napari_gplws.core.metrics import depth_metrics
+    from napari_gplws.dff.classical import depth_from_focus
+    from napari_gplws.evaluation.metrics import depth_metrics
 
     if samples is None:
-        from napari_gplws.core.evaluate import synthetic_benchmark
+        from napari_gplws.evaluation.depth_benchmark import synthetic_benchmark
 
         samples = synthetic_benchmark(n)
     samples = list(samples)
@@ -714,7 +714,7 @@ def export_onnx(path: str | Path, weights: str | Path = "gplws_default", opset: 
     """
     import torch
 
-    from napari_gplws.core.models.registry import load_gplws
+    from napari_gplws.models.registry import load_gplws
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

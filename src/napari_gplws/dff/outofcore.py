@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.callbacks import ProgressFn, report
-from napari_gplws.core.errors import StackError
-from napari_gplws.core.focus import (
+from napari_gplws._shared.callbacks import ProgressFn, report
+from napari_gplws.errors import StackError
+from napari_gplws.dff.classical import (
     DEFAULT_REFINE_EPS,
     DEFAULT_REFINE_FLOOR,
     DEFAULT_REFINE_RADIUS,
@@ -65,14 +65,14 @@ from napari_gplws.core.focus import (
     _Runner,
     focus_confidence,
 )
-from napari_gplws.core.focus_measures import (
+from napari_gplws.dff.measures import (
     DEFAULT_MEASURE,
     DEFAULT_WINDOW,
     measure_halo,
     validate_measure,
     validate_window,
 )
-from napari_gplws.core.stack import FocalStack, index_to_position, validate_focus_positions
+from napari_gplws.stack import FocalStack, index_to_position, validate_focus_positions
 
 __all__ = [
     "OutOfCoreResult",
@@ -212,7 +212,7 @@ def _zarr_focus(
     focus_step_um: float | None,
 ) -> np.ndarray | None:
     """Focus positions: arguments first, then the array's attributes (as :func:`.io.read_stack`)."""
-    from napari_gplws.core.io import _resolve_focus
+    from napari_gplws.io._read import _resolve_focus
 
     args = {
         k: v
@@ -319,7 +319,7 @@ def tiff_to_zarr(
     import tifffile
     import zarr
 
-    from napari_gplws.core.io import read_tiff_header
+    from napari_gplws.io._read import read_tiff_header
 
     tiff_p = Path(os.fspath(tiff))
     hdr = read_tiff_header(
@@ -642,7 +642,7 @@ def reconstruct_zarr(
     import dask
     import dask.array as da
 
-    from napari_gplws.core.focus import default_threads
+    from napari_gplws.dff.classical import default_threads
 
     t_start = time.perf_counter()
     zs = source if isinstance(source, ZarrStack) else open_zarr_stack(source, focus_um=focus_um, pixel_size_um=pixel_size_um)
@@ -774,9 +774,9 @@ def _net_pass(
     """Blend of all whole-image tiles that touch this chunk: (n_out, h, w) float32 sums."""
     import torch
 
-    from napari_gplws.core.inference import _ramp, _to_luma
-    from napari_gplws.core.models.gplws import depth_from_logits
-    from napari_gplws.core.models.registry import load_gplws
+    from napari_gplws.dff.network import _ramp, _to_luma
+    from napari_gplws.models.gplws import depth_from_logits
+    from napari_gplws.models.registry import load_gplws
 
     (cy0, cy1), (cx0, cx1) = block_info[0]["array-location"]
     h_img, w_img = (int(v) for v in frames.shape[1:3])
@@ -840,7 +840,7 @@ def _net_finish(
 
 
 def _net_aif(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    from napari_gplws.core.inference import _cast_like
+    from napari_gplws.dff.network import _cast_like
 
     wsum = work[3]
     a = work[4:] / wsum
@@ -894,14 +894,14 @@ def predict_zarr(
     import dask
     import dask.array as da
 
-    from napari_gplws.core.focus import default_threads
-    from napari_gplws.core.inference import (
+    from napari_gplws.dff.classical import default_threads
+    from napari_gplws.dff.network import (
         DEFAULT_OVERLAP,
         DEFAULT_SMOOTH_PX,
         resolve_device,
         tile_grid,
     )
-    from napari_gplws.core.models.registry import load_gplws
+    from napari_gplws.models.registry import load_gplws
 
     t_start = time.perf_counter()
     if aif_mode not in ("attention", "select"):

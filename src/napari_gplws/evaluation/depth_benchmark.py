@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_gplws.core.callbacks import CancelFn, ProgressFn, check_cancel, report
-from napari_gplws.core.errors import StackError
-from napari_gplws.core.stack import FocalStack
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.errors import StackError
+from napari_gplws.stack import FocalStack
 
 #: First seed of the synthetic benchmark; training must use seeds below this.
 BENCHMARK_SEED0 = 1_000_000
@@ -47,7 +47,7 @@ def synthetic_benchmark(n: int = 30, seed0: int = BENCHMARK_SEED0) -> list[EvalS
     training stacks) and every 7th has decreasing, unevenly spaced focus positions. Depths
     span 5–45 µm so that AbsRel and SqRel are well defined.
     """
-    from napari_gplws.core.synth import HEIGHT_FAMILIES, synthetic_stack
+    from napari_gplws.sim.focus_stacks import HEIGHT_FAMILIES, synthetic_stack
 
     samples = []
     for i in range(n):
@@ -106,7 +106,7 @@ def _read_gt(path: Path, stack: FocalStack, gt_scale: float) -> np.ndarray:
 
 def load_eval_dataset(root: str | Path, gt_scale: float = 1.0) -> list[EvalSample]:
     """Samples of a dataset folder (one sub-folder per sample; see the module docstring)."""
-    from napari_gplws.core.io import read_stack
+    from napari_gplws.io._read import read_stack
 
     root = Path(root)
     if not root.is_dir():
@@ -160,7 +160,7 @@ def evaluate(
     Returns ``{method: {metric: value}}``; see :func:`.metrics.depth_metrics` for keys.
     """
     from napari_gplws.api import CLASSICAL_METHODS, default_method, reconstruct
-    from napari_gplws.core.metrics import depth_metrics
+    from napari_gplws.evaluation.metrics import depth_metrics
 
     samples = list(samples)
     if methods is None:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 
 __all__ = [
     "BUMPINESS_CLIP",

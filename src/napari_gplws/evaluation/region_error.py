@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_gplws.core.metrics import MetricError
+from napari_gplws.evaluation.metrics import MetricError
 
 if TYPE_CHECKING:
-    from napari_gplws.core.autofocus import AutofocusResult
+    from napari_gplws.defocus.analyse import AutofocusResult
 
 __all__ = [
     "common_units",

@@ -30,8 +30,8 @@ def make_bench_stack(n: int, h: int, w: int, seed: int = 0):
     """A uint8 synthetic :class:`FocalStack` of ``n`` frames of ``h × w`` pixels."""
     import numpy as np
 
-    from napari_gplws.core.stack import FocalStack
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.stack import FocalStack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     th, tw = min(h, 512), min(w, 512)
     base = synthetic_stack(family="waves", n_frames=n, shape=(th, tw), bit_depth=8, seed=seed).stack
@@ -93,7 +93,7 @@ def _run_case_subprocess(
     tta: int | None = None,
 ) -> dict:
     code = (
-        "import json,sys; from napari_gplws.bench import _case; "
+        "import json,sys; from napari_gplws.evaluation.speed import _case; "
         f"print('BENCH'+json.dumps(_case({method!r}, {size[0]}, {size[1]}, {size[2]}, {repeats}, {device!r}, "
         f"{precision!r}, {bool(compile)!r}, {tta!r})))"
     )
@@ -184,7 +184,7 @@ def autofocus_table(
     """LDSE-NET speed (:func:`.core.autofocus.benchmark`, in this process) as a Markdown table:
     ms per 224×224 tile at batch 64, seconds for the 3×3 map of a 2592×1944 frame, and the
     ratio to the classical |z|-only focus measure on the same tiles."""
-    from napari_gplws.core.autofocus import benchmark
+    from napari_gplws.defocus.analyse import benchmark
 
     r = benchmark(device=device, repeats=repeats)
     ms, full, base = r["ms_per_tile_batch64"], r["full_map_s"], r["classical_ms_per_tile"]

@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.errors import FocusPositionError, GplwsError, StackError
-from napari_gplws.core.stack import FocalStack, uniform_positions
+from napari_gplws.errors import FocusPositionError, GplwsError, StackError
+from napari_gplws.stack import FocalStack, uniform_positions
 
 __all__ = [
     "FRAME_EXTENSIONS",
@@ -188,7 +188,7 @@ def read_stack(
         raise StackError(
             f"'{p}' is a zarr store; it is reconstructed chunk by chunk, not read into memory: "
             f"run `gplws reconstruct '{p}' -o OUTDIR` (or `gplws batch`), or from Python "
-            "napari_gplws.core.outofcore.reconstruct_zarr / predict_zarr."
+            "napari_gplws.dff.outofcore.reconstruct_zarr / predict_zarr."
         )
     if p.is_file() and _suffix(p) not in STACK_EXTENSIONS:
         if _suffix(p) in FRAME_EXTENSIONS:
@@ -1081,7 +1081,7 @@ def _too_large_message(p: Path, need: int | None = None, avail: int | None = Non
     return (
         f"'{p}' is too large to load into memory{sizes}. Reconstruct it chunk by chunk instead: "
         f"`gplws reconstruct '{p}' -o OUTDIR --out-of-core` (from Python: "
-        "napari_gplws.core.outofcore.tiff_to_zarr, then reconstruct_zarr); or crop it or pick "
+        "napari_gplws.dff.outofcore.tiff_to_zarr, then reconstruct_zarr); or crop it or pick "
         "fewer axes."
     )
 
@@ -1123,7 +1123,7 @@ def read_tiff_header(
     FocusPositionError
         Focus positions of the wrong length, not finite or not monotonic.
     """
-    from napari_gplws.core.stack import validate_focus_positions
+    from napari_gplws.stack import validate_focus_positions
 
     p = Path(os.fspath(path))
     if not p.is_file():
@@ -1190,7 +1190,7 @@ def read_tiff_header(
 
 
 def _is_zarr_store(p: Path) -> bool:
-    from napari_gplws.core.outofcore import is_zarr_path
+    from napari_gplws.dff.outofcore import is_zarr_path
 
     return is_zarr_path(p)
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 
 __all__ = [
     "MESH_FORMATS",

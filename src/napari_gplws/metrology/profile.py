@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 
 __all__ = ["HeightProfile", "height_at", "height_profile", "step_height", "write_profile_csv"]
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 
 __all__ = [
     "PARAMETERS",

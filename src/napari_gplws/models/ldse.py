@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_gplws.core.errors import ModelError
+from napari_gplws.errors import ModelError
 
 __all__ = [
     "DEFAULT_LDSE",
@@ -303,7 +303,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def ldse_card_markdown(card: dict[str, Any]) -> str:
     """Markdown model card: the registry's header plus the test tables of an LDSE-NET card."""
-    from napari_gplws.core.models.registry import card_markdown
+    from napari_gplws.models.registry import card_markdown
 
     lines = [card_markdown(card).rstrip(), ""]
     for key in ("run_history", "sign_convention", "other_optics"):
@@ -397,7 +397,7 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
             "",
             (
                 "`autofocus(stack, positions, combine_frames=True)`: each tile's defocus from "
-                "the best focus that fits both frames' magnitudes (napari_gplws.core.defocus_fit), "
+                "the best focus that fits both frames' magnitudes (napari_gplws.defocus.fit), "
                 "held-out specimens and aberrations, first frame uniform in ±10 µm:"
             ),
             "",
@@ -452,7 +452,7 @@ def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> L
     ModelError
         The file is missing or does not hold LDSE-NET weights.
     """
-    from napari_gplws.core.models.registry import read_weights, weights_path
+    from napari_gplws.models.registry import read_weights, weights_path
 
     path = weights_path(name_or_path)
     key = (str(path.resolve()), str(device))

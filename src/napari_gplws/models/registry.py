@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from napari_gplws.core.errors import ModelError
+from napari_gplws.errors import ModelError
 
 __all__ = [
     "DEFAULT_GPLWS",
@@ -29,7 +29,7 @@ __all__ = [
     "weights_path",
 ]
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_GPLWS = "gplws_default"
 FORMAT = "gplws-fused/1"
 
@@ -124,7 +124,7 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", co
             )
         import torch
 
-        from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet
+        from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
 
         state, meta = read_weights(path, FORMAT, "fused GPLWS-Net")
         config = GPLWSConfig.from_dict(json.loads(meta.get("config", "{}")))

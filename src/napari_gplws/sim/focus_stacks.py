@@ -75,8 +75,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
-from napari_gplws.core.errors import GplwsError
-from napari_gplws.core.stack import UNIT_UM, FocalStack, validate_focus_positions
+from napari_gplws.errors import GplwsError
+from napari_gplws.stack import UNIT_UM, FocalStack, validate_focus_positions
 
 __all__ = [
     "HEIGHT_FAMILIES",

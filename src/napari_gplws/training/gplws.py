@@ -1,4 +1,4 @@
-"""Training loop for GPLWS-Net (``gplws train gplws`` / ``python -m napari_gplws.core.train gplws``).
+"""Training loop for GPLWS-Net (``gplws train gplws`` / ``python -m napari_gplws.training.gplws gplws``).
 
 Trains on synthetic stacks rendered on the fly (:class:`.datasets.SyntheticFocusDataset`),
 optionally mixed with stacks from the project simulator (:mod:`.synth`, kept in a small,
@@ -110,7 +110,7 @@ def make_batch(samples: list[Any], device: Any = "cpu") -> tuple[Any, Any]:
     """
     import torch
 
-    from napari_gplws.core.models.gplws import normalize_stack
+    from napari_gplws.models.gplws import normalize_stack
 
     rgb = any(np.ndim(s.frames) == 4 for s in samples)
     arrs = []
@@ -170,16 +170,16 @@ class _SynthPool:
     """
 
     def __init__(self, size: int, seed: int, n_frames: tuple[int, int], shape: int = 128, refresh: int = 2) -> None:
-        from napari_gplws.core import synth  # noqa: F401 - fail early when the simulator is missing
+        from napari_gplws.sim import focus_stacks  # noqa: F401 - fail early when the simulator is missing
 
         self.rng = np.random.default_rng(seed + 17)
         self.n_frames, self.shape, self.refresh = n_frames, shape, refresh
         self.pool = [self._make() for _ in range(size)]
 
     def _make(self) -> Any:
-        from napari_gplws.core.datasets import TrainingSample
-        from napari_gplws.core.stack import position_to_index
-        from napari_gplws.core.synth import random_training_stack
+        from napari_gplws.training.gplws_data import TrainingSample
+        from napari_gplws.stack import position_to_index
+        from napari_gplws.sim.focus_stacks import random_training_stack
 
         nmax = self.n_frames[1]
         s = random_training_stack(self.rng, shape=(self.shape, self.shape), n_frames=(nmax, nmax))
@@ -187,7 +187,7 @@ class _SynthPool:
         return TrainingSample(np.asarray(s.stack.frames), idx, s.params.family)
 
     def batch(self, batch_size: int, crop: int, n: int) -> list[Any]:
-        from napari_gplws.core.datasets import TrainingSample
+        from napari_gplws.training.gplws_data import TrainingSample
 
         rng = self.rng
         for _ in range(self.refresh):
@@ -223,7 +223,7 @@ class _Sources:
     """Draws training batches from the renderer, the synth pool and a Micro 3D folder."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None]) -> None:
-        from napari_gplws.core.datasets import Micro3DDataset, RenderConfig, SyntheticFocusDataset
+        from napari_gplws.training.gplws_data import Micro3DDataset, RenderConfig, SyntheticFocusDataset
 
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
@@ -269,13 +269,13 @@ def validation_set(n: int = 24, seed: int = VAL_SEED) -> list[Any]:
 
     Half come from the training renderer, half from :mod:`.synth` when it is available.
     """
-    from napari_gplws.core.datasets import RenderConfig, SyntheticFocusDataset, TrainingSample
+    from napari_gplws.training.gplws_data import RenderConfig, SyntheticFocusDataset, TrainingSample
 
     ds = SyntheticFocusDataset(RenderConfig(), seed=seed)
     n_synth = n // 2
     try:
-        from napari_gplws.core.stack import position_to_index
-        from napari_gplws.core.synth import random_training_stack
+        from napari_gplws.stack import position_to_index
+        from napari_gplws.sim.focus_stacks import random_training_stack
     except Exception:  # noqa: BLE001
         n_synth = 0
     out = []
@@ -295,7 +295,7 @@ def _validate(model: Any, val: list[Any], device: Any) -> dict[str, float]:
     """Mean normalised RMSE/MAE (index/(N−1)) and bumpiness ratio of a model on ``val``."""
     import torch
 
-    from napari_gplws.core.models.gplws import depth_from_logits
+    from napari_gplws.models.gplws import depth_from_logits
 
     model.eval()
     rmse, mae, bump = [], [], []
@@ -323,8 +323,8 @@ def _bumpiness(pred: np.ndarray, gt: np.ndarray) -> float:
 def _classical_val(val: list[Any]) -> dict[str, float] | None:
     """The classical engine's numbers on the validation set (None when unavailable)."""
     try:
-        from napari_gplws.core.focus import depth_from_focus
-        from napari_gplws.core.stack import FocalStack
+        from napari_gplws.dff.classical import depth_from_focus
+        from napari_gplws.stack import FocalStack
     except Exception:  # noqa: BLE001
         return None
     rmse, bump = [], []
@@ -391,7 +391,7 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     """
     import torch
 
-    from napari_gplws.core.models.gplws import GPLWSConfig, GPLWSNet, count_parameters
+    from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet, count_parameters
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -532,15 +532,15 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
         "name": "gplws_default",
         "summary": "GPLWS-Net depth-from-focus network, fused (re-parameterised) weights.",
         "data": (
-            "Synthetic focus stacks rendered on the fly by napari_gplws.core.datasets."
+            "Synthetic focus stacks rendered on the fly by napari_gplws.training.gplws_data."
             "SyntheticFocusDataset (all height families, N in {8,12,16,20,24,32}, crops 64/96 px, textures with "
             "textureless patches, blur per step, noise, gamma, drift, 8/16-bit/float, gray+colour, "
             "flips, 90-degree rotations, reversed order)"
-            + (f", mixed {cfg.synth_fraction:.0%} with napari_gplws.core.synth stacks" if sources.pool is not None else "")
+            + (f", mixed {cfg.synth_fraction:.0%} with napari_gplws.sim.focus_stacks stacks" if sources.pool is not None else "")
             + (f", Micro 3D folder {cfg.micro3d}" if cfg.micro3d else "")
             + ". No real microscope data."
         ),
-        "command": cfg.command or "python -m napari_gplws.core.train gplws",
+        "command": cfg.command or "python -m napari_gplws.training.gplws gplws",
         "seed": cfg.seed,
         "steps": step,
         "epochs": epoch,
@@ -555,7 +555,7 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
         "output": "softmax over frames; depth = sum_k p_k * position_k; confidence = 1 - entropy/log N",
         "validation": {"final_ema": last_val, "best": best, "classical_sml": classical},
     }
-    from napari_gplws.core.models.registry import save_gplws
+    from napari_gplws.models.registry import save_gplws
 
     final = save_gplws(copy.deepcopy(fused), out / "final.safetensors", card)
     log(f"fused weights written to {final} (params {params_train} -> {params_fused})")
@@ -573,14 +573,14 @@ def _benchmark_for_card(weights: Path, n: int, log: Callable[[str], None]) -> di
     if n <= 0:
         return {}
     try:
-        from napari_gplws.core.inference import evaluate_methods, format_table
+        from napari_gplws.dff.network import evaluate_methods, format_table
 
         t0 = time.perf_counter()
         rows = evaluate_methods(n=n, weights=str(weights))
         table = format_table(rows)
         log(f"benchmark ({n} stacks, {time.perf_counter() - t0:.0f} s):\n{table}")
         return {
-            "description": f"napari_gplws.core.evaluate.synthetic_benchmark(n={n}) (seeds never used in training)",
+            "description": f"napari_gplws.evaluation.depth_benchmark.synthetic_benchmark(n={n}) (seeds never used in training)",
             "rows": rows,
             "table": table,
         }
@@ -649,7 +649,7 @@ def train_main(argv: list[str] | None = None) -> int:
         micro3d_fraction=a.micro3d_fraction, gt_pattern=a.gt_pattern, gt_units=a.gt_units,
         gt_scale=a.gt_scale, split_file=a.split_file, weights_out=a.weights_out, benchmark=a.benchmark,
         log_every=a.log_every,
-        command="python -m napari_gplws.core.train gplws " + " ".join(shlex.quote(x) for x in argv),
+        command="python -m napari_gplws.training.gplws gplws " + " ".join(shlex.quote(x) for x in argv),
     )  # type: ignore[arg-type]
     try:
         summary = train_gplws(cfg)

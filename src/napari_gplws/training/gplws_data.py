@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.core.errors import StackError
+from napari_gplws.errors import StackError
 
 __all__ = [
     "TRAIN_FAMILIES",

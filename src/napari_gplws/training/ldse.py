@@ -1,6 +1,6 @@
 """Train LDSE-NET (single-tile signed defocus) and write its weights and model card.
 
-``python -m napari_gplws.core.train_ldse --max-minutes 60 --weights-out W.safetensors``
+``python -m napari_gplws.training.ldse --max-minutes 60 --weights-out W.safetensors``
 (also reachable as ``gplws train ldse``) trains on tiles rendered on the fly by
 :mod:`.defocus_sim` and, optionally, on real data (:mod:`.autofocus_data`: the Jiang et al.
 2018 layout with ``--jiang DIR`` and focal stacks with known focus positions with
@@ -47,8 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_gplws.core.autofocus import CONFIDENT_DIRECTION
-from napari_gplws.core.defocus_sim import (
+from napari_gplws.defocus.analyse import CONFIDENT_DIRECTION
+from napari_gplws.sim.defocus_tiles import (
     PHASE_RAD,
     TEST_SPECIMENS,
     TRAIN_SPECIMENS,
@@ -56,17 +56,17 @@ from napari_gplws.core.defocus_sim import (
     PSFBank,
     TileSet,
 )
-from napari_gplws.core.focus_measures import focus_measure
-from napari_gplws.core.models.ldse import FORMAT as LDSE_FORMAT
-from napari_gplws.core.models.ldse import (
+from napari_gplws.dff.measures import focus_measure
+from napari_gplws.models.ldse import FORMAT as LDSE_FORMAT
+from napari_gplws.models.ldse import (
     LDSEConfig,
     LDSENet,
     count_parameters,
     prepare_tiles,
     save_ldse,
 )
-from napari_gplws.core.models.registry import card_markdown  # noqa: F401 - loaded now: used when the card is written
-from napari_gplws.core.psf import PRESETS, Optics, depth_of_field_um
+from napari_gplws.models.registry import card_markdown  # noqa: F401 - loaded now: used when the card is written
+from napari_gplws.sim.psf import PRESETS, Optics, depth_of_field_um
 
 __all__ = [
     "LDSETrainConfig",
@@ -599,7 +599,7 @@ def frames_test(
     Returns :func:`defocus_metrics` of those estimates (``confident`` = the fit's
     confidence) beside the single-frame figures of the same first tiles, and the offsets.
     """
-    from napari_gplws.core.defocus_fit import fit_best_focus
+    from napari_gplws.defocus.fit import fit_best_focus
 
     offs = np.asarray(offsets_um, np.float64)
     bank = bank or PSFBank(
@@ -683,7 +683,7 @@ def ldse_loss(
 def _gplws_training_alive() -> bool:
     try:
         r = subprocess.run(
-            ["pgrep", "-f", "napari_gplws.core.train gplws"],
+            ["pgrep", "-f", "napari_gplws.training.gplws gplws"],
             capture_output=True,
             text=True,
             timeout=5,
@@ -722,7 +722,7 @@ def _initial_weights(path: str, device: torch.device) -> dict[str, torch.Tensor]
     if not p.is_file():
         raise FileNotFoundError(f"--init-weights: '{p}' does not exist.")
     if p.suffix == ".safetensors":
-        from napari_gplws.core.models.registry import read_weights
+        from napari_gplws.models.registry import read_weights
 
         state, _meta = read_weights(p, LDSE_FORMAT, "LDSE-NET")
         return {k: v.to(device) for k, v in state.items()}
@@ -965,7 +965,7 @@ def reevaluate_card(
     code. The classical baseline is calibrated on the same training-distribution tiles a
     training run uses (same seed, bank and simulator settings).
     """
-    from napari_gplws.core.models.ldse import load_ldse
+    from napari_gplws.models.ldse import load_ldse
 
     path = Path(weights)
     card_path = path.with_suffix(".json")
@@ -1020,7 +1020,7 @@ def _real_source(
     """Sampler over real labelled tiles (training split only), or ``None``."""
     if not cfg.jiang and not cfg.stacks:
         return None
-    from napari_gplws.core import autofocus_data as ad
+    from napari_gplws.training import ldse_data as ad
 
     sets = []
     if cfg.jiang:
@@ -1078,7 +1078,7 @@ def _model_card(
             "focusing into a denser medium; optics with opposite aberration flip it."
         ),
         "data": (
-            "Simulated tiles (napari_gplws.core.defocus_sim): scalar pupil PSF with index-mismatch "
+            "Simulated tiles (napari_gplws.sim.defocus_tiles): scalar pupil PSF with index-mismatch "
             f"spherical aberration and random Zernikes; specimens {', '.join(TRAIN_SPECIMENS)}; "
             "shot/read noise, 8-bit, JPEG for half the fields."
             + (
@@ -1239,7 +1239,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         sign_stage_fraction=a.sign_stage_fraction,
         sign_stage_phase_rad=(float(a.sign_stage_phase_rad[0]), float(a.sign_stage_phase_rad[1])),
         init_weights=a.init_weights,
-        command="python -m napari_gplws.core.train_ldse " + " ".join(shlex.quote(x) for x in argv),
+        command="python -m napari_gplws.training.ldse " + " ".join(shlex.quote(x) for x in argv),
     )
     try:
         summary = train_ldse(cfg)

@@ -29,16 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws.core.autofocus import (
+from napari_gplws.defocus.analyse import (
     MIN_CONTENT,
     best_focus_from_curve,
     content_fraction,
     cut_tiles,
     tile_origins,
 )
-from napari_gplws.core.defocus_sim import TileSet
-from napari_gplws.core.errors import StackError
-from napari_gplws.core.stack import FocalStack
+from napari_gplws.sim.defocus_tiles import TileSet
+from napari_gplws.errors import StackError
+from napari_gplws.stack import FocalStack
 
 __all__ = [
     "JIANG_PATTERN",
@@ -221,10 +221,10 @@ def stack_defocus_tiles(
     StackError
         The stack has no focus positions, or no tile position has a bracketed focus peak.
     """
-    from napari_gplws.core.focus_measures import focus_measure
+    from napari_gplws.dff.measures import focus_measure
 
     if not isinstance(stack, FocalStack):
-        from napari_gplws.core.io import read_stack
+        from napari_gplws.io._read import read_stack
 
         stack = read_stack(stack, focus_step_um=focus_step_um)
     if stack.focus_um is None:

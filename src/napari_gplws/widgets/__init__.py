@@ -3,12 +3,12 @@
 Registered in ``napari.yaml`` (Plugins menu):
 
 * **Depth from focus** — :class:`.depth_widget.DepthFromFocusWidget`
-  (:func:`napari_gplws.reconstruct` + :mod:`napari_gplws.core.surface`, exports,
-  surface parameters from :mod:`napari_gplws.core.roughness`);
+  (:func:`napari_gplws.reconstruct` + :mod:`napari_gplws.metrology.mesh`, exports,
+  surface parameters from :mod:`napari_gplws.metrology.roughness`);
 * **Height profile** — :class:`.profile_widget.HeightProfileWidget`
-  (:mod:`napari_gplws.core.profile`);
+  (:mod:`napari_gplws.metrology.profile`);
 * **Focal error map** — :class:`.focal_error_widget.FocalErrorMapWidget`
-  (:func:`napari_gplws.core.autofocus.autofocus`, :mod:`napari_gplws.core.region_error`).
+  (:func:`napari_gplws.defocus.analyse.autofocus`, :mod:`napari_gplws.evaluation.region_error`).
 
 How a widget is built, so that the next one slots in the same way:
 
@@ -18,7 +18,7 @@ How a widget is built, so that the next one slots in the same way:
   ``depth_layers``, ``shapes_layers``, or a new finder next to them);
 * Run starts a :class:`._worker.Job` around a closure ``task(progress, cancel)`` that calls
   the core function with those two callbacks: progress bar in napari's activity area, Cancel
-  between steps, :class:`~napari_gplws.core.errors.GplwsError` messages as notifications,
+  between steps, :class:`~napari_gplws.errors.GplwsError` messages as notifications,
   controls disabled while it runs; the worker thread never touches a layer;
 * on success the GUI thread builds the layers and hands them to :class:`._layers.OwnLayers`,
   which replaces this widget's previous outputs for the same input and nothing else; layers

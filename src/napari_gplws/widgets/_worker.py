@@ -14,9 +14,9 @@ in a napari thread worker (:func:`napari.qt.threading.create_worker`):
   the GUI for most of a second (``scripts/measure_responsiveness.py``); :func:`software_opengl`
   tells the widgets when that is the case;
 * ``cancel`` reads a :class:`threading.Event` that :meth:`Job.cancel` sets; the core checks it
-  between steps and raises :class:`~napari_gplws.core.errors.Cancelled`, so nothing half-made
+  between steps and raises :class:`~napari_gplws.errors.Cancelled`, so nothing half-made
   ever reaches the GUI thread;
-* a :class:`~napari_gplws.core.errors.GplwsError` (bad input, missing weights…) is caught on the
+* a :class:`~napari_gplws.errors.GplwsError` (bad input, missing weights…) is caught on the
   worker and handed to ``on_error`` with its plain message; any other exception is a bug and is
   left to napari's worker, which shows it as an error notification with its traceback.
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from napari_gplws.core.errors import Cancelled, GplwsError
+from napari_gplws.errors import Cancelled, GplwsError
 
 _SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swiftshader", "software rasterizer")
 

@@ -1,6 +1,6 @@
 """The **Depth from focus** dock widget: stack in, depth / all-in-focus / confidence / 3D surface out.
 
-A thin layer over :func:`napari_gplws.reconstruct` and :mod:`napari_gplws.core.surface`: the
+A thin layer over :func:`napari_gplws.reconstruct` and :mod:`napari_gplws.metrology.mesh`: the
 widget gathers the inputs (stack layer, focus positions, pixel size, method, device, advanced
 options), runs one background :class:`~._worker.Job` (reconstruction, then the coarse mesh and
 its texture), and turns the result into layers named after the input:
@@ -14,9 +14,9 @@ its texture), and turns the result into layers named after the input:
   all-in-focus image as texture; shown by **View surface in 3D**.
 
 Re-running replaces only the layers this widget made for that input. Exports: the depth map as
-a float TIFF with its units (:func:`~napari_gplws.core.io.write_depth_tiff`), the mesh as
-PLY/STL/OBJ (:func:`~napari_gplws.core.surface.export_mesh`), and the areal surface parameters
-(:mod:`napari_gplws.core.roughness`) of the whole map and of a drawn rectangle as CSV.
+a float TIFF with its units (:func:`~napari_gplws.io._read.write_depth_tiff`), the mesh as
+PLY/STL/OBJ (:func:`~napari_gplws.metrology.mesh.export_mesh`), and the areal surface parameters
+(:mod:`napari_gplws.metrology.roughness`) of the whole map and of a drawn rectangle as CSV.
 
 It computes nothing itself.
 """
@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 from napari_gplws.widgets import _layers
 from napari_gplws.widgets._controls import (
     collapsible_group,
@@ -281,7 +281,7 @@ class DepthFromFocusWidget(QWidget):
         pf.addRow(prow)
         pf.addRow(self.params_label)
         grid = QGridLayout()
-        from napari_gplws.core.roughness import PARAMETERS
+        from napari_gplws.metrology.roughness import PARAMETERS
 
         for i, name in enumerate(PARAMETERS):
             value = QLabel("–")
@@ -427,7 +427,7 @@ class DepthFromFocusWidget(QWidget):
 
     def focus_positions(self, n_frames: int) -> np.ndarray | None:
         """Focus positions (µm) the run will use, or ``None`` for frame-index units."""
-        from napari_gplws.core.stack import uniform_positions
+        from napari_gplws.stack import uniform_positions
 
         mode = self.focus_mode.currentData()
         if mode == FOCUS_METADATA:
@@ -475,9 +475,9 @@ class DepthFromFocusWidget(QWidget):
 
         def task(progress, cancel):
             from napari_gplws.api import reconstruct
-            from napari_gplws.core.callbacks import check_cancel
-            from napari_gplws.core.stack import FocalStack
-            from napari_gplws.core.surface import height_map_mesh, texture_image
+            from napari_gplws._shared.callbacks import check_cancel
+            from napari_gplws.stack import FocalStack
+            from napari_gplws.metrology.mesh import height_map_mesh, texture_image
 
             stack = FocalStack(np.asarray(frames), focus_um=focus, pixel_size_um=px, source=name)
             rec = reconstruct(
@@ -649,7 +649,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_depth(self, path: str) -> Path | None:
         """Write the last depth map as a float32 TIFF with its units and pixel size."""
-        from napari_gplws.core.io import write_depth_tiff
+        from napari_gplws.io._read import write_depth_tiff
 
         res = self.result
         if res is None:
@@ -685,7 +685,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_mesh(self, path: str) -> Path | None:
         """Write the last surface as PLY, STL or OBJ (by suffix), in µm where known."""
-        from napari_gplws.core.surface import export_mesh
+        from napari_gplws.metrology.mesh import export_mesh
 
         if self.result is None:
             return None
@@ -718,7 +718,7 @@ class DepthFromFocusWidget(QWidget):
         """Surface parameters of the whole map, plus the chosen rectangle when there is one."""
         from skimage.draw import polygon2mask
 
-        from napari_gplws.core.roughness import surface_parameters
+        from napari_gplws.metrology.roughness import surface_parameters
 
         res = self.result
         if res is None:
@@ -784,7 +784,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_parameters(self, path: str) -> Path | None:
         """Write the surface parameters (whole map, and the rectangle when chosen) as CSV."""
-        from napari_gplws.core.roughness import write_parameters_csv
+        from napari_gplws.metrology.roughness import write_parameters_csv
 
         results = self.measure()
         if not results:

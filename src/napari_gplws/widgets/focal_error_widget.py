@@ -3,7 +3,7 @@
 Two analyses, both over a ``rows × cols`` grid of regions (3×3 by default):
 
 * **Defocus per region (LDSE-NET)** — a thin layer over
-  :func:`napari_gplws.core.autofocus.autofocus`. Input: an Image layer holding one frame
+  :func:`napari_gplws.defocus.analyse.autofocus`. Input: an Image layer holding one frame
   (grey or RGB) or a stack with the focus axis first (focus positions from the layer's
   metadata or scale, editable as start + step), the frame at the z slider or all frames, the
   device, the grid, and (advanced) the tile stride and the blank-tile threshold. One
@@ -22,13 +22,13 @@ Two analyses, both over a ``rows × cols`` grid of regions (3×3 by default):
     per frame and region, so the text follows the slider too.
 
   The dock lists the mean absolute error per frame and over all frames, and exports the
-  per-region table as CSV or JSON (:meth:`~napari_gplws.core.autofocus.AutofocusResult.to_csv`,
+  per-region table as CSV or JSON (:meth:`~napari_gplws.defocus.analyse.AutofocusResult.to_csv`,
   ``to_json``); an existing file is first kept as a backup
-  (:func:`~napari_gplws.core.io.move_aside`).
+  (:func:`~napari_gplws.io._read.move_aside`).
 
 * **Reconstruction vs ground truth** — the RMSE per region between a reconstructed depth
   map and a ground-truth depth map (two 2-D Image layers of the same shape),
-  :func:`napari_gplws.core.region_error.region_rmse`, drawn the same way.
+  :func:`napari_gplws.evaluation.region_error.region_rmse`, drawn the same way.
 
 The packaged LDSE-NET weights' model-card status, when the card has one, is shown as a
 warning in the dock and stored in the layers' metadata, with the units and the weights.
@@ -64,7 +64,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 from napari_gplws.widgets import _layers
 from napari_gplws.widgets._controls import (
     collapsible_group,
@@ -79,7 +79,7 @@ from napari_gplws.widgets._worker import Job, software_opengl
 if TYPE_CHECKING:
     import napari
 
-    from napari_gplws.core.autofocus import AutofocusResult
+    from napari_gplws.defocus.analyse import AutofocusResult
 
 WIDGET_NAME = "focal_error_map"
 
@@ -189,7 +189,7 @@ def region_luminance(
     ``frames`` is ``(N, H, W[, 3])``; brightness is luma scaled by the image layer's contrast
     limits, as napari draws it (gamma ignored). Used only to pick a readable text colour.
     """
-    from napari_gplws.core.region_error import region_bounds
+    from napari_gplws.evaluation.region_error import region_bounds
 
     lo, hi = float(contrast_limits[0]), float(contrast_limits[1])
     span = hi - lo if hi > lo else 1.0
@@ -233,7 +233,7 @@ def text_colours(
 def weights_status(weights: str | Path = DEFAULT_WEIGHTS) -> str | None:
     """The model card's ``status`` (why the weights fall short of their purpose), if any."""
     try:
-        from napari_gplws.core.models.registry import model_card
+        from napari_gplws.models.registry import model_card
 
         status = model_card(weights).get("status")
     except Exception:  # noqa: BLE001 - an unreadable card is no reason to break the dock
@@ -309,7 +309,7 @@ def defocus_products(
             full = np.full((n_frames, rows, cols), np.nan, np.float32)
             full[np.asarray(result.frames, int)] = values
             grids[key] = full
-    from napari_gplws.core.autofocus import CONFIDENT_DIRECTION
+    from napari_gplws.defocus.analyse import CONFIDENT_DIRECTION
 
     # Two frames (or a stack that misses the focus) give no truth anywhere: no "true –" lines.
     text_truth = has_truth and bool(np.isfinite(np.asarray(result.true_um, float)).any())
@@ -407,7 +407,7 @@ class FocalErrorMapWidget(QWidget):
         self.stride.setSingleStep(16)
         self.stride.setSpecialValueText("224 (no overlap)")
         self.stride.setToolTip("Tile stride in pixels; smaller than 224 makes overlapping tiles.")
-        from napari_gplws.core.autofocus import MIN_CONTENT
+        from napari_gplws.defocus.analyse import MIN_CONTENT
 
         self.min_content = QDoubleSpinBox()
         self.min_content.setRange(0.0, 1.0)
@@ -721,7 +721,7 @@ class FocalErrorMapWidget(QWidget):
 
     def focus_positions(self, n_frames: int) -> np.ndarray | None:
         """Focus positions (µm) the run will use, or ``None`` when they are unknown."""
-        from napari_gplws.core.stack import uniform_positions
+        from napari_gplws.stack import uniform_positions
 
         mode = self.focus_mode.currentData()
         if mode == FOCUS_METADATA:
@@ -792,10 +792,10 @@ class FocalErrorMapWidget(QWidget):
         status = weights_status(weights)
 
         def task(progress, cancel):
-            from napari_gplws.core.autofocus import autofocus
-            from napari_gplws.core.callbacks import check_cancel
-            from napari_gplws.core.region_error import frame_error_summary
-            from napari_gplws.core.stack import FocalStack
+            from napari_gplws.defocus.analyse import autofocus
+            from napari_gplws._shared.callbacks import check_cancel
+            from napari_gplws.evaluation.region_error import frame_error_summary
+            from napari_gplws.stack import FocalStack
 
             data = np.asarray(frames)
             if rgb and data.shape[-1] == 4:
@@ -872,7 +872,7 @@ class FocalErrorMapWidget(QWidget):
 
         Fast (a pass over two 2-D maps), so it runs on the GUI thread.
         """
-        from napari_gplws.core.region_error import common_units, overall_rmse, region_rmse
+        from napari_gplws.evaluation.region_error import common_units, overall_rmse, region_rmse
 
         recon, truth = self.recon_combo.currentData(), self.truth_combo.currentData()
         if not (_layers.contains(self.viewer, recon) and _layers.contains(self.viewer, truth)):
@@ -1138,7 +1138,7 @@ class FocalErrorMapWidget(QWidget):
         return self._export(path, ".json")
 
     def _export(self, path: str, suffix: str) -> Path | None:
-        from napari_gplws.core.io import move_aside
+        from napari_gplws.io._read import move_aside
 
         res = self.result
         if res is None or res.autofocus is None:

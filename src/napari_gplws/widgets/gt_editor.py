@@ -8,7 +8,7 @@ and clears the selection. Ctrl+Z / Ctrl+Shift+Z (while the dock has focus) or th
 and redo. Edits are autosaved to a recovery file after a short pause; **Save** writes the
 corrected map beside the original (see ``docs/annotation.md``).
 
-All editing, saving and guidance logic is :mod:`napari_gplws.core.annotate`; this module only
+All editing, saving and guidance logic is :mod:`napari_gplws.annotate.session`; this module only
 wires layers and buttons. Focus curves and the model prediction run in a worker thread.
 """
 
@@ -38,8 +38,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_gplws.core import annotate as an
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.annotate import session as an
+from napari_gplws.errors import GplwsError
 from napari_gplws.widgets._worker import Job
 
 if TYPE_CHECKING:

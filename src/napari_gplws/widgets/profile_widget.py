@@ -8,7 +8,7 @@ spin boxes, or a left / right click on the plot), give the step height ``h(B) �
 side optionally averaged over ± a distance. **Export CSV** writes the profile with its units
 and markers.
 
-The sampling and the step height are :mod:`napari_gplws.core.profile`; this module only wires
+The sampling and the step height are :mod:`napari_gplws.metrology.profile`; this module only wires
 layers, the plot and the buttons.
 """
 
@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_gplws.core.errors import GplwsError
+from napari_gplws.errors import GplwsError
 from napari_gplws.widgets import _layers
 from napari_gplws.widgets._controls import find_data, refill, show_exception
 
@@ -192,7 +192,7 @@ class HeightProfileWidget(QWidget):
 
     def update_profile(self) -> None:
         """Recompute the profile from the current line and depth map, then redraw."""
-        from napari_gplws.core.profile import height_profile
+        from napari_gplws.metrology.profile import height_profile
 
         depth, shapes = self.depth_combo.currentData(), self.line_combo.currentData()
         previous = self.profile
@@ -232,7 +232,7 @@ class HeightProfileWidget(QWidget):
 
     def step_height(self) -> float:
         """``h(B) − h(A)`` of the current profile (NaN when there is none)."""
-        from napari_gplws.core.profile import step_height
+        from napari_gplws.metrology.profile import step_height
 
         if self.profile is None:
             return float("nan")
@@ -315,7 +315,7 @@ class HeightProfileWidget(QWidget):
 
     def export_csv(self, path: str) -> Path | None:
         """Write the current profile, its units and the markers' step height as CSV."""
-        from napari_gplws.core.profile import write_profile_csv
+        from napari_gplws.metrology.profile import write_profile_csv
 
         if self.profile is None:
             return None
