@@ -1,7 +1,7 @@
-"""Timing and memory of the classical depth-from-focus engine (:mod:`napari_gplws.core.focus`).
+"""Timing and memory of the classical depth-from-focus engine (:mod:`napari_gplws.dff.classical`).
 
 Standalone script: renders synthetic uint8 stacks (a textured, tilted plane), runs
-:func:`~napari_gplws.core.focus.depth_from_focus` on them and prints a Markdown table of
+:func:`~napari_gplws.dff.classical.depth_from_focus` on them and prints a Markdown table of
 seconds per stage, throughput and peak memory that can be pasted into the docs. Each
 case runs in a fresh subprocess so that its peak RSS is its own.
 
@@ -76,8 +76,8 @@ def synthetic_uint8_stack(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def run_case(size: str, measure: str, threads: int, repeat: int, refine: bool) -> dict:
     """Time one case in this process; return a dict of results."""
-    from napari_gplws.core.focus import depth_from_focus
-    from napari_gplws.core.stack import FocalStack
+    from napari_gplws.dff.classical import depth_from_focus
+    from napari_gplws.stack import FocalStack
 
     n, h, w = parse_size(size)
     frames = synthetic_uint8_stack(n, h, w)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
 
-    from napari_gplws.core.focus import FOCUS_MEASURES, default_threads
+    from napari_gplws.dff.classical import FOCUS_MEASURES, default_threads
 
     measures = sorted(FOCUS_MEASURES) if args.measures == ["all"] else args.measures
     rows = []

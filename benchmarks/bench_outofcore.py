@@ -33,7 +33,7 @@ def make_zarr(path: Path, n: int, size: int, tile: int, chunk: int, n_base: int 
     """Write an ``(n, size, size)`` uint8 zarr stack; return seconds taken."""
     import zarr
 
-    from napari_gplws.core.synth import synthetic_stack
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     t0 = time.perf_counter()
     focus = np.linspace(0.0, 2.0 * (n - 1), n)
@@ -66,7 +66,7 @@ def make_zarr(path: Path, n: int, size: int, tile: int, chunk: int, n_base: int 
 
 def child(args: argparse.Namespace) -> None:
     """Run the out-of-core reconstruction and print its timings as JSON."""
-    from napari_gplws.core.outofcore import reconstruct_zarr
+    from napari_gplws.dff.outofcore import reconstruct_zarr
 
     r = reconstruct_zarr(args.src, args.out, chunk=args.chunk, threads=args.threads, measure=args.measure)
     print(json.dumps(r.timings))
@@ -109,9 +109,9 @@ def main() -> None:
     if args.crop:
         import zarr
 
-        from napari_gplws.core.focus import depth_from_focus
-        from napari_gplws.core.outofcore import reconstruct_zarr
-        from napari_gplws.core.stack import FocalStack
+        from napari_gplws.dff.classical import depth_from_focus
+        from napari_gplws.dff.outofcore import reconstruct_zarr
+        from napari_gplws.stack import FocalStack
 
         zs = zarr.open_array(str(src), mode="r")
         c = min(args.crop, args.size)
