@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from napari_gplws.cli.main import EXIT_ERROR, EXIT_OK, main
-from napari_gplws.io._read import read_depth_tiff, save_stack
+from napari_gplws.io._write import read_depth_tiff, save_stack
 
 
 def test_help_lists_every_command(capsys):
@@ -243,7 +243,7 @@ def test_out_of_core_tiff_backup_and_memory_hint(tmp_path, zarr_stack, monkeypat
     capsys.readouterr()
 
     # a TIFF that would not fit in memory: the error suggests --out-of-core
-    import napari_gplws.io._read as io_mod
+    import napari_gplws.io._tiff as io_mod
 
     monkeypatch.setattr(io_mod, "available_memory_bytes", lambda: 1000)
     assert main(args) == EXIT_ERROR

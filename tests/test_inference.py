@@ -10,12 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_gplws.errors import Cancelled, ModelError, StackError
-from napari_gplws.dff.network import (
-    auto_tile_size,
-    predict_depth,
-    resolve_device,
-    tile_grid,
-)
+from napari_gplws.dff.network import auto_tile_size, predict_depth, tile_grid
+from napari_gplws._shared.device import resolve_device
 from napari_gplws.models.gplws import GPLWSNet
 from napari_gplws.models.registry import has_default_weights, save_gplws, weights_path
 from napari_gplws.stack import FocalStack

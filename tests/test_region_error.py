@@ -110,7 +110,7 @@ def test_frame_error_summary_means_over_regions_with_values():
 
 
 def test_move_aside_keeps_the_old_file(tmp_path):
-    from napari_gplws.io._read import move_aside
+    from napari_gplws._shared.files import move_aside
 
     target = tmp_path / "table.csv"
     assert move_aside(target) is None

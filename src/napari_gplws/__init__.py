@@ -28,8 +28,8 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_gplws.api import Reconstruction, reconstruct
-    from napari_gplws.defocus.analyse import autofocus, predict_defocus
     from napari_gplws.batching.run import batch
+    from napari_gplws.defocus.analyse import autofocus, predict_defocus
     from napari_gplws.io._read import read_stack
     from napari_gplws.stack import FocalStack
 

@@ -53,8 +53,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws._shared.files import atomic_write
 from napari_gplws.errors import GplwsError, StackError
-from napari_gplws.io._read import _atomic_write, read_stack
+from napari_gplws.io._read import read_stack
 from napari_gplws.stack import (
     FocalStack,
     index_to_position,
@@ -99,51 +100,9 @@ def _user() -> str:
         return "unknown"
 
 
-def _fsync_file(p: Path) -> None:
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write ``path`` through a temporary file that is fsynced and then renamed onto it.
-
-    ``write(tmp)`` writes the complete content to ``tmp``. If anything fails (or the process
-    dies) before the rename, ``path`` is still the old file, whole.
-
-    Raises
-    ------
-    GplwsError
-        Writing or renaming failed; the message names the file.
-    """
-
-    def _write(tmp: Path) -> None:
-        write(tmp)
-        _fsync_file(tmp)
-
-    _atomic_write(path, _write, overwrite=True)
-    _fsync_dir(path.parent)
-    return path
-
-
 def _write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=2, ensure_ascii=False)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,7 +270,7 @@ def write_gt(path: str | os.PathLike[str], raw: np.ndarray) -> Path:
 
             iio.imwrite(tmp, arr, extension=sfx)
 
-    return atomic_write(p, _write)
+    return atomic_write(p, _write, durable=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -694,7 +653,9 @@ class EditSession:
         data = self.depth.astype(np.float32)
         meta = {"axes": "YX", "Info": json.dumps(info, ensure_ascii=False)}
         atomic_write(
-            s.corrected_path, lambda tmp: tifffile.imwrite(tmp, data, imagej=True, metadata=meta)
+            s.corrected_path,
+            lambda tmp: tifffile.imwrite(tmp, data, imagej=True, metadata=meta),
+            durable=True,
         )
         self.saved = data.copy()
         self._last_edit_t = None
@@ -712,7 +673,7 @@ class EditSession:
             with open(tmp, "wb") as f:
                 np.savez(f, depth_um=data, time=np.array(_now()))
 
-        atomic_write(s.recovery_path, _w)
+        atomic_write(s.recovery_path, _w, durable=True)
         self._last_edit_t = None
         return s.recovery_path
 

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_gplws._shared.callbacks import ProgressFn, report
+from napari_gplws._shared.files import atomic_write
 from napari_gplws.errors import GplwsError
 
 __all__ = [
@@ -386,9 +387,7 @@ def _read_manifest(outdir: Path) -> dict[str, Any]:
 
 
 def _write_text_atomic(p: Path, text: str) -> None:
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
+    atomic_write(p, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _write_manifest(outdir: Path, stacks: Mapping[str, Any]) -> None:
@@ -443,7 +442,8 @@ def reconstruct_to_folder(
     if _is_zarr(Path(path)):
         return _zarr_to_folder(path, folder, method, read_options, options, zarr_options)
     from napari_gplws.api import reconstruct
-    from napari_gplws.io._read import read_stack, write_depth_tiff, write_image_tiff
+    from napari_gplws.io._read import read_stack
+    from napari_gplws.io._write import write_depth_tiff, write_image_tiff
 
     t0 = time.perf_counter()
     stack = read_stack(path, **dict(read_options or {}))
@@ -498,8 +498,8 @@ def _zarr_to_folder(
     zarr_options: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The zarr branch of :func:`reconstruct_to_folder`: ``result.zarr`` + ``report.json``."""
-    from napari_gplws.errors import StackError
     from napari_gplws.dff.outofcore import open_zarr_stack, reconstruct_out_of_core
+    from napari_gplws.errors import StackError
 
     t0 = time.perf_counter()
     ro = dict(read_options or {})
@@ -587,7 +587,7 @@ def _model_plugin(method: str | None, device: str) -> Any:
 
             if (self.method or default_method()) != "gplws":
                 return
-            from napari_gplws.dff.network import resolve_device
+            from napari_gplws._shared.device import resolve_device
             from napari_gplws.models.registry import has_default_weights, load_gplws
 
             if has_default_weights("gplws"):

@@ -118,7 +118,7 @@ def add_gpu_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from napari_gplws.api import reconstruct
-    from napari_gplws.io._read import write_depth_tiff, write_image_tiff
+    from napari_gplws.io._write import write_depth_tiff, write_image_tiff
 
     if args.sample == (args.input is not None):
         from napari_gplws.errors import GplwsError
@@ -207,14 +207,14 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    from napari_gplws.errors import GplwsError
-    from napari_gplws.io._read import parse_axis_pick
     from napari_gplws.dff.outofcore import (
         is_zarr_path,
         open_zarr_stack,
         reconstruct_out_of_core,
         tiff_to_zarr,
     )
+    from napari_gplws.errors import GplwsError
+    from napari_gplws.io._read import parse_axis_pick
 
     src = Path(args.input)
     _require_dask(f"Reconstructing '{src}' out of core")
@@ -342,7 +342,11 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
 
 # --- eval -----------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from napari_gplws.evaluation.depth_benchmark import evaluate, load_eval_dataset, synthetic_benchmark
+    from napari_gplws.evaluation.depth_benchmark import (
+        evaluate,
+        load_eval_dataset,
+        synthetic_benchmark,
+    )
     from napari_gplws.evaluation.metrics import format_table
 
     if args.synthetic:

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws._shared.device import resolve_device
 from napari_gplws.errors import GplwsError, StackError
 from napari_gplws.stack import FocalStack, index_to_position
 
@@ -166,14 +167,6 @@ def content_fraction(tiles: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # Network
 # ------------------------------------------------------------------------------------------
-def _resolve_device(device: str) -> str:
-    try:
-        from napari_gplws.dff.network import resolve_device
-    except ImportError:  # pragma: no cover - inference module absent
-        return "cpu" if device == "auto" else device
-    return resolve_device(device)
-
-
 def predict_defocus(
     tiles: np.ndarray,
     *,
@@ -243,7 +236,7 @@ def predict_defocus(
 
     from napari_gplws.models.ldse import load_ldse, prepare_tiles
 
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     model = load_ldse(weights, dev)
     out = np.full(len(a), np.nan, np.float32)
     mag = np.full(len(a), np.nan, np.float32)
@@ -910,7 +903,7 @@ def benchmark(
     from napari_gplws.models.ldse import LDSENet, load_ldse, prepare_tiles
     from napari_gplws.models.registry import weights_path
 
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if not weights_path(weights).is_file():
         import tempfile
 

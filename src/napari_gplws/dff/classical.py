@@ -47,7 +47,6 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
-from napari_gplws.errors import StackError
 from napari_gplws.dff.measures import (
     DEFAULT_MEASURE,
     DEFAULT_WINDOW,
@@ -60,6 +59,7 @@ from napari_gplws.dff.measures import (
     validate_measure,
     validate_window,
 )
+from napari_gplws.errors import StackError
 from napari_gplws.stack import FocalStack
 
 __all__ = [

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws._shared.device import memory_budget_bytes, resolve_device
 from napari_gplws.errors import ModelError, StackError
 from napari_gplws.stack import FocalStack
 
@@ -99,64 +100,9 @@ class GPLWSResult:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------
-# Devices and tiles
-# ---------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str = "auto") -> str:
-    """Turn ``"auto"``/``"cuda"``/``"cuda:1"``/``"mps"``/``"cpu"`` into an available device.
-
-    Raises
-    ------
-    ModelError
-        The requested device is not available on this machine.
-    """
-    import torch
-
-    d = (device or "auto").lower()
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = bool(mps is not None and mps.is_available())
-    if d == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if has_mps else "cpu"
-    if d.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ModelError(
-                f"Device '{device}' was requested but this PyTorch ({torch.__version__}) sees no CUDA GPU. "
-                "Use device='auto' or 'cpu', or install a CUDA build of PyTorch."
-            )
-        if ":" in d and int(d.split(":")[1]) >= torch.cuda.device_count():
-            raise ModelError(f"Device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s) found.")
-        return d
-    if d == "mps":
-        if not has_mps:
-            raise ModelError("Device 'mps' was requested but Apple Metal is not available; use 'auto' or 'cpu'.")
-        return d
-    if d == "cpu":
-        return d
-    raise ModelError(f"Unknown device '{device}'; choose auto, cpu, cuda, cuda:N or mps.")
-
-
-def _available_bytes(device: str) -> int:
-    if device.startswith("cuda"):
-        import torch
-
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free * 0.5)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in fh if ":" in ln}
-        avail = info.get("MemAvailable", 4 << 30)
-    except OSError:  # pragma: no cover - not Linux
-        avail = 4 << 30
-    return int(min(avail * 0.25, 1.5 * (1 << 30)))
-
-
 def auto_tile_size(n_frames: int, device: str = "cpu", budget_bytes: int | None = None) -> int:
     """Largest square tile (multiple of 32, 192–2048 px) whose activations fit the budget."""
-    budget = _available_bytes(device) if budget_bytes is None else budget_bytes
+    budget = memory_budget_bytes(device) if budget_bytes is None else budget_bytes
     side = math.sqrt(budget / (BYTES_PER_VOXEL * max(n_frames, 1)))
     return int(min(2048, max(192, (int(side) // 32) * 32)))
 
@@ -447,7 +393,7 @@ def _auto_tile_batch(n_frames: int, tile: int, device: str) -> int:
     if not device.startswith("cuda"):
         return 1
     per_tile = BYTES_PER_VOXEL * max(n_frames, 1) * tile * tile
-    return int(max(1, min(16, _available_bytes(device) // max(per_tile, 1))))
+    return int(max(1, min(16, memory_budget_bytes(device) // max(per_tile, 1))))
 
 
 def _to_device(arr: np.ndarray, dev: str) -> Any:

@@ -53,7 +53,6 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import ProgressFn, report
-from napari_gplws.errors import StackError
 from napari_gplws.dff.classical import (
     DEFAULT_REFINE_EPS,
     DEFAULT_REFINE_FLOOR,
@@ -72,6 +71,7 @@ from napari_gplws.dff.measures import (
     validate_measure,
     validate_window,
 )
+from napari_gplws.errors import StackError
 from napari_gplws.stack import FocalStack, index_to_position, validate_focus_positions
 
 __all__ = [
@@ -212,7 +212,7 @@ def _zarr_focus(
     focus_step_um: float | None,
 ) -> np.ndarray | None:
     """Focus positions: arguments first, then the array's attributes (as :func:`.io.read_stack`)."""
-    from napari_gplws.io._read import _resolve_focus
+    from napari_gplws.io._units import _resolve_focus
 
     args = {
         k: v
@@ -319,7 +319,7 @@ def tiff_to_zarr(
     import tifffile
     import zarr
 
-    from napari_gplws.io._read import read_tiff_header
+    from napari_gplws.io._tiff import read_tiff_header
 
     tiff_p = Path(os.fspath(tiff))
     hdr = read_tiff_header(
@@ -894,13 +894,9 @@ def predict_zarr(
     import dask
     import dask.array as da
 
+    from napari_gplws._shared.device import resolve_device
     from napari_gplws.dff.classical import default_threads
-    from napari_gplws.dff.network import (
-        DEFAULT_OVERLAP,
-        DEFAULT_SMOOTH_PX,
-        resolve_device,
-        tile_grid,
-    )
+    from napari_gplws.dff.network import DEFAULT_OVERLAP, DEFAULT_SMOOTH_PX, tile_grid
     from napari_gplws.models.registry import load_gplws
 
     t_start = time.perf_counter()

@@ -30,8 +30,8 @@ def make_bench_stack(n: int, h: int, w: int, seed: int = 0):
     """A uint8 synthetic :class:`FocalStack` of ``n`` frames of ``h × w`` pixels."""
     import numpy as np
 
-    from napari_gplws.stack import FocalStack
     from napari_gplws.sim.focus_stacks import synthetic_stack
+    from napari_gplws.stack import FocalStack
 
     th, tw = min(h, 512), min(w, 512)
     base = synthetic_stack(family="waves", n_frames=n, shape=(th, tw), bit_depth=8, seed=seed).stack

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_gplws._shared.device import torch_device
+
 __all__ = ["TrainConfig", "gplws_loss", "make_batch", "train_gplws", "train_main", "validation_set"]
 
 #: Seeds used for validation stacks (training uses ``seed`` and its successors, far below).
@@ -177,9 +179,9 @@ class _SynthPool:
         self.pool = [self._make() for _ in range(size)]
 
     def _make(self) -> Any:
-        from napari_gplws.training.gplws_data import TrainingSample
-        from napari_gplws.stack import position_to_index
         from napari_gplws.sim.focus_stacks import random_training_stack
+        from napari_gplws.stack import position_to_index
+        from napari_gplws.training.gplws_data import TrainingSample
 
         nmax = self.n_frames[1]
         s = random_training_stack(self.rng, shape=(self.shape, self.shape), n_frames=(nmax, nmax))
@@ -223,7 +225,11 @@ class _Sources:
     """Draws training batches from the renderer, the synth pool and a Micro 3D folder."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None]) -> None:
-        from napari_gplws.training.gplws_data import Micro3DDataset, RenderConfig, SyntheticFocusDataset
+        from napari_gplws.training.gplws_data import (
+            Micro3DDataset,
+            RenderConfig,
+            SyntheticFocusDataset,
+        )
 
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
@@ -274,8 +280,8 @@ def validation_set(n: int = 24, seed: int = VAL_SEED) -> list[Any]:
     ds = SyntheticFocusDataset(RenderConfig(), seed=seed)
     n_synth = n // 2
     try:
-        from napari_gplws.stack import position_to_index
         from napari_gplws.sim.focus_stacks import random_training_stack
+        from napari_gplws.stack import position_to_index
     except Exception:  # noqa: BLE001
         n_synth = 0
     out = []
@@ -346,14 +352,6 @@ def _classical_val(val: list[Any]) -> dict[str, float] | None:
 # ---------------------------------------------------------------------------------------
 
 
-def _pick_device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _lr_factor(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
@@ -403,7 +401,7 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
-    device = _pick_device(cfg.device)
+    device = torch_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)

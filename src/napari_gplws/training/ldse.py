@@ -48,14 +48,6 @@ import torch
 from torch import nn
 
 from napari_gplws.defocus.analyse import CONFIDENT_DIRECTION
-from napari_gplws.sim.defocus_tiles import (
-    PHASE_RAD,
-    TEST_SPECIMENS,
-    TRAIN_SPECIMENS,
-    DefocusSimulator,
-    PSFBank,
-    TileSet,
-)
 from napari_gplws.dff.measures import focus_measure
 from napari_gplws.models.ldse import FORMAT as LDSE_FORMAT
 from napari_gplws.models.ldse import (
@@ -66,6 +58,14 @@ from napari_gplws.models.ldse import (
     save_ldse,
 )
 from napari_gplws.models.registry import card_markdown  # noqa: F401 - loaded now: used when the card is written
+from napari_gplws.sim.defocus_tiles import (
+    PHASE_RAD,
+    TEST_SPECIMENS,
+    TRAIN_SPECIMENS,
+    DefocusSimulator,
+    PSFBank,
+    TileSet,
+)
 from napari_gplws.sim.psf import PRESETS, Optics, depth_of_field_um
 
 __all__ = [

@@ -36,8 +36,8 @@ from napari_gplws.defocus.analyse import (
     cut_tiles,
     tile_origins,
 )
-from napari_gplws.sim.defocus_tiles import TileSet
 from napari_gplws.errors import StackError
+from napari_gplws.sim.defocus_tiles import TileSet
 from napari_gplws.stack import FocalStack
 
 __all__ = [

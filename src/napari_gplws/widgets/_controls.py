@@ -22,18 +22,10 @@ _PROBE: threading.Thread | None = None
 
 
 def list_devices() -> list[str]:
-    """Devices PyTorch can use here: ``auto``, ``cpu``, each ``cuda:N`` and ``mps`` when present."""
-    devices = ["auto", "cpu"]
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return devices
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
+    """Devices PyTorch can use here (see :func:`napari_gplws._shared.device.available_devices`)."""
+    from napari_gplws._shared.device import available_devices
+
+    return available_devices()
 
 
 def _probe_devices() -> None:

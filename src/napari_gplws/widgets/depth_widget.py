@@ -474,10 +474,10 @@ class DepthFromFocusWidget(QWidget):
         lateral = "µm" if px is not None else "px"
 
         def task(progress, cancel):
-            from napari_gplws.api import reconstruct
             from napari_gplws._shared.callbacks import check_cancel
-            from napari_gplws.stack import FocalStack
+            from napari_gplws.api import reconstruct
             from napari_gplws.metrology.mesh import height_map_mesh, texture_image
+            from napari_gplws.stack import FocalStack
 
             stack = FocalStack(np.asarray(frames), focus_um=focus, pixel_size_um=px, source=name)
             rec = reconstruct(
@@ -649,7 +649,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_depth(self, path: str) -> Path | None:
         """Write the last depth map as a float32 TIFF with its units and pixel size."""
-        from napari_gplws.io._read import write_depth_tiff
+        from napari_gplws.io._write import write_depth_tiff
 
         res = self.result
         if res is None:

@@ -792,8 +792,8 @@ class FocalErrorMapWidget(QWidget):
         status = weights_status(weights)
 
         def task(progress, cancel):
-            from napari_gplws.defocus.analyse import autofocus
             from napari_gplws._shared.callbacks import check_cancel
+            from napari_gplws.defocus.analyse import autofocus
             from napari_gplws.evaluation.region_error import frame_error_summary
             from napari_gplws.stack import FocalStack
 
@@ -1138,7 +1138,7 @@ class FocalErrorMapWidget(QWidget):
         return self._export(path, ".json")
 
     def _export(self, path: str, suffix: str) -> Path | None:
-        from napari_gplws.io._read import move_aside
+        from napari_gplws._shared.files import move_aside
 
         res = self.result
         if res is None or res.autofocus is None:
