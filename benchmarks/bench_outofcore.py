@@ -66,7 +66,7 @@ def make_zarr(path: Path, n: int, size: int, tile: int, chunk: int, n_base: int 
 
 def child(args: argparse.Namespace) -> None:
     """Run the out-of-core reconstruction and print its timings as JSON."""
-    from napari_gplws.dff.outofcore import reconstruct_zarr
+    from napari_gplws.dff.outofcore_classical import reconstruct_zarr
 
     r = reconstruct_zarr(args.src, args.out, chunk=args.chunk, threads=args.threads, measure=args.measure)
     print(json.dumps(r.timings))
@@ -110,7 +110,7 @@ def main() -> None:
         import zarr
 
         from napari_gplws.dff.classical import depth_from_focus
-        from napari_gplws.dff.outofcore import reconstruct_zarr
+        from napari_gplws.dff.outofcore_classical import reconstruct_zarr
         from napari_gplws.stack import FocalStack
 
         zs = zarr.open_array(str(src), mode="r")

@@ -135,7 +135,7 @@ def test_batch_zarr_stacks_out_of_core_and_resume(client, tmp_path):
     from napari_gplws import api
     from napari_gplws.batching.run import ZARR_OUTPUT_NAMES
     from napari_gplws.io._write import save_stack
-    from napari_gplws.dff.outofcore import tiff_to_zarr
+    from napari_gplws.io.zarr import tiff_to_zarr
     from napari_gplws.sim.focus_stacks import synthetic_stack
 
     d = tmp_path / "scans"

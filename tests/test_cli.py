@@ -180,7 +180,7 @@ def zarr_stack(tmp_path):
     """A 6×96×128 stack as a TIFF (µm units) and the same data as a zarr with 64-px chunks."""
     pytest.importorskip("zarr")
     pytest.importorskip("dask.array")
-    from napari_gplws.dff.outofcore import tiff_to_zarr
+    from napari_gplws.io.zarr import tiff_to_zarr
     from napari_gplws.sim.focus_stacks import synthetic_stack
 
     s = synthetic_stack(family="waves", n_frames=6, shape=(96, 128), seed=3).stack

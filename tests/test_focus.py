@@ -12,15 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_gplws.errors import Cancelled, StackError
-from napari_gplws.dff.classical import (
-    FOCUS_MEASURES,
-    FocusResult,
-    depth_from_focus,
-    focus_measure,
-    peak_offset,
-    refine_index,
-)
+from napari_gplws.dff.classical import FOCUS_MEASURES, FocusResult, depth_from_focus, focus_measure
 from napari_gplws.dff.measures import (
     SML_STEP,
     luminance,
@@ -28,6 +20,9 @@ from napari_gplws.dff.measures import (
     measure_into,
     n_work_buffers,
 )
+from napari_gplws.dff.peaks import peak_offset
+from napari_gplws.dff.refine import refine_index
+from napari_gplws.errors import Cancelled, StackError
 from napari_gplws.stack import FocalStack
 
 MEASURES = sorted(FOCUS_MEASURES)
@@ -329,7 +324,7 @@ def test_progress_reaches_total_and_cancel_raises(plane_stack):
 
 
 def test_bands_and_threads_do_not_change_the_result(plane_stack, monkeypatch):
-    import napari_gplws.dff.classical as focus_module
+    import napari_gplws.dff._engine as focus_module
 
     stack, _ = plane_stack
     whole = depth_from_focus(stack, threads=1)

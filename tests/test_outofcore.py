@@ -8,11 +8,12 @@ import pytest
 zarr = pytest.importorskip("zarr")
 pytest.importorskip("dask.array")
 
-from napari_gplws.errors import StackError
 from napari_gplws.dff.classical import depth_from_focus
-from napari_gplws.dff.outofcore import open_zarr_stack, reconstruct_zarr
-from napari_gplws.stack import FocalStack
+from napari_gplws.dff.outofcore_classical import reconstruct_zarr
+from napari_gplws.errors import StackError
+from napari_gplws.io.zarr import open_zarr_stack
 from napari_gplws.sim.focus_stacks import synthetic_stack
+from napari_gplws.stack import FocalStack
 
 
 def _save(path, frames, **attrs):
@@ -84,7 +85,7 @@ def test_ome_zarr_and_errors(tmp_path):
 
 def test_tiff_to_zarr(tmp_path):
     tifffile = pytest.importorskip("tifffile")
-    from napari_gplws.dff.outofcore import tiff_to_zarr
+    from napari_gplws.io.zarr import tiff_to_zarr
 
     a = (np.random.default_rng(0).random((5, 70, 60)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "t.tif", a)
@@ -95,7 +96,8 @@ def test_tiff_to_zarr(tmp_path):
 
 
 def test_reader_layer_data_is_lazy(tmp_path):
-    from napari_gplws.dff.outofcore import is_zarr_path, zarr_layer_data
+    from napari_gplws._reader import read_zarr_stack as zarr_layer_data
+    from napari_gplws.io.zarr import is_zarr_path
 
     frames = synthetic_stack(n_frames=5, shape=(40, 30), seed=2).stack.frames
     src = _save(tmp_path / "s.zarr", frames, focus_um=[0, 2, 4, 6, 8], pixel_size_um=0.5)
@@ -110,9 +112,9 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("safetensors")
     from napari_gplws.dff.network import predict_depth
+    from napari_gplws.dff.outofcore_network import predict_zarr
     from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
     from napari_gplws.models.registry import save_gplws
-    from napari_gplws.dff.outofcore import predict_zarr
 
     torch.manual_seed(0)
     w = str(save_gplws(GPLWSNet(GPLWSConfig(widths=(8, 8, 16, 16))).eval(), tmp_path / "w.safetensors"))
@@ -134,7 +136,7 @@ def test_units_overrides_layout_checks_and_zarr_is_not_a_frame_folder(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     from napari_gplws.io._read import read_stack
     from napari_gplws.io._tiff import read_tiff_header
-    from napari_gplws.dff.outofcore import tiff_to_zarr
+    from napari_gplws.io.zarr import tiff_to_zarr
 
     frames = synthetic_stack(n_frames=5, shape=(40, 30), seed=2).stack.frames
     src = _save(tmp_path / "s.zarr", frames, focus_um=[0, 2, 4, 6, 8])

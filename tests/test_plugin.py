@@ -62,7 +62,7 @@ def test_reader_opens_zarr_stacks_lazily(tmp_path, small_synthetic):
     dask_array = pytest.importorskip("dask.array")
     from napari_gplws._reader import napari_get_reader
     from napari_gplws.io._write import save_stack
-    from napari_gplws.dff.outofcore import tiff_to_zarr
+    from napari_gplws.io.zarr import tiff_to_zarr
 
     tif = tmp_path / "stack.tif"
     save_stack(tif, small_synthetic.stack)

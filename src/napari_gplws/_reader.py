@@ -36,7 +36,7 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
         path = path[0]
     try:
         if str(path).rstrip("/\\").lower().endswith(".zarr"):
-            from napari_gplws.dff.outofcore import is_zarr_path
+            from napari_gplws.io.zarr import is_zarr_path
 
             return read_zarr_stack if is_zarr_path(path) else None
         return read_focus_stack if is_stack_path(path) else None
@@ -45,10 +45,38 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
 
 
 def read_zarr_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
-    """Open a zarr / OME-Zarr focus stack lazily (dask), with the same metadata keys."""
-    from napari_gplws.dff.outofcore import zarr_layer_data
+    """Open a zarr / OME-Zarr focus stack lazily (dask), with the same metadata keys.
 
-    return zarr_layer_data(path[0] if isinstance(path, (list, tuple)) else path)
+    Same ``add_kwargs`` as the TIFF reader: ``name``, ``rgb``, ``scale`` = (focus step µm or
+    1, pixel size µm or 1, pixel size µm or 1) and ``metadata`` with ``focus_um``,
+    ``pixel_size_um``, ``units`` and ``source``.
+    """
+    import numpy as np
+
+    from napari_gplws.io.zarr import open_zarr_stack
+
+    path = path[0] if isinstance(path, (list, tuple)) else path
+    zs = open_zarr_stack(path)
+    p = Path(os.fspath(path))
+    px = zs.pixel_size_um
+    fu = zs.focus_um
+    step = None
+    if fu is not None and len(fu) > 1:
+        d = np.diff(fu)
+        step = float(d[0]) if np.allclose(d, d[0]) else None
+    kwargs = {
+        "name": p.name[: -len(".zarr")] if p.name.lower().endswith(".zarr") else p.name,
+        "rgb": zs.frames.ndim == 4,
+        "scale": (abs(step) if step else 1.0, px or 1.0, px or 1.0),
+        "metadata": {
+            "focus_um": None if fu is None else [float(v) for v in fu],
+            "pixel_size_um": px,
+            "units": zs.units,
+            "source": zs.source,
+        },
+    }
+    return [(zs.frames, kwargs, "image")]
+
 
 
 def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:

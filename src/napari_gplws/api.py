@@ -17,25 +17,19 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn
+from napari_gplws.dff.methods import CLASSICAL_METHODS, METHODS, NETWORK_METHODS, default_method
 from napari_gplws.errors import StackError
 from napari_gplws.stack import FocalStack
 
-#: Classical focus measures available as methods (see :mod:`.core.focus`).
-CLASSICAL_METHODS = ("sml", "tenengrad", "glv", "lapvar", "rdf")
-NETWORK_METHODS = ("gplws",)
-METHODS = NETWORK_METHODS + CLASSICAL_METHODS
-
-
-def default_method() -> str:
-    """The network when its packaged weights are present, else the best classical measure."""
-    try:
-        from napari_gplws.models.registry import has_default_weights
-
-        if has_default_weights("gplws"):
-            return "gplws"
-    except ImportError:
-        pass
-    return "sml"
+# The method registry lives in dff.methods; re-exported here as part of the public API.
+__all__ = [
+    "CLASSICAL_METHODS",
+    "METHODS",
+    "NETWORK_METHODS",
+    "Reconstruction",
+    "default_method",
+    "reconstruct",
+]
 
 
 @dataclass

@@ -8,7 +8,7 @@ that a cancelled computation never returns a half-made result.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 from napari_gplws.errors import Cancelled
 
@@ -26,3 +26,25 @@ def check_cancel(cancel: CancelFn) -> None:
     """Raise :class:`Cancelled` when ``cancel()`` says so."""
     if cancel is not None and cancel():
         raise Cancelled("Cancelled by the user; no result was produced.")
+
+
+class DaskTaskProgress:
+    """A dask local-scheduler callback turning finished tasks into ``progress(done, total)``."""
+
+    def __init__(self, progress: ProgressFn, offset: int, total: int) -> None:
+        from dask.callbacks import Callback
+
+        outer = self
+
+        class _CB(Callback):
+            def _start_state(self, dsk: Any, state: Any) -> None:
+                outer.n = sum(len(state[k]) for k in ("ready", "waiting", "running"))
+                outer.done = 0
+
+            def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+                outer.done += 1
+                frac = outer.done / max(1, outer.n)
+                report(progress, offset + int(frac * 100), total)
+
+        self.cb = _CB()
+        self.n, self.done = 1, 0

@@ -258,7 +258,7 @@ def collect_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[s
 
 
 def _is_zarr(p: Path) -> bool:
-    from napari_gplws.dff.outofcore import is_zarr_path
+    from napari_gplws.io.zarr import is_zarr_path
 
     return is_zarr_path(p)
 
@@ -419,7 +419,7 @@ def reconstruct_to_folder(
     folder
         Output folder; replaced if it exists.
     method
-        Reconstruction method (``None``: :func:`napari_gplws.api.default_method`).
+        Reconstruction method (``None``: :func:`napari_gplws.dff.methods.default_method`).
     read_options
         Keyword arguments of :func:`~.io.read_stack` (``focus_step_um``, ``pixel_size_um``…).
     options
@@ -498,7 +498,8 @@ def _zarr_to_folder(
     zarr_options: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The zarr branch of :func:`reconstruct_to_folder`: ``result.zarr`` + ``report.json``."""
-    from napari_gplws.dff.outofcore import open_zarr_stack, reconstruct_out_of_core
+    from napari_gplws.io.zarr import open_zarr_stack
+    from napari_gplws.dff.outofcore import reconstruct_out_of_core
     from napari_gplws.errors import StackError
 
     t0 = time.perf_counter()
@@ -583,7 +584,7 @@ def _model_plugin(method: str | None, device: str) -> Any:
             self.method, self.device = method, device
 
         def setup(self, worker: Any) -> None:
-            from napari_gplws.api import default_method
+            from napari_gplws.dff.methods import default_method
 
             if (self.method or default_method()) != "gplws":
                 return
@@ -730,11 +731,9 @@ def batch(
     except OSError as exc:
         raise GplwsError(f"Cannot create the output folder '{out}': {exc}.") from None
 
-    from napari_gplws.api import CLASSICAL_METHODS, METHODS, default_method
+    from napari_gplws.dff.methods import CLASSICAL_METHODS, resolve_method
 
-    used_method = (method or default_method()).lower()
-    if used_method not in METHODS:
-        raise GplwsError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
+    used_method = resolve_method(method)
     options: dict[str, Any] = {"device": device, "window": int(window), "refine": bool(refine), "tile_size": tile_size}
     if used_method not in CLASSICAL_METHODS:
         options.update(precision=precision, compile=bool(compile), tta=tta)

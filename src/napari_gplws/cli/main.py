@@ -125,7 +125,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
         raise GplwsError("Give either an INPUT stack or --sample, not both (and not neither).")
     if args.input is not None:
-        from napari_gplws.dff.outofcore import is_zarr_path
+        from napari_gplws.io.zarr import is_zarr_path
 
         if args.out_of_core or is_zarr_path(args.input):
             return _reconstruct_out_of_core(args)
@@ -207,12 +207,8 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    from napari_gplws.dff.outofcore import (
-        is_zarr_path,
-        open_zarr_stack,
-        reconstruct_out_of_core,
-        tiff_to_zarr,
-    )
+    from napari_gplws.io.zarr import is_zarr_path, open_zarr_stack, tiff_to_zarr
+    from napari_gplws.dff.outofcore import reconstruct_out_of_core
     from napari_gplws.errors import GplwsError
     from napari_gplws.io._read import parse_axis_pick
 
@@ -241,13 +237,11 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
                 "multi-page TIFF or a zarr array (N, H, W[, 3]), or drop --out-of-core."
             )
     if args.method is not None:
-        from napari_gplws.api import CLASSICAL_METHODS, METHODS
+        from napari_gplws.dff.methods import is_network, resolve_method
 
-        if args.method.lower() not in METHODS:
-            raise GplwsError(f"Unknown method '{args.method}'; choose one of: {', '.join(METHODS)}.")
-        network = args.method.lower() not in CLASSICAL_METHODS
+        network = is_network(resolve_method(args.method))
     else:
-        from napari_gplws.api import default_method
+        from napari_gplws.dff.methods import default_method
 
         network = default_method() == "gplws"
     if network and (args.precision != "auto" or args.compile):

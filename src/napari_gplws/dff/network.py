@@ -602,10 +602,8 @@ def evaluate_methods(
         samples = synthetic_benchmark(n)
     samples = list(samples)
     if methods is None:
-        try:
-            from napari_gplws.api import CLASSICAL_METHODS
-        except Exception:  # noqa: BLE001
-            CLASSICAL_METHODS = ("sml", "tenengrad", "glv", "lapvar", "rdf")
+        from napari_gplws.dff.methods import CLASSICAL_METHODS
+
         methods = ["gplws", "gplws-tta1", *CLASSICAL_METHODS]
     total, done = len(samples) * len(methods), 0
     rows: dict[str, dict[str, float]] = {}

@@ -159,7 +159,8 @@ def evaluate(
 
     Returns ``{method: {metric: value}}``; see :func:`.metrics.depth_metrics` for keys.
     """
-    from napari_gplws.api import CLASSICAL_METHODS, default_method, reconstruct
+    from napari_gplws.api import reconstruct
+    from napari_gplws.dff.methods import CLASSICAL_METHODS, default_method
     from napari_gplws.evaluation.metrics import depth_metrics
 
     samples = list(samples)

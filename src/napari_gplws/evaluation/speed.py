@@ -105,7 +105,7 @@ def _run_case_subprocess(
 
 
 def available_methods() -> list[str]:
-    from napari_gplws.api import default_method
+    from napari_gplws.dff.methods import default_method
 
     return [BASELINE] + (["gplws"] if default_method() == "gplws" else [])
 

@@ -22,7 +22,7 @@ AxisPick = Mapping[str, int]
 
 
 def _is_zarr_store(p: Path) -> bool:
-    from napari_gplws.dff.outofcore import is_zarr_path
+    from napari_gplws.io.zarr import is_zarr_path
 
     return is_zarr_path(p)
 

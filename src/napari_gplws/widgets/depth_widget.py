@@ -62,16 +62,6 @@ if TYPE_CHECKING:
 
 WIDGET_NAME = "depth_from_focus"
 
-#: Display names of the reconstruction methods (keys of ``napari_gplws.api.METHODS``).
-METHOD_LABELS = {
-    "gplws": "GPLWS-Net (network)",
-    "sml": "SML: sum of modified Laplacian",
-    "tenengrad": "Tenengrad (Sobel gradient)",
-    "glv": "GLV: grey-level variance",
-    "lapvar": "Variance of Laplacian",
-    "rdf": "RDF: ring difference filter",
-}
-
 FOCUS_METADATA, FOCUS_START_STEP, FOCUS_UNKNOWN = "metadata", "start_step", "unknown"
 
 #: Camera of "View surface in 3D", in napari world order (z, y, x).
@@ -309,7 +299,7 @@ class DepthFromFocusWidget(QWidget):
         ]  # fmt: skip
 
     def _fill_methods(self) -> None:
-        from napari_gplws.api import METHODS, default_method
+        from napari_gplws.dff.methods import METHOD_LABELS, METHODS, default_method
 
         default = default_method()
         for key in METHODS:
@@ -414,7 +404,7 @@ class DepthFromFocusWidget(QWidget):
             self.focus_mode.setCurrentIndex(i)
 
     def _on_method_changed(self, *_: Any) -> None:
-        from napari_gplws.api import CLASSICAL_METHODS
+        from napari_gplws.dff.methods import CLASSICAL_METHODS
 
         classical = self.method_combo.currentData() in CLASSICAL_METHODS
         self.device_combo.setToolTip(
