@@ -1,4 +1,4 @@
-"""Ground-truth editing core (:mod:`napari_gplws.annotate.session`): no display needed."""
+"""Ground-truth editing core (:mod:`napari_gplws.annotate`): no display needed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_gplws.annotate import session as an
-from napari_gplws.training.gplws_data import render_stack, render_texture
+import napari_gplws.annotate as an
 from napari_gplws.errors import GplwsError
+from napari_gplws.io.micro3d import encode_gt, find_gt, read_gt_raw, write_gt
+from napari_gplws.stack import position_to_index
+from napari_gplws.training.gplws_data import render_stack, render_texture
 
 N, H, W = 8, 24, 28
 
@@ -70,12 +72,12 @@ def test_every_encoding_loads_and_writes_back_losslessly(tmp_path):
         s = an.load_sample(root / name, gt_scale=scale)
         assert s.original_um.dtype == np.float32
         assert s.focus_um[0] == pytest.approx(10.0) and s.focus_um[1] == pytest.approx(12.0)
-        raw = an._read_raw(s.gt_path)
-        back = an.encode_gt(s.original_um, s.focus_um, s.encoding)
+        raw = read_gt_raw(s.gt_path)
+        back = encode_gt(s.original_um, s.focus_um, s.encoding)
         assert back.dtype == raw.dtype and np.array_equal(back, raw), name
         out = tmp_path / f"out_{name}{s.gt_path.suffix}"
-        an.write_gt(out, back)
-        assert np.array_equal(an._read_raw(out), raw), name
+        write_gt(out, back)
+        assert np.array_equal(read_gt_raw(out), raw), name
         # values are µm on the focus axis: roughly 10 + 2·index
         assert 10.0 <= float(s.original_um.min()) and float(s.original_um.max()) <= 10 + 2 * (N - 1)
 
@@ -85,18 +87,18 @@ def test_find_gt_patterns_and_errors(tmp_path):
     d.mkdir()
     (d / "1.png").write_bytes(b"")
     with pytest.raises(GplwsError, match="no ground-truth"):
-        an.find_gt(d)
+        find_gt(d)
     (d / "Depth_a.png").write_bytes(b"")
     (d / "depth_b.png").write_bytes(b"")
     with pytest.raises(GplwsError, match="2 files"):
-        an.find_gt(d)
-    assert an.find_gt(d, ["*_a*"]).name == "Depth_a.png"
+        find_gt(d)
+    assert find_gt(d, ["*_a*"]).name == "Depth_a.png"
 
 
 def test_encode_gt_refuses_lossy_integer(ds):
     s = ds.load(ds.names[0])
     with pytest.raises(GplwsError, match="cannot be stored exactly"):
-        an.encode_gt(s.original_um + 0.0123, s.focus_um, s.encoding)
+        encode_gt(s.original_um + 0.0123, s.focus_um, s.encoding)
 
 
 def test_operations_on_small_arrays(ds):
@@ -136,7 +138,7 @@ def test_operations_on_small_arrays(ds):
 
     # float precision: 0.001 frame steps survive
     sess.set_value(m, float(sess.focus_um[2] + 0.001 * 2.0))
-    idx = an.position_to_index(sess.depth[m], sess.focus_um)
+    idx = position_to_index(sess.depth[m], sess.focus_um)
     assert np.allclose(idx, 2.001, atol=1e-4)
 
 
@@ -153,7 +155,7 @@ def test_snap_to_peak_moves_to_focus_curve_peak(ds):
     err_after = np.abs(sess.depth - truth)[region].mean()
     assert err_after < err_before and err_after < 1.5
     # snapped values are sub-frame, not whole frames
-    idx = an.position_to_index(sess.depth[region], sess.focus_um)
+    idx = position_to_index(sess.depth[region], sess.focus_um)
     assert np.any(np.abs(idx - np.rint(idx)) > 0.05)
 
 

@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_gplws.errors import Cancelled, ModelError, StackError
-from napari_gplws.dff.network import auto_tile_size, predict_depth, tile_grid
+from napari_gplws.dff._tiles import auto_tile_size, tile_grid
+from napari_gplws.dff.network import predict_depth
 from napari_gplws._shared.device import resolve_device
 from napari_gplws.models.gplws import GPLWSNet
 from napari_gplws.models.registry import has_default_weights, save_gplws, weights_path
@@ -144,7 +145,7 @@ def test_packaged_weights_beat_classical_on_small_fixed_set() -> None:
 def test_onnx_export_matches_pytorch(tmp_path, weights) -> None:
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from napari_gplws.dff.network import export_onnx
+    from napari_gplws.models.onnx import export_onnx
     from napari_gplws.models.registry import load_gplws
 
     path = export_onnx(tmp_path / "gplws.onnx", weights=weights)
@@ -160,18 +161,19 @@ def test_onnx_export_matches_pytorch(tmp_path, weights) -> None:
 def test_evaluate_methods_table(weights) -> None:
     from types import SimpleNamespace
 
-    from napari_gplws.dff.network import evaluate_methods, format_table
+    from napari_gplws.evaluation.depth_benchmark import evaluate
+    from napari_gplws.evaluation.metrics import format_table
     from napari_gplws.sim.focus_stacks import synthetic_stack
 
     samples = []
     for i, fam in enumerate(("plane", "waves")):
         s = synthetic_stack(family=fam, n_frames=8, shape=(48, 48), depth_range_um=(2.0, 16.0), seed=3_000_100 + i)
         samples.append(SimpleNamespace(stack=s.stack, gt=s.depth_um, mask=None))
-    rows = evaluate_methods(samples, ["gplws", "sml"], weights=weights)
+    rows = evaluate(samples, ["gplws", "sml"], device="cpu", weights=weights)
     assert set(rows) == {"gplws", "sml"}
     assert {"RMSE", "MAE", "AbsRel", "SqRel", "Bumpiness", "seconds"} <= set(rows["gplws"])
-    table = format_table(rows, ["RMSE", "Bumpiness"])
-    assert table.splitlines()[0] == "| method | RMSE | Bumpiness |" and "| sml |" in table
+    table = format_table(rows, ("RMSE", "Bumpiness"))
+    assert table.splitlines()[0] == "| method | RMSE ↓ | Bump ↓ |" and "| sml |" in table
 
 
 # --- GPU fast path options (batched tiles, autocast precision, torch.compile) -------------

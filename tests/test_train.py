@@ -9,15 +9,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.training.gplws_data import (
-    TRAIN_FAMILIES,
-    Micro3DDataset,
-    SyntheticFocusDataset,
-    render_height,
-)
 from napari_gplws.errors import StackError
+from napari_gplws.io.micro3d import Micro3DDataset
 from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
 from napari_gplws.training.gplws import TrainConfig, gplws_loss, make_batch, train_gplws, train_main
+from napari_gplws.training.gplws_data import (
+    TRAIN_FAMILIES,
+    SyntheticFocusDataset,
+    micro3d_training_sample,
+    render_height,
+)
 
 
 @pytest.mark.parametrize("family", TRAIN_FAMILIES)
@@ -124,7 +125,7 @@ def test_micro3d_loader_natural_order_and_scale(tmp_path) -> None:
     assert s.name == "s2" and s.frames.shape == (11, 12, 10)
     np.testing.assert_array_equal(s.frames[:, 0, 0], np.arange(11) * 10 + 1)  # 2 before 10
     np.testing.assert_allclose(s.depth_index, (np.arange(120).reshape(12, 10) % 11), atol=1e-5)
-    ts = ds.training_sample(0, np.random.default_rng(0), crop=8)
+    ts = micro3d_training_sample(ds, 0, np.random.default_rng(0), crop=8)
     assert ts.frames.shape == (11, 8, 8) and ts.depth_index.shape == (8, 8)
 
 

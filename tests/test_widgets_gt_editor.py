@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_annotate import make_dataset
 
-from napari_gplws.annotate import session as an
+import napari_gplws.annotate as an
 
 pytestmark = pytest.mark.gui
 

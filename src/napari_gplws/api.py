@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn
-from napari_gplws.dff.methods import CLASSICAL_METHODS, METHODS, NETWORK_METHODS, default_method
+from napari_gplws.dff.methods import (
+    CLASSICAL_METHODS,
+    METHODS,
+    NETWORK_METHODS,
+    default_method,
+    resolve_method,
+)
 from napari_gplws.errors import StackError
 from napari_gplws.stack import FocalStack
 
@@ -134,6 +140,7 @@ def reconstruct(
     precision: str = "auto",
     compile: bool = False,
     tta: int | None = None,
+    weights: str | os.PathLike = "gplws_default",
     progress: ProgressFn = None,
     cancel: CancelFn = None,
 ) -> Reconstruction:
@@ -165,6 +172,9 @@ def reconstruct(
     tta
         Network only: average over 1, 2, 4 or 8 flipped/turned views (each view costs one
         more pass; a little more accurate); ``None``: 2 (``DEFAULT_TTA``).
+    weights
+        Network only: a packaged weights name (``"gplws_default"``) or a ``.safetensors``
+        file of GPLWS-Net weights.
     progress, cancel
         ``progress(done, total)`` and ``cancel() -> bool`` callbacks.
 
@@ -190,9 +200,7 @@ def reconstruct(
     t0 = time.perf_counter()
     stack = as_stack(stack_or_array, focus_positions, pixel_size_um)
     t_read = time.perf_counter() - t0
-    method = (method or default_method()).lower()
-    if method not in METHODS:
-        raise StackError(f"Unknown method '{method}'; choose one of: {', '.join(METHODS)}.")
+    method = resolve_method(method)
 
     if method in CLASSICAL_METHODS:
         from napari_gplws.dff.classical import depth_from_focus
@@ -206,8 +214,8 @@ def reconstruct(
         from napari_gplws.dff.network import predict_depth
 
         res = predict_depth(
-            stack, device=device, tile_size=tile_size, precision=precision, compile=compile,
-            tta=tta, progress=progress, cancel=cancel,
+            stack, device=device, weights=weights, tile_size=tile_size, precision=precision,
+            compile=compile, tta=tta, progress=progress, cancel=cancel,
         )
         used_device = str(getattr(res, "device", device))
         params = {k: res.params[k] for k in ("tile_size", "tile_batch", "precision", "compiled")}

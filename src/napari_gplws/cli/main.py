@@ -394,7 +394,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from napari_gplws.dff.network import export_onnx
+    from napari_gplws.models.onnx import export_onnx
 
     path = export_onnx(args.onnx, weights=args.weights)
     print(f"wrote {path} (fused GPLWS-Net; input: normalised (B, 1, N, H, W) float32, output: logits over N)")
@@ -402,7 +402,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_autofocus(args: argparse.Namespace) -> int:
-    from napari_gplws.defocus.analyse import cli_autofocus
+    from napari_gplws.cli.autofocus import cli_autofocus
 
     card = Path(__file__).resolve().parents[1] / "weights" / f"{args.weights}.json"
     if card.is_file():
@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Prints the table; with -o writes autofocus.csv, autofocus.json and autofocus.png."
         ),
     )
-    from napari_gplws.defocus.analyse import add_autofocus_arguments
+    from napari_gplws.cli.autofocus import add_autofocus_arguments
 
     _add_stack_options(p)
     add_autofocus_arguments(p)

@@ -5,7 +5,7 @@
 * picks a device (``"auto"``: CUDA, then Apple MPS, then CPU; or an explicit one, with a
   clear :class:`~.errors.ModelError` when it is missing) and falls back to the CPU with a
   warning when CUDA runs out of memory;
-* loads the fused network once per device (:func:`.models.registry.load_gplws`);
+* loads the fused network once per device (:func:`napari_gplws.models.registry.load_gplws`);
 * normalises the whole stack by its own robust intensity range (0.5 / 99.5 percentiles),
   so 8-bit, 16-bit and float data behave the same, and reduces colour to luma;
 * cuts large frames into overlapping tiles whose size follows the memory available
@@ -17,20 +17,17 @@
 * calls ``progress(done, total)`` after each tile and ``cancel()`` before each tile
   (raising :class:`~.errors.Cancelled`).
 
-It also holds :func:`evaluate_methods` (network vs classical engine on the held-out synthetic
-benchmark, the table of ``gplws eval`` and of the model card), :func:`format_table` and
-:func:`export_onnx`.
-
-It does not define the network (:mod:`.models.gplws`) nor train it (:mod:`.train`).
+It does not define the network (:mod:`napari_gplws.models.gplws`), train it
+(:mod:`napari_gplws.training.gplws`), evaluate it (:mod:`napari_gplws.evaluation.depth_benchmark`)
+or export it (:mod:`napari_gplws.models.onnx`). Tiling and blending helpers shared with the
+out-of-core path are in :mod:`._tiles`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,30 +36,25 @@ import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
 from napari_gplws._shared.device import memory_budget_bytes, resolve_device
+from napari_gplws.dff._tiles import (
+    BYTES_PER_VOXEL,
+    _cast_like,
+    _ramp,
+    _robust_range,
+    _to_luma,
+    auto_tile_size,
+    tile_grid,
+)
 from napari_gplws.errors import ModelError, StackError
 from napari_gplws.stack import FocalStack
 
-__all__ = [
-    "GPLWSResult",
-    "auto_tile_size",
-    "evaluate_methods",
-    "export_onnx",
-    "format_table",
-    "predict_depth",
-    "resolve_device",
-    "resolve_precision",
-    "tile_grid",
-]
-
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # same weights as the network's
-#: Approximate peak bytes per (frame × pixel) of one tile on the CPU (measured, with margin).
-BYTES_PER_VOXEL = 96
+__all__ = ["GPLWSResult", "predict_depth", "resolve_precision"]
 DEFAULT_OVERLAP = 96
 #: Gaussian smoothing (pixels) of the depth map after blending; see :func:`predict_depth`.
 DEFAULT_SMOOTH_PX = 2.0
-#: Views of test-time augmentation by default: the packaged weights reach the accuracy bar
-#: of the project (RMSE ≤ 0.6× the best classical method) with 2 views, at twice the cost,
-#: which still meets the speed targets (see docs/gplws.md).
+#: Views of test-time augmentation by default: with 2 views the packaged weights reach the
+#: accuracy target (RMSE ≤ 0.6× the best classical method on the held-out benchmark), at
+#: twice the cost of one view, which still meets the speed targets (see docs/gplws.md).
 DEFAULT_TTA = 2
 
 
@@ -98,77 +90,6 @@ class GPLWSResult:
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     params: dict[str, Any] = field(default_factory=dict)
-
-
-def auto_tile_size(n_frames: int, device: str = "cpu", budget_bytes: int | None = None) -> int:
-    """Largest square tile (multiple of 32, 192–2048 px) whose activations fit the budget."""
-    budget = memory_budget_bytes(device) if budget_bytes is None else budget_bytes
-    side = math.sqrt(budget / (BYTES_PER_VOXEL * max(n_frames, 1)))
-    return int(min(2048, max(192, (int(side) // 32) * 32)))
-
-
-def tile_grid(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
-    """``(start, stop)`` spans of tiles covering ``[0, length)``.
-
-    Starts are multiples of ``align`` (the network's padding multiple, so every tile sees
-    the same space-to-depth grid as the whole frame and tiling does not shift the output);
-    neighbours overlap by at least ``overlap`` pixels; the last tile reaches the end (it
-    may be up to ``align − 1`` pixels longer than ``tile``).
-    """
-    if tile >= length:
-        return [(0, length)]
-    tile = max(align, (tile // align) * align)
-    step = max(align, ((tile - overlap) // align) * align)
-    last = max(0, ((length - tile) // align) * align)
-    starts = list(range(0, last, step)) + [last]
-    return [(a, a + tile) for a in starts[:-1]] + [(last, length)]
-
-
-def _ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:
-    """1-D blending weight of a tile: ~0 over the outer quarter of the overlap (where the
-    tile lacks context), a raised cosine over the middle half, 1 inside; flat at the image
-    borders."""
-    w = np.ones(length, np.float32)
-    if overlap <= 0:
-        return w
-    r = min(overlap, length // 2)
-    m = r // 4
-    d = np.arange(r, dtype=np.float32) + 0.5
-    t = np.clip((d - m) / max(r - 2 * m, 1), 0.0, 1.0)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * t)
-    if start > 0:
-        w[:r] = ramp
-    if start + length < total:
-        w[-r:] = np.minimum(w[-r:], ramp[::-1])
-    return np.maximum(w, 1e-4)
-
-
-# ---------------------------------------------------------------------------------------
-# Prediction
-# ---------------------------------------------------------------------------------------
-
-
-def _robust_range(frames: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
-    """Percentiles of a regular subsample (≈ 256 k values) of the whole stack."""
-    n, h, w = frames.shape[:3]
-    s = max(1, int(math.sqrt(n * h * w / 262_144)))
-    sample = np.asarray(frames[:, ::s, ::s], dtype=np.float32)
-    lo, hi = np.percentile(sample, [lo_pct, hi_pct])
-    return float(lo), float(hi)
-
-
-def _to_luma(frames: np.ndarray) -> np.ndarray:
-    f = np.asarray(frames, dtype=np.float32)
-    if f.ndim == 4:
-        f = f @ _LUMA
-    return f
-
-
-def _cast_like(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(img), info.min, info.max).astype(dtype)
-    return img.astype(dtype)
 
 
 def predict_depth(
@@ -555,127 +476,3 @@ def _predict(
                 "compiled": run.compile, "tta": 1, "aif_mode": aif_mode, "smooth_px": float(smooth_px),
                 "weights": str(weights)},
     )
-
-
-# ---------------------------------------------------------------------------------------
-# Evaluation
-# ---------------------------------------------------------------------------------------
-
-
-def evaluate_methods(
-    samples: Sequence[Any] | None = None,
-    methods: Sequence[str] | None = None,
-    *,
-    n: int = 30,
-    weights: str | Path = "gplws_default",
-    device: str = "cpu",
-    progress: ProgressFn = None,
-    cancel: CancelFn = None,
-) -> dict[str, dict[str, float]]:
-    """Mean depth metrics of the network and every classical measure on the same stacks.
-
-    Parameters
-    ----------
-    samples
-        Objects with ``.stack`` (:class:`FocalStack`), ``.gt`` (depth in the stack's units)
-        and optional ``.mask``; default: :func:`.evaluate.synthetic_benchmark` ``(n)``, the
-        held-out synthetic benchmark (seeds never used in training).
-    methods
-        ``"gplws"`` (the network with its default test-time augmentation), ``"gplws-ttaK"``
-        (with K views, e.g. ``"gplws-tta1"``: no augmentation) and/or classical measures
-        (default: gplws, gplws-tta1 and every classical measure).
-    weights, device
-        Network weights and device.
-
-    Returns
-    -------
-    dict
-        ``{method: {metric: mean value, ..., "seconds": mean seconds per stack}}`` with the
-        metrics of :func:`.metrics.depth_metrics` (MSE, MAE, RMSE, AbsRel, SqRel, Bumpiness, …).
-    """
-    from napari_gplws.dff.classical import depth_from_focus
-    from napari_gplws.evaluation.metrics import depth_metrics
-
-    if samples is None:
-        from napari_gplws.evaluation.depth_benchmark import synthetic_benchmark
-
-        samples = synthetic_benchmark(n)
-    samples = list(samples)
-    if methods is None:
-        from napari_gplws.dff.methods import CLASSICAL_METHODS
-
-        methods = ["gplws", "gplws-tta1", *CLASSICAL_METHODS]
-    total, done = len(samples) * len(methods), 0
-    rows: dict[str, dict[str, float]] = {}
-    for method in methods:
-        per = []
-        for s in samples:
-            check_cancel(cancel)
-            t0 = time.perf_counter()
-            if method.startswith("gplws"):
-                views = int(method.split("-tta", 1)[1]) if "-tta" in method else None
-                res = predict_depth(s.stack, device=device, weights=weights, tta=views)
-            else:
-                res = depth_from_focus(s.stack, measure=method)
-            sec = time.perf_counter() - t0
-            m = depth_metrics(res.depth, s.gt, mask=getattr(s, "mask", None), focus_step=s.stack.focus_step_um)
-            m["seconds"] = sec
-            per.append(m)
-            done += 1
-            report(progress, done, total)
-        rows[method] = {k: float(np.nanmean([m[k] for m in per])) for k in per[0]}
-    return rows
-
-
-def format_table(rows: dict[str, dict[str, float]], keys: Sequence[str] | None = None) -> str:
-    """A Markdown table of :func:`evaluate_methods` rows (methods × metrics)."""
-    if not rows:
-        return ""
-    keys = list(keys or next(iter(rows.values())).keys())
-    lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for method, r in rows.items():
-        lines.append(f"| {method} | " + " | ".join(f"{r.get(k, float('nan')):.4g}" for k in keys) + " |")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------
-# ONNX
-# ---------------------------------------------------------------------------------------
-
-
-def export_onnx(path: str | Path, weights: str | Path = "gplws_default", opset: int = 17) -> Path:
-    """Export the fused network to ONNX.
-
-    The graph takes a *normalised* float32 stack ``input`` of shape ``(B, 1, N, H, W)``
-    (dynamic B, N, H, W; H and W multiples of 16 avoid the in-graph padding branch; see
-    :func:`predict_depth` for the normalisation) and returns ``logits`` ``(B, N, H, W)``;
-    softmax over axis 1 gives the per-frame probability.
-
-    Raises
-    ------
-    ModelError
-        The ``onnx`` exporter dependencies are missing.
-    """
-    import torch
-
-    from napari_gplws.models.registry import load_gplws
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = load_gplws(weights, "cpu")
-    example = torch.zeros(1, 1, 8, 64, 64)
-    try:
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch", 2: "frames", 3: "height", 4: "width"},
-                          "logits": {0: "batch", 1: "frames", 2: "height", 3: "width"}},
-            opset_version=opset,
-            dynamo=False,
-        )
-    except ImportError as exc:
-        raise ModelError(f"ONNX export needs the 'onnx' package: {exc}. Install napari-gplws[dev].") from None
-    return path

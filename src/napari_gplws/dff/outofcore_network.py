@@ -58,7 +58,7 @@ def _net_pass(
     """Blend of all whole-image tiles that touch this chunk: (n_out, h, w) float32 sums."""
     import torch
 
-    from napari_gplws.dff.network import _ramp, _to_luma
+    from napari_gplws.dff._tiles import _ramp, _to_luma
     from napari_gplws.models.gplws import depth_from_logits
     from napari_gplws.models.registry import load_gplws
 
@@ -124,7 +124,7 @@ def _net_finish(
 
 
 def _net_aif(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    from napari_gplws.dff.network import _cast_like
+    from napari_gplws.dff._tiles import _cast_like
 
     wsum = work[3]
     a = work[4:] / wsum
@@ -179,8 +179,9 @@ def predict_zarr(
     import dask.array as da
 
     from napari_gplws._shared.device import resolve_device
+    from napari_gplws.dff._tiles import tile_grid
     from napari_gplws.dff.classical import default_threads
-    from napari_gplws.dff.network import DEFAULT_OVERLAP, DEFAULT_SMOOTH_PX, tile_grid
+    from napari_gplws.dff.network import DEFAULT_OVERLAP, DEFAULT_SMOOTH_PX
     from napari_gplws.models.registry import load_gplws
 
     t_start = time.perf_counter()

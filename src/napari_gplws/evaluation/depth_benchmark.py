@@ -14,6 +14,8 @@ Two sources of samples:
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,6 @@ from napari_gplws.stack import FocalStack
 
 #: First seed of the synthetic benchmark; training must use seeds below this.
 BENCHMARK_SEED0 = 1_000_000
-GT_PATTERNS = ("depth*", "gt*", "label*")
 
 
 @dataclass
@@ -72,60 +73,37 @@ def synthetic_benchmark(n: int = 30, seed0: int = BENCHMARK_SEED0) -> list[EvalS
     return samples
 
 
-def _find_gt(folder: Path) -> Path | None:
-    for pattern in GT_PATTERNS:
-        hits = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() != ".json")
-        if hits:
-            return hits[0]
-    return None
-
-
-def _read_gt(path: Path, stack: FocalStack, gt_scale: float) -> np.ndarray:
-    """Ground truth in the stack's units: float files are positions, integers frame indices."""
-    if path.suffix.lower() == ".npy":
-        gt = np.load(path)
-    elif path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        gt = tifffile.imread(path)
-    else:
-        import imageio.v3 as iio
-
-        gt = iio.imread(path)
-    if gt.ndim == 3:
-        gt = gt[..., 0]
-    if gt.shape != stack.shape_yx:
-        raise StackError(
-            f"The ground truth '{path}' is {gt.shape[1]}×{gt.shape[0]} px but the frames are "
-            f"{stack.shape_yx[1]}×{stack.shape_yx[0]} px; they must match."
-        )
-    if gt.dtype.kind in "ui":
-        return stack.index_to_position(gt.astype(np.float64) * gt_scale).astype(np.float32)
-    return gt.astype(np.float32)
-
-
 def load_eval_dataset(root: str | Path, gt_scale: float = 1.0) -> list[EvalSample]:
     """Samples of a dataset folder (one sub-folder per sample; see the module docstring)."""
-    from napari_gplws.io._read import read_stack
+    from napari_gplws.io import read_stack
+    from napari_gplws.io.micro3d import GT_PATTERNS, find_gt, read_gt
 
     root = Path(root)
     if not root.is_dir():
         raise StackError(f"The dataset folder '{root}' does not exist or is not a folder.")
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        gt_path = _find_gt(folder)
-        if gt_path is None:
-            continue
+        try:
+            gt_path = find_gt(folder)
+        except StackError:
+            continue  # a folder without ground truth is not a sample
         stack_files = [
             p for p in folder.iterdir()
             if p.is_file() and p != gt_path and p.suffix.lower() in (".tif", ".tiff", ".npy", ".npz")
-            and not p.name.lower().startswith(("depth", "gt", "label"))
+            and not any(fnmatch.fnmatch(p.name.lower(), pat) for pat in GT_PATTERNS)
         ]
         if len(stack_files) == 1 and _is_stack_file(stack_files[0]):
             stack = read_stack(stack_files[0])
         else:
             stack = read_stack(folder, exclude=[gt_path.name])
-        samples.append(EvalSample(folder.name, stack, _read_gt(gt_path, stack, gt_scale)))
+        positions = stack.focus_um if stack.focus_um is not None else np.arange(stack.n_frames, dtype=float)
+        gt, _, raw = read_gt(gt_path, positions, gt_scale)
+        if raw.shape != stack.shape_yx:
+            raise StackError(
+                f"The ground truth '{gt_path}' is {raw.shape[1]}×{raw.shape[0]} px but the frames "
+                f"are {stack.shape_yx[1]}×{stack.shape_yx[0]} px; they must match."
+            )
+        samples.append(EvalSample(folder.name, stack, gt))
     if not samples:
         raise StackError(
             f"No samples found in '{root}': each sample needs its own sub-folder holding the "
@@ -145,28 +123,49 @@ def _is_stack_file(path: Path) -> bool:
 
 
 def evaluate(
-    samples: Iterable[EvalSample],
+    samples: Iterable[EvalSample] | None = None,
     methods: Sequence[str] | None = None,
     device: str = "auto",
     progress: ProgressFn = None,
     cancel: CancelFn = None,
+    *,
+    n: int = 30,
+    weights: str | os.PathLike = "gplws_default",
 ) -> dict[str, dict[str, float]]:
-    """Mean metrics per method over ``samples`` (plus mean seconds per stack).
+    """Mean depth metrics per method over the same stacks (plus mean seconds per stack).
 
-    ``methods`` are names of :func:`napari_gplws.reconstruct` plus ``"gplws-ttaK"``: the
-    network with K test-time-augmentation views (``"gplws"`` uses the default, 2); default:
-    every method, with ``gplws-tta1`` beside ``gplws``.
+    The one evaluation loop of the product: ``gplws eval``, the model card and the
+    benchmark tables all come from here.
 
-    Returns ``{method: {metric: value}}``; see :func:`.metrics.depth_metrics` for keys.
+    Parameters
+    ----------
+    samples
+        Objects with ``.stack`` (:class:`FocalStack`), ``.gt`` (depth in the stack's units)
+        and optional ``.mask``; default: :func:`synthetic_benchmark` ``(n)``, the held-out
+        synthetic benchmark (seeds never used in training).
+    methods
+        Names of :func:`napari_gplws.reconstruct` plus ``"gplws-ttaK"``: the network with K
+        test-time-augmentation views (``"gplws"`` uses the default, 2); default: every
+        method, with ``gplws-tta1`` beside ``gplws`` when the network's weights are installed.
+    device, weights
+        Where the network runs and which weights it uses.
+    progress, cancel
+        ``progress(done, total)`` and ``cancel() -> bool`` callbacks.
+
+    Returns
+    -------
+    dict
+        ``{method: {metric: mean value, ..., "seconds": mean seconds per stack}}`` with the
+        metrics of :func:`napari_gplws.evaluation.metrics.depth_metrics`.
     """
     from napari_gplws.api import reconstruct
     from napari_gplws.dff.methods import CLASSICAL_METHODS, default_method
     from napari_gplws.evaluation.metrics import depth_metrics
 
-    samples = list(samples)
+    samples = list(synthetic_benchmark(n) if samples is None else samples)
     if methods is None:
         methods = list(CLASSICAL_METHODS)
-        if default_method() == "gplws":
+        if weights != "gplws_default" or default_method() == "gplws":
             methods[:0] = ["gplws", "gplws-tta1"]
     total = len(samples) * len(methods)
     rows: dict[str, dict[str, float]] = {}
@@ -177,9 +176,13 @@ def evaluate(
             check_cancel(cancel)
             t0 = time.perf_counter()
             name, _, views = method.partition("-tta")
-            res = reconstruct(sample.stack, method=name, device=device, tta=int(views) if views else None)
+            res = reconstruct(
+                sample.stack, method=name, device=device, weights=weights,
+                tta=int(views) if views else None,
+            )
             seconds = time.perf_counter() - t0
-            m = depth_metrics(res.depth, sample.gt, mask=sample.mask, focus_step=sample.stack.focus_step_um)
+            mask = getattr(sample, "mask", None)
+            m = depth_metrics(res.depth, sample.gt, mask=mask, focus_step=sample.stack.focus_step_um)
             m["seconds"] = seconds
             per_sample.append(m)
             done += 1

@@ -225,11 +225,8 @@ class _Sources:
     """Draws training batches from the renderer, the synth pool and a Micro 3D folder."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None]) -> None:
-        from napari_gplws.training.gplws_data import (
-            Micro3DDataset,
-            RenderConfig,
-            SyntheticFocusDataset,
-        )
+        from napari_gplws.io.micro3d import Micro3DDataset
+        from napari_gplws.training.gplws_data import RenderConfig, SyntheticFocusDataset
 
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
@@ -263,7 +260,9 @@ class _Sources:
         n = int(rng.choice(list(cfg.n_choices)))
         if self.micro is not None and rng.random() < cfg.micro3d_fraction:
             idx = rng.integers(0, len(self.micro), cfg.batch_size)
-            out = [self.micro.training_sample(int(i), rng, crop) for i in idx]
+            from napari_gplws.training.gplws_data import micro3d_training_sample
+
+            out = [micro3d_training_sample(self.micro, int(i), rng, crop) for i in idx]
             return [s for s in out if s.frames.shape == out[0].frames.shape]
         if self.pool is not None and rng.random() < cfg.synth_fraction:
             return self.pool.batch(cfg.batch_size, crop, n)
@@ -571,10 +570,11 @@ def _benchmark_for_card(weights: Path, n: int, log: Callable[[str], None]) -> di
     if n <= 0:
         return {}
     try:
-        from napari_gplws.dff.network import evaluate_methods, format_table
+        from napari_gplws.evaluation.depth_benchmark import evaluate
+        from napari_gplws.evaluation.metrics import format_table
 
         t0 = time.perf_counter()
-        rows = evaluate_methods(n=n, weights=str(weights))
+        rows = evaluate(n=n, device="cpu", weights=str(weights))
         table = format_table(rows)
         log(f"benchmark ({n} stacks, {time.perf_counter() - t0:.0f} s):\n{table}")
         return {

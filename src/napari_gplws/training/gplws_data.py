@@ -13,34 +13,28 @@ Two sources of ``(stack, depth_index)`` pairs:
   of the in-focus texture (a thin-lens, Gaussian-PSF approximation). The ground truth is the
   fractional frame index at which each pixel is in focus, so focus positions in µm never
   matter for training.
-* :class:`Micro3DDataset` reads a Micro 3D-style folder: one sub-folder per sample holding
-  numbered frames (natural sort order) and a ground-truth depth image found with a name
-  pattern; the depth is stored either as (scaled) frame indices or as float µm.
+* :func:`micro3d_training_sample` turns a sample of a Micro 3D-style folder
+  (:class:`napari_gplws.io.micro3d.Micro3DDataset`) into an augmented training sample.
 
-The physically detailed simulator for tests and benchmarks lives in :mod:`.synth`; this
-module favours speed and variety for training. It does not train anything (see
-:mod:`.train`).
+The physically detailed simulator for tests and benchmarks lives in
+:mod:`napari_gplws.sim.focus_stacks`; this module favours speed and variety for training. It
+does not train anything (see :mod:`napari_gplws.training.gplws`).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import math
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_gplws.errors import StackError
+from napari_gplws.io.micro3d import Micro3DDataset
 
 __all__ = [
     "TRAIN_FAMILIES",
-    "Micro3DDataset",
-    "Micro3DSample",
+    "micro3d_training_sample",
     "RenderConfig",
     "SyntheticFocusDataset",
     "render_height",
@@ -372,169 +366,25 @@ class SyntheticFocusDataset:
 
 
 # ---------------------------------------------------------------------------------------
-# Micro 3D-layout folders
+# Micro 3D datasets as training samples
 # ---------------------------------------------------------------------------------------
 
-_IMAGE_EXT = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
-
-def _read_image(path: Path) -> np.ndarray:
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im)
-
-
-@dataclass
-class Micro3DSample:
-    """One sample folder: frames ``(N, H, W[, 3])`` and depth as fractional frame index."""
-
-    name: str
-    frames: np.ndarray
-    depth_index: np.ndarray
-    focus_um: np.ndarray | None = None
-
-
-class Micro3DDataset:
-    """A Micro 3D-layout dataset: one folder per sample.
-
-    Each sample folder holds the frames as numbered images (sorted in natural order, so
-    ``2.png`` comes before ``10.png``) and one ground-truth depth image matched by
-    ``gt_pattern``; every other image is a frame.
-
-    Parameters
-    ----------
-    root
-        Dataset folder.
-    gt_pattern
-        Glob pattern (case-insensitive) of the ground-truth file in each sample folder.
-    gt_units
-        ``"index"``: the image holds frame indices, multiplied by ``gt_scale`` to get the
-        (0-based) index; ``"um"``: the image holds float µm, converted to a fractional
-        index with the focus positions ``focus_start_um + k·focus_step_um``.
-    gt_scale
-        Factor from stored values to frame index (``"index"`` mode).
-    focus_start_um, focus_step_um
-        Focus positions for ``"um"`` mode.
-    split_file
-        Optional file naming the samples to use: a text file with one folder name per line,
-        or a JSON object ``{"train": [...], "test": [...]}`` together with ``split``.
-    split
-        Key of the JSON split file (``"train"`` or ``"test"``).
-
-    Raises
-    ------
-    StackError
-        The folder has no samples, a sample has fewer than two frames, no ground truth,
-        or frames of different sizes.
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        gt_pattern: str = "*depth*",
-        gt_units: str = "index",
-        gt_scale: float = 1.0,
-        focus_start_um: float = 0.0,
-        focus_step_um: float = 1.0,
-        split_file: str | Path | None = None,
-        split: str = "train",
-    ) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise StackError(f"Dataset folder '{self.root}' does not exist.")
-        if gt_units not in ("index", "um"):
-            raise StackError(f"gt_units must be 'index' or 'um'; got {gt_units!r}.")
-        self.gt_pattern, self.gt_units, self.gt_scale = gt_pattern, gt_units, float(gt_scale)
-        self.focus_start_um, self.focus_step_um = float(focus_start_um), float(focus_step_um)
-        names = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        if split_file is not None:
-            names = self._read_split(Path(split_file), split, names)
-        from natsort import natsorted
-
-        self.names: list[str] = natsorted(names)
-        if not self.names:
-            raise StackError(
-                f"No sample folders found in '{self.root}' (expected one sub-folder per stack)."
-            )
-
-    def _read_split(self, path: Path, split: str, available: Sequence[str]) -> list[str]:
-        if not path.is_file():
-            raise StackError(f"Split file '{path}' does not exist.")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-            if split not in data:
-                raise StackError(f"Split file '{path}' has no key {split!r} (keys: {list(data)}).")
-            wanted = [str(s) for s in data[split]]
-        else:
-            wanted = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-        missing = sorted(set(wanted) - set(available))
-        if missing:
-            raise StackError(f"Split file '{path}' names samples missing from '{self.root}': {missing[:5]}.")
-        return wanted
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __iter__(self) -> Iterator[Micro3DSample]:
-        for i in range(len(self)):
-            yield self[i]
-
-    def __getitem__(self, i: int) -> Micro3DSample:
-        from natsort import natsorted
-
-        folder = self.root / self.names[i]
-        files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXT]
-        gt = [p for p in files if fnmatch.fnmatch(p.name.lower(), self.gt_pattern.lower())]
-        if len(gt) != 1:
-            raise StackError(
-                f"Sample '{folder}' has {len(gt)} files matching the ground-truth pattern "
-                f"{self.gt_pattern!r}; expected exactly one (set gt_pattern)."
-            )
-        frame_files = natsorted([p for p in files if p != gt[0]], key=lambda p: p.name)
-        if len(frame_files) < 2:
-            raise StackError(f"Sample '{folder}' has {len(frame_files)} frames; need at least two.")
-        frames = [_read_image(p) for p in frame_files]
-        if len({f.shape for f in frames}) != 1:
-            raise StackError(f"Frames in '{folder}' have different shapes; all frames must match.")
-        stack = np.stack(frames)
-        if stack.ndim == 4 and stack.shape[-1] == 4:
-            stack = stack[..., :3]
-        raw = _read_image(gt[0]).astype(np.float64)
-        if raw.ndim == 3:
-            raw = raw[..., 0]
-        if raw.shape != stack.shape[1:3]:
-            raise StackError(
-                f"Ground truth '{gt[0]}' is {raw.shape} but the frames are {stack.shape[1:3]}."
-            )
-        n = stack.shape[0]
-        focus = self.focus_start_um + self.focus_step_um * np.arange(n)
-        if self.gt_units == "index":
-            depth = raw * self.gt_scale
-        else:
-            depth = (raw - self.focus_start_um) / self.focus_step_um
-        return Micro3DSample(
-            self.names[i], stack, np.clip(depth, 0, n - 1).astype(np.float32), focus
-        )
-
-    def training_sample(self, i: int, rng: np.random.Generator, crop: int | None = None) -> TrainingSample:
-        """Sample ``i`` with random crop, flips, rotation and gamma (for training)."""
-        s = self[i]
-        frames, depth = s.frames, s.depth_index
-        h, w = depth.shape
-        if crop is not None and crop < min(h, w):
-            y0, x0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-            frames, depth = frames[:, y0 : y0 + crop, x0 : x0 + crop], depth[y0 : y0 + crop, x0 : x0 + crop]
-        k = int(rng.integers(0, 4))
-        frames, depth = np.rot90(frames, k, axes=(1, 2)), np.rot90(depth, k)
-        if rng.random() < 0.5:
-            frames, depth = frames[:, :, ::-1], depth[:, ::-1]
-        f = frames.astype(np.float32)
-        lo, hi = float(f.min()), float(f.max())
-        f = ((f - lo) / (hi - lo + 1e-6)) ** rng.uniform(0.7, 1.4)
-        return TrainingSample(np.ascontiguousarray(f), np.ascontiguousarray(depth), s.name)
+def micro3d_training_sample(
+    dataset: Micro3DDataset, i: int, rng: np.random.Generator, crop: int | None = None
+) -> TrainingSample:
+    """Sample ``i`` of a Micro 3D dataset with random crop, flips, rotation and gamma."""
+    s = dataset[i]
+    frames, depth = s.frames, s.depth_index
+    h, w = depth.shape
+    if crop is not None and crop < min(h, w):
+        y0, x0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        frames, depth = frames[:, y0 : y0 + crop, x0 : x0 + crop], depth[y0 : y0 + crop, x0 : x0 + crop]
+    k = int(rng.integers(0, 4))
+    frames, depth = np.rot90(frames, k, axes=(1, 2)), np.rot90(depth, k)
+    if rng.random() < 0.5:
+        frames, depth = frames[:, :, ::-1], depth[:, ::-1]
+    f = frames.astype(np.float32)
+    lo, hi = float(f.min()), float(f.max())
+    f = ((f - lo) / (hi - lo + 1e-6)) ** rng.uniform(0.7, 1.4)
+    return TrainingSample(np.ascontiguousarray(f), np.ascontiguousarray(depth), s.name)

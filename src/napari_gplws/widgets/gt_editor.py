@@ -8,7 +8,7 @@ and clears the selection. Ctrl+Z / Ctrl+Shift+Z (while the dock has focus) or th
 and redo. Edits are autosaved to a recovery file after a short pause; **Save** writes the
 corrected map beside the original (see ``docs/annotation.md``).
 
-All editing, saving and guidance logic is :mod:`napari_gplws.annotate.session`; this module only
+All editing, saving and guidance logic is :mod:`napari_gplws.annotate`; this module only
 wires layers and buttons. Focus curves and the model prediction run in a worker thread.
 """
 
@@ -38,8 +38,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_gplws.annotate import session as an
+import napari_gplws.annotate as an
 from napari_gplws.errors import GplwsError
+from napari_gplws.io.micro3d import GT_PATTERNS
 from napari_gplws.widgets._worker import Job
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class GroundTruthEditorWidget(QWidget):
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("dataset folder (one sub-folder per sample)")
         self.browse_button = QPushButton("Browse…")
-        self.pattern_edit = QLineEdit(", ".join(an.GT_PATTERNS))
+        self.pattern_edit = QLineEdit(", ".join(GT_PATTERNS))
         self.gt_scale = QDoubleSpinBox(decimals=4, minimum=1e-4, maximum=1e4, value=1.0)
         self.gt_scale.setToolTip("Frame index per stored unit of integer ground-truth images.")
         self.focus_step = QDoubleSpinBox(
@@ -245,7 +246,7 @@ class GroundTruthEditorWidget(QWidget):
         """Open a dataset root and fill the sample list."""
         self._leave_sample()
         patterns = [p.strip() for p in self.pattern_edit.text().split(",") if p.strip()] or list(
-            an.GT_PATTERNS
+            GT_PATTERNS
         )
         step = self.focus_step.value()
         try:
