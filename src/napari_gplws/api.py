@@ -8,10 +8,12 @@ their unit in ``.units``. The maths lives in the core; this module only routes.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,10 +34,15 @@ __all__ = [
     "CLASSICAL_METHODS",
     "METHODS",
     "NETWORK_METHODS",
+    "OUTPUT_NAMES",
     "Reconstruction",
     "default_method",
     "reconstruct",
 ]
+
+
+#: The files :meth:`Reconstruction.save` writes.
+OUTPUT_NAMES: tuple[str, ...] = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
 
 
 @dataclass
@@ -70,6 +77,65 @@ class Reconstruction:
     timings: dict[str, float] = field(default_factory=dict)
     stack: FocalStack | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+
+    def save(
+        self,
+        folder: str | os.PathLike,
+        *,
+        started_at: float | None = None,
+        listed_folder: str | os.PathLike | None = None,
+        extra_report: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write ``depth.tif``, ``aif.tif``, ``confidence.tif`` and ``report.json`` into ``folder``.
+
+        The one writer of a reconstruction's files, used by ``gplws reconstruct``, ``gplws
+        batch`` and scripts. Each file is replaced atomically; moving earlier results aside
+        is the caller's choice (:func:`napari_gplws._shared.files.backup_outputs`). The depth
+        map carries its unit and the pixel size in its TIFF metadata, so Fiji shows µm.
+
+        Parameters
+        ----------
+        folder
+            Output folder (created when missing).
+        started_at
+            ``time.perf_counter()`` when the whole job started; the report's total seconds
+            then include reading and writing.
+        listed_folder
+            The folder the report should name as the outputs' home, when ``folder`` is a
+            temporary one that will be moved there (batch does this).
+        extra_report
+            More keys for ``report.json``.
+
+        Returns
+        -------
+        dict
+            The report as written.
+        """
+        from napari_gplws._shared.files import atomic_write
+        from napari_gplws.io import write_depth_tiff, write_image_tiff
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        s = self.stack
+        px = None if s is None else s.pixel_size_um
+        meta = {"method": self.method, "source": None if s is None else s.source}
+        t1 = time.perf_counter()
+        write_depth_tiff(out / "depth.tif", self.depth, units=self.units, pixel_size_um=px, metadata=meta)
+        write_image_tiff(out / "aif.tif", self.aif, pixel_size_um=px, metadata=meta)
+        write_image_tiff(
+            out / "confidence.tif", self.confidence.astype("float32"), pixel_size_um=px,
+            metadata={**meta, "kind": "confidence", "range": [0, 1]},
+        )
+        self.timings["write"] = time.perf_counter() - t1
+        if started_at is not None:
+            self.timings["total"] = time.perf_counter() - started_at
+        report = self.report()
+        home = Path(listed_folder) if listed_folder is not None else out
+        report["outputs"] = {n: str(home / n) for n in OUTPUT_NAMES}
+        report.update(extra_report or {})
+        text = json.dumps(report, indent=2, ensure_ascii=False)
+        atomic_write(out / "report.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return report
 
     def report(self) -> dict[str, Any]:
         """A JSON-able summary (what ``report.json`` holds)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from napari_gplws.errors import GplwsError
@@ -30,8 +31,6 @@ def move_aside(path: str | os.PathLike[str]) -> Path | None:
     GplwsError
         ``path`` is a folder, or the file cannot be renamed.
     """
-    import time
-
     p = Path(os.fspath(path))
     if p.is_dir():
         raise GplwsError(f"'{p}' is a folder; give a file name.")
@@ -123,3 +122,24 @@ def fsync_dir(d: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def backup_outputs(outdir: Path, names: Sequence[str]) -> Path | None:
+    """Move the earlier outputs ``names`` found in ``outdir`` into a new ``backup-<time>`` folder.
+
+    A new run never overwrites a user's earlier results without a backup: every file or
+    folder of ``names`` that exists in ``outdir`` is renamed into
+    ``outdir/backup-YYYYmmdd-HHMMSS`` (``-1``, ``-2``… when that exists). Returns the backup
+    folder, or ``None`` when there was nothing to move.
+    """
+    existing = [outdir / n for n in names if (outdir / n).exists()]
+    if not existing:
+        return None
+    stamp = time.strftime("backup-%Y%m%d-%H%M%S")
+    backup, k = outdir / stamp, 1
+    while backup.exists():
+        backup, k = outdir / f"{stamp}-{k}", k + 1
+    backup.mkdir(parents=True)
+    for path in existing:
+        path.rename(backup / path.name)
+    return backup

@@ -57,6 +57,8 @@ from typing import Any
 
 from napari_gplws._shared.callbacks import ProgressFn, report
 from napari_gplws._shared.files import atomic_write
+from napari_gplws.api import OUTPUT_NAMES
+from napari_gplws.dff.outofcore import ZARR_OUTPUT_NAMES
 from napari_gplws.errors import GplwsError
 
 __all__ = [
@@ -72,10 +74,6 @@ __all__ = [
     "stack_names",
 ]
 
-#: Files written per stack (the same as ``gplws reconstruct``).
-OUTPUT_NAMES: tuple[str, ...] = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
-#: Files written per zarr stack (out of core; the same as ``gplws reconstruct INPUT.zarr``).
-ZARR_OUTPUT_NAMES: tuple[str, ...] = ("result.zarr", "report.json")
 MANIFEST_NAME = "manifest.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_JSON = "summary.json"
@@ -443,7 +441,6 @@ def reconstruct_to_folder(
         return _zarr_to_folder(path, folder, method, read_options, options, zarr_options)
     from napari_gplws.api import reconstruct
     from napari_gplws.io._read import read_stack
-    from napari_gplws.io._write import write_depth_tiff, write_image_tiff
 
     t0 = time.perf_counter()
     stack = read_stack(path, **dict(read_options or {}))
@@ -456,32 +453,17 @@ def reconstruct_to_folder(
     tmp = folder.with_name(f".{folder.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
     tmp.mkdir()
     try:
-        t1 = time.perf_counter()
-        meta = {"method": result.method, "source": stack.source}
-        px = stack.pixel_size_um
-        write_depth_tiff(tmp / "depth.tif", result.depth, units=result.units, pixel_size_um=px, metadata=meta)
-        write_image_tiff(tmp / "aif.tif", result.aif, pixel_size_um=px, metadata=meta)
-        write_image_tiff(
-            tmp / "confidence.tif", result.confidence.astype("float32"), pixel_size_um=px,
-            metadata={**meta, "kind": "confidence", "range": [0, 1]},
-        )
-        result.timings["write"] = time.perf_counter() - t1
-        result.timings["total"] = time.perf_counter() - t0
-        rep = result.report()
-        sums = _publish(tmp, folder, rep, OUTPUT_NAMES, _sha256)
+        result.save(tmp, started_at=t0, listed_folder=folder)
+        sums = _publish(tmp, folder, OUTPUT_NAMES, _sha256)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"outputs": sums, "units": result.units, "method": result.method}
 
 
-def _publish(
-    tmp: Path, folder: Path, rep: dict[str, Any], names: Sequence[str], digest: Callable[[Path], str]
-) -> dict[str, str]:
-    """Write ``report.json`` into the finished ``tmp`` folder, checksum its outputs and move it
-    into place as ``folder`` (replacing an older one), so a stack's folder is never half-written."""
-    rep["outputs"] = {n: str(folder / n) for n in names}
-    (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
+def _publish(tmp: Path, folder: Path, names: Sequence[str], digest: Callable[[Path], str]) -> dict[str, str]:
+    """Checksum the outputs of the finished ``tmp`` folder and move it into place as ``folder``
+    (replacing an older one), so a stack's folder is never half-written."""
     sums = {n: digest(tmp / n) for n in names}
     if folder.exists():
         shutil.rmtree(folder)
@@ -498,9 +480,9 @@ def _zarr_to_folder(
     zarr_options: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The zarr branch of :func:`reconstruct_to_folder`: ``result.zarr`` + ``report.json``."""
-    from napari_gplws.io.zarr import open_zarr_stack
     from napari_gplws.dff.outofcore import reconstruct_out_of_core
     from napari_gplws.errors import StackError
+    from napari_gplws.io.zarr import open_zarr_stack
 
     t0 = time.perf_counter()
     ro = dict(read_options or {})
@@ -526,7 +508,10 @@ def _zarr_to_folder(
         )
         rep = res.report(threads=zo.get("threads"), name="result.zarr")
         rep["seconds"]["total"] = round(time.perf_counter() - t0, 4)
-        sums = _publish(tmp, folder, rep, ZARR_OUTPUT_NAMES, _digest)
+        rep["outputs"] = {n: str(folder / n) for n in ZARR_OUTPUT_NAMES}
+        text = json.dumps(rep, indent=2, ensure_ascii=False)
+        atomic_write(tmp / "report.json", lambda t: t.write_text(text, encoding="utf-8"))
+        sums = _publish(tmp, folder, ZARR_OUTPUT_NAMES, _digest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

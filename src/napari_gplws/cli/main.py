@@ -79,30 +79,16 @@ def _read_input(args: argparse.Namespace):
     )
 
 
-def _backup_existing(outdir: Path, names: Sequence[str]) -> Path | None:
-    """Move earlier outputs aside (never overwrite a user's files without a backup)."""
-    existing = [outdir / n for n in names if (outdir / n).exists()]
-    if not existing:
-        return None
-    backup = outdir / time.strftime("backup-%Y%m%d-%H%M%S")
-    k = 1
-    while backup.exists():
-        backup = outdir / (time.strftime("backup-%Y%m%d-%H%M%S") + f"-{k}")
-        k += 1
-    backup.mkdir(parents=True)
-    for path in existing:
-        path.rename(backup / path.name)
-    return backup
-
-
 # --- reconstruct ----------------------------------------------------------------------------
-OUTPUT_NAMES = ("depth.tif", "aif.tif", "confidence.tif", "report.json")
-#: What the out-of-core path writes: a zarr group (depth, confidence, aif) and the report.
-ZARR_OUTPUT_NAMES = ("result.zarr", "report.json")
 #: The TIFF converted to zarr by ``--out-of-core --keep-zarr``.
 KEPT_INPUT_ZARR = "input.zarr"
-#: Everything a reconstruct run may leave in OUTDIR; a new run moves all of it aside.
-ALL_OUTPUT_NAMES = OUTPUT_NAMES + ("result.zarr", KEPT_INPUT_ZARR)
+
+
+def _all_output_names() -> tuple[str, ...]:
+    """Everything a reconstruct run may leave in OUTDIR; a new run moves all of it aside."""
+    from napari_gplws.api import OUTPUT_NAMES
+
+    return OUTPUT_NAMES + ("result.zarr", KEPT_INPUT_ZARR)
 
 
 def add_gpu_options(p: argparse.ArgumentParser) -> None:
@@ -117,8 +103,8 @@ def add_gpu_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from napari_gplws.api import reconstruct
-    from napari_gplws.io._write import write_depth_tiff, write_image_tiff
+    from napari_gplws._shared.files import backup_outputs
+    from napari_gplws.api import OUTPUT_NAMES, reconstruct
 
     if args.sample == (args.input is not None):
         from napari_gplws.errors import GplwsError
@@ -151,25 +137,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
-    backup = _backup_existing(outdir, ALL_OUTPUT_NAMES)
-    t1 = time.perf_counter()
-    meta = {"method": result.method, "source": stack.source}
-    write_depth_tiff(
-        outdir / "depth.tif", result.depth, units=result.units,
-        pixel_size_um=stack.pixel_size_um, metadata=meta,
-    )
-    write_image_tiff(outdir / "aif.tif", result.aif, pixel_size_um=stack.pixel_size_um, metadata=meta)
-    write_image_tiff(
-        outdir / "confidence.tif", result.confidence.astype("float32"),
-        pixel_size_um=stack.pixel_size_um, metadata={**meta, "kind": "confidence", "range": [0, 1]},
-    )
-    result.timings["write"] = time.perf_counter() - t1
-    result.timings["total"] = time.perf_counter() - t0
-    report = result.report()
-    report["outputs"] = {n: str(outdir / n) for n in OUTPUT_NAMES}
-    if backup is not None:
-        report["previous_outputs_moved_to"] = str(backup)
-    (outdir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    backup = backup_outputs(outdir, _all_output_names())
+    extra = {} if backup is None else {"previous_outputs_moved_to": str(backup)}
+    report = result.save(outdir, started_at=t0, extra_report=extra)
 
     lo, hi = report["depth_range"]
     print(
@@ -207,10 +177,11 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    from napari_gplws.io.zarr import is_zarr_path, open_zarr_stack, tiff_to_zarr
-    from napari_gplws.dff.outofcore import reconstruct_out_of_core
+    from napari_gplws._shared.files import backup_outputs
+    from napari_gplws.dff.outofcore import ZARR_OUTPUT_NAMES, reconstruct_out_of_core
     from napari_gplws.errors import GplwsError
-    from napari_gplws.io._read import parse_axis_pick
+    from napari_gplws.io import parse_axis_pick
+    from napari_gplws.io.zarr import is_zarr_path, open_zarr_stack, tiff_to_zarr
 
     src = Path(args.input)
     _require_dask(f"Reconstructing '{src}' out of core")
@@ -288,7 +259,7 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
         result.timings = timings
         report = result.report(threads=args.threads, name="result.zarr")
 
-        backup = _backup_existing(outdir, ALL_OUTPUT_NAMES)
+        backup = backup_outputs(outdir, _all_output_names())
         os.replace(tmp_result, outdir / "result.zarr")
         result.path = outdir / "result.zarr"
         kept = None

@@ -29,7 +29,16 @@ from napari_gplws.dff.outofcore_classical import reconstruct_zarr
 from napari_gplws.dff.outofcore_network import predict_zarr
 from napari_gplws.io.zarr import ZarrStack, open_zarr_stack
 
-__all__ = ["OutOfCoreResult", "predict_zarr", "reconstruct_out_of_core", "reconstruct_zarr"]
+__all__ = [
+    "ZARR_OUTPUT_NAMES",
+    "OutOfCoreResult",
+    "predict_zarr",
+    "reconstruct_out_of_core",
+    "reconstruct_zarr",
+]
+
+#: What an out-of-core run writes: a zarr group (depth, confidence, aif) and the report.
+ZARR_OUTPUT_NAMES: tuple[str, ...] = ("result.zarr", "report.json")
 
 
 # =========================================================================================
