@@ -16,12 +16,9 @@ import pytest
 pytest.importorskip("distributed")
 tifffile = pytest.importorskip("tifffile")
 
-from napari_gplws.batching.run import (
-    OUTPUT_NAMES,
-    batch,
-    collect_inputs,
-    stack_names,
-)
+from napari_gplws.api import OUTPUT_NAMES
+from napari_gplws.batching import batch
+from napari_gplws.batching.inputs import collect_inputs, stack_names
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +130,7 @@ def test_cli_batch_exit_code(client, folder, tmp_path, capsys):
 def test_batch_zarr_stacks_out_of_core_and_resume(client, tmp_path):
     zarr = pytest.importorskip("zarr")
     from napari_gplws import api
-    from napari_gplws.batching.run import ZARR_OUTPUT_NAMES
+    from napari_gplws.dff.outofcore import ZARR_OUTPUT_NAMES
     from napari_gplws.io._write import save_stack
     from napari_gplws.io.zarr import tiff_to_zarr
     from napari_gplws.sim.focus_stacks import synthetic_stack

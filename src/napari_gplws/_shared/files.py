@@ -101,6 +101,11 @@ def atomic_write(
     return p
 
 
+def write_text_atomic(p: Path, text: str, *, durable: bool = False) -> Path:
+    """Write UTF-8 text to ``p`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(p, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
+
+
 def fsync_file(p: Path) -> None:
     """Flush a file's content to disk."""
     fd = os.open(p, os.O_RDONLY)
