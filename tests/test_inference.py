@@ -124,7 +124,8 @@ def test_cancel_between_tiles(stack, weights) -> None:
 def test_packaged_weights_beat_classical_on_small_fixed_set() -> None:
     from napari_gplws.dff.classical import depth_from_focus
     from napari_gplws.evaluation.metrics import depth_metrics
-    from napari_gplws.sim.focus_stacks import HEIGHT_FAMILIES, synthetic_stack
+    from napari_gplws.sim.heights import HEIGHT_FAMILIES
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     net_rmse, sml_rmse, net_bump, sml_bump = [], [], [], []
     for i, fam in enumerate(HEIGHT_FAMILIES):

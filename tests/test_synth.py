@@ -11,23 +11,13 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_gplws.sim import focus_stacks as synth
+from napari_gplws.sim import textures
 from napari_gplws.errors import FocusPositionError
 from napari_gplws.stack import FocalStack, position_to_index
-from napari_gplws.sim.focus_stacks import (
-    HEIGHT_FAMILIES,
-    SKIMAGE_TEXTURES,
-    TEXTURES,
-    SynthError,
-    SyntheticStack,
-    SynthParams,
-    available_textures,
-    defocus_render,
-    height_map,
-    random_training_stack,
-    synthesize,
-    synthetic_stack,
-    texture_image,
-)
+from napari_gplws.sim.heights import HEIGHT_FAMILIES, height_map
+from napari_gplws.sim.textures import SKIMAGE_TEXTURES, TEXTURES, available_textures, texture_image
+from napari_gplws.sim.focus_stacks import SynthError, SyntheticStack, SynthParams, random_training_stack, synthesize, synthetic_stack
+from napari_gplws.sim.defocus_render import defocus_render
 
 SMALL = dict(n_frames=8, shape=(48, 56))
 NOISELESS = dict(photons=None, read_noise=0.0, bit_depth=32)
@@ -250,7 +240,7 @@ def test_bundled_textures_ship_with_scikit_image():
 
     folder = Path(skimage.data.__file__).parent
     for name in SKIMAGE_TEXTURES:
-        assert (folder / synth._SKIMAGE_FILES[name][1]).is_file(), name
+        assert (folder / textures._SKIMAGE_FILES[name][1]).is_file(), name
     assert set(available_textures()) == set(TEXTURES)
 
 

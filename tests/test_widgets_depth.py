@@ -163,7 +163,7 @@ def test_bad_stack_gives_a_notification_not_a_crash(viewer, qtbot):
 
 def tilted_plane_stack(h=64, w=96, slope_um_per_px=0.2, z0=1.0):
     """A synthetic stack of a plane whose depth grows with x: depth = z0 + slope·col (µm)."""
-    from napari_gplws.sim.focus_stacks import defocus_render
+    from napari_gplws.sim.defocus_render import defocus_render
 
     rng = np.random.default_rng(3)
     texture = rng.random((h, w))

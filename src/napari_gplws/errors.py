@@ -21,6 +21,10 @@ class FocusPositionError(StackError):
     """Focus positions are missing, of the wrong length, not finite or not monotonic."""
 
 
+class SynthError(GplwsError, ValueError):
+    """Parameters of a synthetic stack that cannot be used as given."""
+
+
 class Cancelled(GplwsError):
     """The user cancelled a long-running operation; nothing partial was returned."""
 

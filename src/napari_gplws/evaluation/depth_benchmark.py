@@ -48,7 +48,8 @@ def synthetic_benchmark(n: int = 30, seed0: int = BENCHMARK_SEED0) -> list[EvalS
     training stacks) and every 7th has decreasing, unevenly spaced focus positions. Depths
     span 5–45 µm so that AbsRel and SqRel are well defined.
     """
-    from napari_gplws.sim.focus_stacks import HEIGHT_FAMILIES, synthetic_stack
+    from napari_gplws.sim.heights import HEIGHT_FAMILIES
+    from napari_gplws.sim.focus_stacks import synthetic_stack
 
     samples = []
     for i in range(n):

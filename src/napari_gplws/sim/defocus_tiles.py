@@ -299,7 +299,7 @@ def _blobs(
 
 def _he_tissue(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -> np.ndarray:
     """H&E-like RGB transmission in [0, 1]: eosin stroma and haematoxylin nuclei."""
-    from napari_gplws.sim.focus_stacks import texture_image
+    from napari_gplws.sim.textures import texture_image
 
     stroma = texture_image(str(rng.choice(["fibres", "noise"])), shape, rng)
     r_nuc = (2.0 / px_um, 5.0 / px_um)  # nuclei 4–10 µm across
@@ -345,7 +345,7 @@ def _fluo_filaments(shape: tuple[int, int], rng: np.random.Generator, px_um: flo
 
 
 def _fluo_dots(shape: tuple[int, int], rng: np.random.Generator, px_um: float) -> np.ndarray:
-    from napari_gplws.sim.focus_stacks import texture_image
+    from napari_gplws.sim.textures import texture_image
 
     img = texture_image("dots", shape, rng)
     # Fluorescence: dark background. Flip textures that came out bright-on-average.
@@ -377,7 +377,7 @@ def specimen_image(
     if name == "fluo_dots":
         return _fluo_dots(shape, rng, px_um)
     if name.startswith("bf_") and name in SPECIMENS:
-        from napari_gplws.sim.focus_stacks import texture_image
+        from napari_gplws.sim.textures import texture_image
 
         tex = texture_image(name[3:], shape, rng, rgb=True, zoom_range=(0.5, 2.0))
         # Transmission: the texture's bright parts are clear glass, dark parts absorb.

@@ -18,7 +18,7 @@ Why our own model and not a library
 Two maintained, licence-compatible Python libraries were checked (November 2026):
 
 * ``psf-generator`` 0.1.0 (MIT) was seen returning NaN in its Gibson-Lanni mode for a dry
-  objective (immersion index 1.0) and widening the unaberrated PSF (project design notes);
+  objective (immersion index 1.0) and widening the unaberrated PSF;
 * ``pyotf`` 0.0.3 (Apache-2.0) fails at import (it needs ``dphtools``, which it does not
   declare) and has no immersion/sample mismatch model.
 
