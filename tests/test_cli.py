@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gplws.cli.main import EXIT_ERROR, EXIT_OK, main
+from napari_gplws.cli._common import EXIT_ERROR, EXIT_OK
+from napari_gplws.cli.main import main
 from napari_gplws.io._write import read_depth_tiff, save_stack
 
 

@@ -38,7 +38,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical)")
     p.add_argument("--no-refine", action="store_true", help="skip the depth refinement (classical)")
     p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels")
-    from napari_gplws.cli.main import add_gpu_options
+    from napari_gplws.cli._common import add_gpu_options
 
     add_gpu_options(p)
     p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")

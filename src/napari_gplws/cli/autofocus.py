@@ -1,0 +1,226 @@
+"""The ``gplws autofocus`` command: arguments, reading the input, printing and writing results.
+
+``gplws autofocus INPUT`` reads one image or a focal stack, runs
+:func:`napari_gplws.defocus.autofocus`, prints the region table of one frame and, with
+``-o OUTDIR``, writes ``autofocus.csv``, ``autofocus.json`` and ``autofocus.png`` (earlier
+files of these names are first moved into a ``backup-*`` folder). The sub-command itself is
+registered by :mod:`napari_gplws.cli.main`, which adds the stack options it shares with the
+other commands. What it is not: the computation (:mod:`napari_gplws.defocus`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_gplws.defocus import MIN_CONTENT, autofocus, plot_heatmap
+from napari_gplws.errors import GplwsError, StackError
+from napari_gplws.stack import FocalStack
+
+__all__ = ["OUTPUT_NAMES", "add_autofocus_arguments", "cli_autofocus", "read_autofocus_input"]
+
+#: The files ``-o OUTDIR`` writes: the region table, the whole result, the heatmap.
+OUTPUT_NAMES = ("autofocus.csv", "autofocus.json", "autofocus.png")
+
+
+def add_autofocus_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``gplws autofocus`` arguments (INPUT, --frame, -o, --device, --grid, --stride,
+    --min-content, --weights, -q). Stack options (focus positions, pixel size, axis pick)
+    are added by the caller (the CLI's shared helper) or by this function when absent."""
+    p.add_argument(
+        "input", help="one image (TIFF/PNG/JPG) or a stack (TIFF, folder of frames, .npy/.npz)"
+    )
+    p.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        metavar="K",
+        help="analyse only frame K of a stack (0-based)",
+    )
+    p.add_argument(
+        "-o", "--output", default=None, metavar="OUTDIR", help="write autofocus.csv/.json/.png here"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--grid", default="3x3", help="regions ROWSxCOLS (default 3x3)")
+    p.add_argument("--stride", type=int, default=None, help="tile stride in pixels (default 224)")
+    p.add_argument(
+        "--min-content", type=float, default=MIN_CONTENT, help="blank-tile threshold (0..1)"
+    )
+    p.add_argument(
+        "--weights", default="ldse_default", help="packaged weights name or .safetensors path"
+    )
+    p.add_argument(
+        "--combine-frames",
+        action="store_true",
+        help="stack of 2+ frames with focus positions: take each region's direction from all "
+        "frames together (two frames a known step apart suffice)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    known = {a.dest for a in p._actions}
+    if "focus_step" not in known:
+        p.add_argument(
+            "--focus-step", type=float, metavar="UM", help="focus step between frames in µm"
+        )
+        p.add_argument(
+            "--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm"
+        )
+        p.add_argument(
+            "--focus-positions", metavar="UM,UM,...", help="one focus position per frame in µm"
+        )
+        p.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
+        p.add_argument(
+            "--axis-pick",
+            action="append",
+            metavar="AXIS=INDEX",
+            help="index on extra axes, e.g. T=0",
+        )
+
+
+def read_autofocus_input(args: argparse.Namespace) -> tuple[Any, np.ndarray | None]:
+    """Read INPUT as a :class:`~napari_gplws.stack.FocalStack` or, for one image, an array.
+
+    Returns ``(data, first frame)``; the stack options (``--focus-step``…) give the focus
+    positions and pixel size.
+    """
+    from napari_gplws.io import parse_axis_pick, read_stack
+
+    path = Path(args.input)
+    positions = None
+    if getattr(args, "focus_positions", None):
+        try:
+            positions = [
+                float(v)
+                for v in str(args.focus_positions).replace(";", ",").split(",")
+                if v.strip()
+            ]
+        except ValueError:
+            raise GplwsError(
+                f"--focus-positions must be numbers in µm; got '{args.focus_positions}'."
+            ) from None
+    try:
+        st = read_stack(
+            path,
+            focus_um=positions,
+            focus_start_um=getattr(args, "focus_start", None),
+            focus_step_um=getattr(args, "focus_step", None),
+            pixel_size_um=getattr(args, "pixel_size", None),
+            axis_pick=parse_axis_pick(getattr(args, "axis_pick", None)) or None,
+        )
+        return st, st.frames[0]
+    except StackError:
+        single = _read_single_image(path)  # one frame: not a stack, but fine for autofocus
+        if single is None:
+            raise
+        return single, single
+
+
+def _read_single_image(path: Path) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        import imageio.v3 as iio
+
+        a = np.asarray(iio.imread(path))
+    except Exception:  # noqa: BLE001 - caller re-raises the stack reader's message
+        return None
+    if a.ndim == 3 and a.shape[-1] == 4:
+        a = a[..., :3]
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3):
+        return a
+    return None
+
+
+def cli_autofocus(args: argparse.Namespace) -> int:
+    """``gplws autofocus INPUT [--frame K] [-o OUTDIR]``: print the grid, write CSV, JSON, PNG.
+
+    Prints the 3×3 table (predicted / true / error in µm for a stack with focus positions,
+    predicted only for a single image) of the chosen frame (``--frame``, default: every
+    frame of a stack is analysed and the first one printed, plus a summary). With ``-o``,
+    writes ``autofocus.csv`` (one row per frame and region), ``autofocus.json`` and
+    ``autofocus.png`` (heatmap of the printed frame); earlier files of these names are moved
+    into a ``backup-*`` folder. Returns the exit code (0).
+    """
+    data, first = read_autofocus_input(args)
+    try:
+        gy, gx = (int(v) for v in str(args.grid).lower().split("x"))
+    except ValueError:
+        raise GplwsError(f"--grid must look like 3x3; got '{args.grid}'.") from None
+    pbar = None
+    if not getattr(args, "quiet", False):
+        try:
+            from tqdm import tqdm
+
+            pbar = tqdm(total=1, desc="autofocus", unit="step", leave=False)
+        except ImportError:  # pragma: no cover
+            pbar = None
+
+    def progress(done: int, total: int) -> None:
+        if pbar is not None:
+            pbar.total = total
+            pbar.n = done
+            pbar.refresh()
+
+    try:
+        res = autofocus(
+            data,
+            frame=args.frame,
+            grid=(gy, gx),
+            device=args.device,
+            progress=progress,
+            stride=args.stride,
+            min_content=args.min_content,
+            weights=args.weights,
+            combine_frames=getattr(args, "combine_frames", False),
+        )
+    finally:
+        if pbar is not None:
+            pbar.close()
+    shown = int(res.frames[0])
+    print(res.format_table(shown))
+    s = res.summary()
+    if len(res.frames) > 1 and s.get("mean_abs_error_um") is not None:
+        print(
+            f"all {len(res.frames)} frames: mean |error| {s['mean_abs_error_um']:.2f} µm, "
+            f"{100 * s['within_0_5_um']:.0f} % of regions within ±0.5 µm"
+        )
+    if res.true_um is None and isinstance(data, FocalStack):
+        print(
+            "(no focus positions: give --focus-step or --focus-positions to get true defocus "
+            "and error)"
+        )
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        backup = _backup(out)
+        res.to_csv(out / OUTPUT_NAMES[0])
+        res.to_json(out / OUTPUT_NAMES[1])
+        img = data.frames[shown] if isinstance(data, FocalStack) else first
+        plot_heatmap(res, out / OUTPUT_NAMES[2], frame=shown, image=img)
+        print(
+            f"wrote {out / OUTPUT_NAMES[0]}, {OUTPUT_NAMES[1]}, {OUTPUT_NAMES[2]}"
+            + (f" (earlier files moved to {backup})" if backup else "")
+        )
+    return 0
+
+
+# Shared-helper candidate: the same "move earlier outputs into backup-<time>/" is wanted by
+# other commands; this function is to be replaced by one helper in napari_gplws._shared.files
+# (same folder name, same numbering, same return value).
+def _backup(outdir: Path) -> Path | None:
+    """Move the existing :data:`OUTPUT_NAMES` in ``outdir`` into a new ``backup-<time>``
+    folder (``-1``, ``-2``… when that exists); return it, or ``None`` when none existed."""
+    existing = [outdir / n for n in OUTPUT_NAMES if (outdir / n).exists()]
+    if not existing:
+        return None
+    stamp = time.strftime("backup-%Y%m%d-%H%M%S")
+    b, k = outdir / stamp, 1
+    while b.exists():
+        b, k = outdir / f"{stamp}-{k}", k + 1
+    b.mkdir(parents=True)
+    for p in existing:
+        p.rename(b / p.name)
+    return b

@@ -1,0 +1,68 @@
+"""``gplws eval``, ``gplws bench`` and ``gplws export``: accuracy tables, speed tables, ONNX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_gplws.cli._common import EXIT_OK, _Progress
+
+
+# --- eval -----------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from napari_gplws.evaluation.depth_benchmark import (
+        evaluate,
+        load_eval_dataset,
+        synthetic_benchmark,
+    )
+    from napari_gplws.evaluation.metrics import format_table
+
+    if args.synthetic:
+        samples = synthetic_benchmark(n=args.synthetic)
+        name = f"synthetic benchmark ({args.synthetic} stacks)"
+    else:
+        if args.dataset is None:
+            from napari_gplws.errors import GplwsError
+
+            raise GplwsError("Give a DATASET folder, or --synthetic N for the built-in benchmark.")
+        samples = load_eval_dataset(args.dataset, gt_scale=args.gt_scale)
+        name = str(args.dataset)
+    methods = args.methods.split(",") if args.methods else None
+    bar = _Progress("eval", enabled=not args.quiet)
+    try:
+        table = evaluate(samples, methods=methods, device=args.device, progress=bar)
+    finally:
+        bar.close()
+    print(f"# {name}\n")
+    print(format_table(table))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"dataset": name, "metrics": table}, indent=2), encoding="utf-8")
+        print(f"\nwrote {args.json}")
+    return EXIT_OK
+
+
+# --- bench ----------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from napari_gplws.evaluation.speed import run_bench
+
+    sizes = None
+    if args.sizes:
+        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    methods = args.methods.split(",") if args.methods else None
+    text = run_bench(sizes=sizes, methods=methods, repeats=args.repeats, device=args.device, echo=print,
+                     precision=args.precision, compile=args.compile, tta=args.tta,
+                     autofocus=not args.no_autofocus)
+    if args.markdown:
+        Path(args.markdown).write_text(text, encoding="utf-8")
+        print(f"wrote {args.markdown}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from napari_gplws.models.onnx import export_onnx
+
+    path = export_onnx(args.onnx, weights=args.weights)
+    print(f"wrote {path} (fused GPLWS-Net; input: normalised (B, 1, N, H, W) float32, output: logits over N)")
+    return EXIT_OK
