@@ -79,7 +79,7 @@ class AnnotationDataset:
         focus_start_um: float | None = None,
         focus_step_um: float | None = None,
     ) -> None:
-        from napari_gplws.training.gplws_data import Micro3DDataset
+        from napari_gplws.io.micro3d import Micro3DDataset
 
         self.root = Path(root)
         self.gt_patterns = tuple(gt_patterns)

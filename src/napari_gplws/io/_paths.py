@@ -21,11 +21,6 @@ _TIFF_EXTENSIONS = (".tif", ".tiff")
 AxisPick = Mapping[str, int]
 
 
-def _is_zarr_store(p: Path) -> bool:
-    from napari_gplws.io.zarr import is_zarr_path
-
-    return is_zarr_path(p)
-
 
 # =========================================================================================
 # Small helpers

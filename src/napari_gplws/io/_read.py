@@ -42,7 +42,6 @@ from napari_gplws.io._paths import (
     STACK_EXTENSIONS,
     AxisPick,
     _frame_kind,
-    _is_zarr_store,
     _normalise_picks,
     _suffix,
 )
@@ -54,6 +53,7 @@ from napari_gplws.io._units import (
     read_sidecar,
     sidecar_path,
 )
+from napari_gplws.io.zarr import is_zarr_path
 from napari_gplws.stack import FocalStack
 
 _NPZ_FRAME_KEYS = ("frames", "stack")
@@ -138,7 +138,7 @@ def read_stack(
             if near:
                 hint = f" Files with a similar name there: {', '.join(near[:5])}."
         raise StackError(f"'{p}' does not exist; check the path (and its spelling).{hint}")
-    if p.is_dir() and _is_zarr_store(p):
+    if p.is_dir() and is_zarr_path(p):
         raise StackError(
             f"'{p}' is a zarr store; it is reconstructed chunk by chunk, not read into memory: "
             f"run `gplws reconstruct '{p}' -o OUTDIR` (or `gplws batch`), or from Python "
