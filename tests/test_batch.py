@@ -35,7 +35,7 @@ def client():
 @pytest.fixture()
 def folder(tmp_path):
     """Three good stacks (one with a uneven µm sidecar) and two bad ones."""
-    from napari_gplws.io._write import save_stack
+    from napari_gplws.io import save_stack
     from napari_gplws.sim.focus_stacks import synthetic_stack
 
     d = tmp_path / "scans"
@@ -131,7 +131,7 @@ def test_batch_zarr_stacks_out_of_core_and_resume(client, tmp_path):
     zarr = pytest.importorskip("zarr")
     from napari_gplws import api
     from napari_gplws.dff.outofcore import ZARR_OUTPUT_NAMES
-    from napari_gplws.io._write import save_stack
+    from napari_gplws.io import save_stack
     from napari_gplws.io.zarr import tiff_to_zarr
     from napari_gplws.sim.focus_stacks import synthetic_stack
 

@@ -10,7 +10,7 @@ import tifffile
 
 from napari_gplws.cli._common import EXIT_ERROR, EXIT_OK
 from napari_gplws.cli.main import main
-from napari_gplws.io._write import read_depth_tiff, save_stack
+from napari_gplws.io import read_depth_tiff, save_stack
 
 
 def test_help_lists_every_command(capsys):

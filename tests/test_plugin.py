@@ -25,7 +25,7 @@ def test_manifest_is_shipped_inside_the_package():
 def test_reader_through_npe2(tmp_path, small_synthetic):
     import npe2
 
-    from napari_gplws.io._write import save_stack
+    from napari_gplws.io import save_stack
 
     path = tmp_path / "stack.tif"
     save_stack(path, small_synthetic.stack)
@@ -61,7 +61,7 @@ def test_reader_opens_zarr_stacks_lazily(tmp_path, small_synthetic):
     pytest.importorskip("zarr")
     dask_array = pytest.importorskip("dask.array")
     from napari_gplws._reader import napari_get_reader
-    from napari_gplws.io._write import save_stack
+    from napari_gplws.io import save_stack
     from napari_gplws.io.zarr import tiff_to_zarr
 
     tif = tmp_path / "stack.tif"

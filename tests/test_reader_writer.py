@@ -9,7 +9,7 @@ import tifffile
 from napari_gplws._reader import napari_get_reader
 from napari_gplws._writer import write_depth
 from napari_gplws.errors import GplwsError, StackError
-from napari_gplws.io._write import read_depth_tiff, save_stack
+from napari_gplws.io import read_depth_tiff, save_stack
 from napari_gplws.stack import FocalStack
 
 

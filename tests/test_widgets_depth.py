@@ -202,7 +202,7 @@ def test_surface_orientation_matches_a_known_tilted_plane(viewer, qtbot):
 def test_exports_depth_mesh_and_surface_parameters(viewer, qtbot, sample, tmp_path, monkeypatch):
     from qtpy.QtWidgets import QFileDialog
 
-    from napari_gplws.io._write import read_depth_tiff
+    from napari_gplws.io import read_depth_tiff
 
     add_sample(viewer, sample)
     w = open_dock(viewer, qtbot)

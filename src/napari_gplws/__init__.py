@@ -29,8 +29,8 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from napari_gplws.api import Reconstruction, reconstruct
     from napari_gplws.batching.run import batch
-    from napari_gplws.defocus.analyse import autofocus, predict_defocus
-    from napari_gplws.io._read import read_stack
+    from napari_gplws.defocus import autofocus, predict_defocus
+    from napari_gplws.io import read_stack
     from napari_gplws.stack import FocalStack
 
 
@@ -45,11 +45,11 @@ def __getattr__(name: str) -> Any:
 
         return FocalStack
     if name == "read_stack":
-        from napari_gplws.io._read import read_stack
+        from napari_gplws.io import read_stack
 
         return read_stack
     if name in ("autofocus", "predict_defocus"):
-        from napari_gplws.defocus import analyse as _autofocus
+        import napari_gplws.defocus as _autofocus
 
         return getattr(_autofocus, name)
     if name == "batch":

@@ -28,7 +28,7 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
         (including ``*.ome.tif``), ``*.npy``, ``*.npz`` and folders holding BMP/PNG/TIFF/JPEG
         frames. Files are not opened here.
     """
-    from napari_gplws.io._read import is_stack_path
+    from napari_gplws.io import is_stack_path
 
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -96,7 +96,7 @@ def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     StackError
         The file cannot be used; the message says why and how to fix it (napari shows it).
     """
-    from napari_gplws.io._read import read_stack
+    from napari_gplws.io import read_stack
 
     if isinstance(path, (list, tuple)):
         path = path[0]

@@ -41,7 +41,7 @@ def write_depth(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str
     GplwsError
         The layer is not a single 2-D map, or writing fails.
     """
-    from napari_gplws.io._write import write_depth_tiff
+    from napari_gplws.io import write_depth_tiff
 
     meta = dict(attributes.get("metadata") or {})
     arr = np.asarray(data)

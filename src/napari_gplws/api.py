@@ -1,8 +1,8 @@
 """The public Python API: one call from a stack to a height map and an all-in-focus image.
 
 :func:`reconstruct` mirrors ``gplws reconstruct``. It accepts a :class:`FocalStack`, a
-path, or a NumPy array, dispatches to the classical engine (:mod:`.core.focus`) or the
-network (:mod:`.core.inference`) and returns a :class:`Reconstruction` whose arrays carry
+path, or a NumPy array, dispatches to the classical engine (:mod:`napari_gplws.dff.classical`) or the
+network (:mod:`napari_gplws.dff.network`) and returns a :class:`Reconstruction` whose arrays carry
 their unit in ``.units``. The maths lives in the core; this module only routes.
 """
 
@@ -179,7 +179,7 @@ def as_stack(
             changes["pixel_size_um"] = pixel_size_um
         return stack.with_(**changes) if changes else stack
     if isinstance(stack_or_array, (str, os.PathLike)):
-        from napari_gplws.io._read import read_stack
+        from napari_gplws.io import read_stack
 
         return read_stack(stack_or_array, focus_um=focus_positions, pixel_size_um=pixel_size_um)
     if isinstance(stack_or_array, np.ndarray) or hasattr(stack_or_array, "__array__"):

@@ -6,7 +6,7 @@ the focus positions in µm (or none, in which case depth is measured in frame in
 the pixel size in µm, the file they came from and free metadata. It validates once, at
 construction, so that every downstream function can trust its input.
 
-It does not read files (see :mod:`.io`) and does not compute focus (see :mod:`.focus`).
+It does not read files (see :mod:`napari_gplws.io`) and does not compute focus (see :mod:`napari_gplws.dff.classical`).
 """
 
 from __future__ import annotations

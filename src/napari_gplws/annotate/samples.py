@@ -22,7 +22,7 @@ import numpy as np
 
 from napari_gplws._shared.files import atomic_write
 from napari_gplws.errors import StackError
-from napari_gplws.io._read import read_stack
+from napari_gplws.io import read_stack
 from napari_gplws.io.micro3d import GT_PATTERNS, GTEncoding, find_gt, read_gt
 from napari_gplws.stack import (
     FocalStack,

@@ -8,7 +8,7 @@ into one output folder per stack, ``OUTDIR/<stack name>/`` holding ``depth.tif``
 Zarr stacks
     An input that is a zarr / OME-Zarr store (a folder named ``*.zarr``, or one holding
     zarr metadata; never mistaken for a folder of frames) is reconstructed out of core,
-    chunk by chunk (:func:`~.outofcore.reconstruct_out_of_core`), inside its task, into
+    chunk by chunk (:func:`~napari_gplws.dff.outofcore.reconstruct_out_of_core`), inside its task, into
     ``OUTDIR/<name>/result.zarr`` (arrays ``depth``, ``confidence``, ``aif``) and
     ``report.json`` — what ``gplws reconstruct INPUT.zarr`` writes. Its checksum is a
     SHA-256 over the sorted (relative path, size, SHA-256) of every file in
@@ -21,7 +21,7 @@ How the work is spread
     the stack, reconstruct it and write its outputs themselves; only a small record goes
     back to the client. The network's weights are loaded once per worker process (a
     :class:`distributed.WorkerPlugin` warms the per-process cache of
-    :func:`~.models.registry.load_gplws`), not once per task.
+    :func:`~napari_gplws.models.registry.load_gplws`), not once per task.
 
 Resuming
     ``OUTDIR/manifest.json`` records every finished stack: its input (path, size, mtime),
@@ -179,7 +179,7 @@ def batch(
         Passed to :func:`napari_gplws.reconstruct` for every stack (a GPU worker runs the
         network with bf16/fp16 autocast, batched tiles and pinned memory).
     read_options
-        Passed to :func:`~.io.read_stack` for every stack (``focus_step_um``,
+        Passed to :func:`~napari_gplws.io.read_stack` for every stack (``focus_step_um``,
         ``focus_start_um``, ``focus_um``, ``pixel_size_um``, ``axis_pick``); for a zarr
         stack the units override its attributes (``axis_pick`` is refused).
     force

@@ -48,19 +48,19 @@ def reconstruct_to_folder(
     Parameters
     ----------
     path
-        The stack (anything :func:`~.io.read_stack` reads, or a zarr / OME-Zarr store).
+        The stack (anything :func:`~napari_gplws.io.read_stack` reads, or a zarr / OME-Zarr store).
     folder
         Output folder; replaced if it exists.
     method
         Reconstruction method (``None``: :func:`napari_gplws.dff.methods.default_method`).
     read_options
-        Keyword arguments of :func:`~.io.read_stack` (``focus_step_um``, ``pixel_size_um``…).
+        Keyword arguments of :func:`~napari_gplws.io.read_stack` (``focus_step_um``, ``pixel_size_um``…).
     options
         Keyword arguments of :func:`napari_gplws.reconstruct` (``window``, ``refine``,
         ``device``, ``tile_size``).
     zarr_options
         For a zarr stack: ``chunk`` (px, default 1024) and ``threads`` (dask threads) of
-        :func:`~.outofcore.reconstruct_out_of_core`.
+        :func:`~napari_gplws.dff.outofcore.reconstruct_out_of_core`.
 
     Returns
     -------
@@ -75,7 +75,7 @@ def reconstruct_to_folder(
     if _is_zarr(Path(path)):
         return _zarr_to_folder(path, folder, method, read_options, options, zarr_options)
     from napari_gplws.api import reconstruct
-    from napari_gplws.io._read import read_stack
+    from napari_gplws.io import read_stack
 
     t0 = time.perf_counter()
     stack = read_stack(path, **dict(read_options or {}))

@@ -60,7 +60,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
 
 
 def _read_input(args: argparse.Namespace):
-    from napari_gplws.io._read import parse_axis_pick, read_stack
+    from napari_gplws.io import parse_axis_pick, read_stack
 
     return read_stack(
         args.input,

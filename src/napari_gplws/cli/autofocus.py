@@ -11,12 +11,12 @@ other commands. What it is not: the computation (:mod:`napari_gplws.defocus`).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_gplws._shared.files import backup_outputs
 from napari_gplws.defocus import MIN_CONTENT, autofocus, plot_heatmap
 from napari_gplws.errors import GplwsError, StackError
 from napari_gplws.stack import FocalStack
@@ -59,7 +59,7 @@ def add_autofocus_arguments(p: argparse.ArgumentParser) -> None:
         help="stack of 2+ frames with focus positions: take each region's direction from all "
         "frames together (two frames a known step apart suffice)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not show progress")
     known = {a.dest for a in p._actions}
     if "focus_step" not in known:
         p.add_argument(
@@ -195,7 +195,7 @@ def cli_autofocus(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        backup = _backup(out)
+        backup = backup_outputs(out, OUTPUT_NAMES)
         res.to_csv(out / OUTPUT_NAMES[0])
         res.to_json(out / OUTPUT_NAMES[1])
         img = data.frames[shown] if isinstance(data, FocalStack) else first
@@ -205,22 +205,3 @@ def cli_autofocus(args: argparse.Namespace) -> int:
             + (f" (earlier files moved to {backup})" if backup else "")
         )
     return 0
-
-
-# Shared-helper candidate: the same "move earlier outputs into backup-<time>/" is wanted by
-# other commands; this function is to be replaced by one helper in napari_gplws._shared.files
-# (same folder name, same numbering, same return value).
-def _backup(outdir: Path) -> Path | None:
-    """Move the existing :data:`OUTPUT_NAMES` in ``outdir`` into a new ``backup-<time>``
-    folder (``-1``, ``-2``… when that exists); return it, or ``None`` when none existed."""
-    existing = [outdir / n for n in OUTPUT_NAMES if (outdir / n).exists()]
-    if not existing:
-        return None
-    stamp = time.strftime("backup-%Y%m%d-%H%M%S")
-    b, k = outdir / stamp, 1
-    while b.exists():
-        b, k = outdir / f"{stamp}-{k}", k + 1
-    b.mkdir(parents=True)
-    for p in existing:
-        p.rename(b / p.name)
-    return b

@@ -34,7 +34,7 @@ def _trim(block: np.ndarray, halo: int, loc: tuple[int, ...], nchunks: tuple[int
 
 
 def _select(frames: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """All-in-focus pixels: frame at the rounded index (as :func:`.focus.depth_from_focus`)."""
+    """All-in-focus pixels: frame at the rounded index (as :func:`napari_gplws.dff.classical.depth_from_focus`)."""
     n = frames.shape[0]
     idx_dtype = np.int16 if n < np.iinfo(np.int16).max else np.int32
     sel = np.empty(index.shape, idx_dtype)

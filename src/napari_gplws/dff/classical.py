@@ -1,6 +1,6 @@
 """Classical (model-free) depth from focus: height map, confidence and all-in-focus image.
 
-:func:`depth_from_focus` turns a :class:`~.stack.FocalStack` into a :class:`FocusResult`
+:func:`depth_from_focus` turns a :class:`~napari_gplws.stack.FocalStack` into a :class:`FocusResult`
 in one streaming pass over the frames plus one cheap selection pass, without a network
 and without ever holding an ``(N, H, W)`` float array: memory grows with ``H·W``, not
 ``N·H·W``. The steps are
@@ -152,7 +152,7 @@ def depth_from_focus(
         (``total = 2 N``).
     cancel
         ``cancel() -> bool``, checked before every frame; when it returns True,
-        :class:`~.errors.Cancelled` is raised and nothing is returned.
+        :class:`~napari_gplws.errors.Cancelled` is raised and nothing is returned.
 
     Returns
     -------

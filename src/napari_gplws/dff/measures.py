@@ -1,7 +1,7 @@
 """Classical focus measures: how sharp each pixel of one frame is.
 
 A focus measure maps one grayscale frame ``(H, W)`` to a non-negative map of the same
-shape that is large where the frame is in focus. Shape-from-focus (:mod:`.focus`) looks,
+shape that is large where the frame is in focus. Shape-from-focus (:mod:`napari_gplws.dff.classical`) looks,
 per pixel, for the frame where this map peaks. Five measures are offered, each summed
 over a square window of ``window`` pixels (an odd number, default 9):
 
@@ -31,7 +31,7 @@ Colour frames are converted to luminance (Rec. 709 weights, as
 ``skimage.color.rgb2gray``) for the focus measure only.
 
 This module computes one frame at a time and knows nothing about stacks, depth or units;
-see :mod:`.focus` for those. Every measure is also available as a kernel that writes into
+see :mod:`napari_gplws.dff.classical` for those. Every measure is also available as a kernel that writes into
 caller-owned buffers (:func:`measure_into`), which the streaming engine uses to avoid
 per-frame allocations, and states how many pixels of context it needs
 (:func:`measure_halo`), so that a frame can be processed in bands with results identical
@@ -76,7 +76,7 @@ _LUMA = (np.float32(0.2125), np.float32(0.7154), np.float32(0.0721))
 #: Step 2 does not respond at all at the Nyquist frequency (a period of 2 px), where a
 #: microscope sampled at or above Nyquist has little signal but the full shot and read
 #: noise, and peaks at a 4 px period. On this project's physics-based synthetic stacks
-#: (core.synth: 6 surface families × 2 seeds, 20 frames of 160², window 9, no refinement) it
+#: (sim.focus_stacks: 6 surface families × 2 seeds, 20 frames of 160², window 9, no refinement) it
 #: cut the median depth RMSE of the raw map from 3.3 to 1.2 frames at 20 000 photons and
 #: from 7.1 to 4.1 at 1 000 photons compared with step 1, and from 0.93 to 0.78 without
 #: noise. Step 3 scored slightly better still on those (zoomed natural) textures but is

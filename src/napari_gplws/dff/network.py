@@ -3,7 +3,7 @@
 :func:`predict_depth` is what ``reconstruct(method="gplws")`` calls. It
 
 * picks a device (``"auto"``: CUDA, then Apple MPS, then CPU; or an explicit one, with a
-  clear :class:`~.errors.ModelError` when it is missing) and falls back to the CPU with a
+  clear :class:`~napari_gplws.errors.ModelError` when it is missing) and falls back to the CPU with a
   warning when CUDA runs out of memory;
 * loads the fused network once per device (:func:`napari_gplws.models.registry.load_gplws`);
 * normalises the whole stack by its own robust intensity range (0.5 / 99.5 percentiles),
@@ -15,7 +15,7 @@
   size batched together, host-to-device copies through pinned memory, the all-in-focus
   image computed on the device, and optionally ``torch.compile``;
 * calls ``progress(done, total)`` after each tile and ``cancel()`` before each tile
-  (raising :class:`~.errors.Cancelled`).
+  (raising :class:`~napari_gplws.errors.Cancelled`).
 
 It does not define the network (:mod:`napari_gplws.models.gplws`), train it
 (:mod:`napari_gplws.training.gplws`), evaluate it (:mod:`napari_gplws.evaluation.depth_benchmark`)

@@ -94,7 +94,7 @@ def _refine_pass(
     halo: int,
     block_info: Any = None,
 ) -> np.ndarray:
-    """Pass C refinement of one overlapped chunk (same bands maths as :func:`.focus.refine_index`)."""
+    """Pass C refinement of one overlapped chunk (same bands maths as :func:`napari_gplws.dff.classical.refine_index`)."""
     out = np.empty_like(index)
     task = partial(
         _refine_band, index, conf, guide, g_lo, g_scale, radius, eps, DEFAULT_REFINE_TAU, 1,
@@ -134,7 +134,7 @@ def reconstruct_zarr(
         Output zarr group (replaced): arrays ``depth``, ``confidence``, ``aif``, with
         attributes ``units`` (``"µm"``/``"frame"``), ``pixel_size_um``, ``method`` …
     measure, window, refine, refine_radius, refine_eps
-        As in :func:`.focus.depth_from_focus` (Gaussian sub-frame fit, nearest-frame AiF).
+        As in :func:`napari_gplws.dff.classical.depth_from_focus` (Gaussian sub-frame fit, nearest-frame AiF).
     chunk
         Chunk side in pixels over y and x (memory per task grows with ``N·chunk²``).
     threads

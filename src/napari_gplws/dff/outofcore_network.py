@@ -150,7 +150,7 @@ def predict_zarr(
 ) -> OutOfCoreResult:
     """GPLWS-Net depth, confidence and all-in-focus image of a zarr stack, chunk by chunk.
 
-    Equal (to float tolerance) to :func:`.inference.predict_depth` with the same
+    Equal (to float tolerance) to :func:`napari_gplws.dff.network.predict_depth` with the same
     ``tile_size``, ``overlap``, ``aif_mode`` and ``smooth_px`` and ``tta=1`` on the whole stack
     in memory (out of core the network runs one view: no test-time augmentation).
 
@@ -161,7 +161,7 @@ def predict_zarr(
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
     tile_size, overlap, aif_mode, smooth_px, weights
-        As in :func:`.inference.predict_depth` (``None``: its defaults). Memory per task
+        As in :func:`napari_gplws.dff.network.predict_depth` (``None``: its defaults). Memory per task
         grows with ``N·tile_size²`` (network) and ``chunk²`` (accumulators).
 
     Returns

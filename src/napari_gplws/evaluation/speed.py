@@ -174,17 +174,18 @@ def run_bench(
     return text
 
 
-#: Issue 4's speed targets on a CPU.
+#: Speed targets of LDSE-NET autofocus on a CPU: ms per 224×224 tile at batch 64, and
+#: seconds for the 3×3 map of a 2592×1944 frame.
 AUTOFOCUS_TARGETS = {"ms_per_tile": 10.0, "full_map_s": 1.5}
 
 
 def autofocus_table(
     device: str = "cpu", repeats: int = 3, echo: Callable[[str], None] = print
 ) -> str:
-    """LDSE-NET speed (:func:`.core.autofocus.benchmark`, in this process) as a Markdown table:
+    """LDSE-NET speed (:func:`napari_gplws.evaluation.defocus_speed.benchmark`, in this process) as a Markdown table:
     ms per 224×224 tile at batch 64, seconds for the 3×3 map of a 2592×1944 frame, and the
     ratio to the classical |z|-only focus measure on the same tiles."""
-    from napari_gplws.defocus.analyse import benchmark
+    from napari_gplws.evaluation.defocus_speed import benchmark
 
     r = benchmark(device=device, repeats=repeats)
     ms, full, base = r["ms_per_tile_batch64"], r["full_map_s"], r["classical_ms_per_tile"]

@@ -14,8 +14,8 @@ separately for the focus positions and for the pixel size):
 3. the file's own metadata (OME ``PhysicalSizeZ``/``PhysicalSizeX``/``Plane PositionZ``,
    ImageJ ``spacing``/``unit``/``XResolution``, arrays inside a ``.npz``).
 
-What comes out is a :class:`~.stack.FocalStack` in the dtype of the file, with the frames'
-axis first. Everything that cannot be used raises :class:`~.errors.StackError` with a
+What comes out is a :class:`~napari_gplws.stack.FocalStack` in the dtype of the file, with the frames'
+axis first. Everything that cannot be used raises :class:`~napari_gplws.errors.StackError` with a
 message naming the file and the fix.
 
 Writers (:func:`write_depth_tiff`, :func:`write_image_tiff`, :func:`save_stack`) produce
@@ -142,7 +142,7 @@ def read_stack(
         raise StackError(
             f"'{p}' is a zarr store; it is reconstructed chunk by chunk, not read into memory: "
             f"run `gplws reconstruct '{p}' -o OUTDIR` (or `gplws batch`), or from Python "
-            "napari_gplws.dff.outofcore.reconstruct_zarr / predict_zarr."
+            "napari_gplws.dff.outofcore.reconstruct_out_of_core."
         )
     if p.is_file() and _suffix(p) not in STACK_EXTENSIONS:
         if _suffix(p) in FRAME_EXTENSIONS:

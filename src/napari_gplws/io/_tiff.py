@@ -217,7 +217,7 @@ def _too_large_message(p: Path, need: int | None = None, avail: int | None = Non
     return (
         f"'{p}' is too large to load into memory{sizes}. Reconstruct it chunk by chunk instead: "
         f"`gplws reconstruct '{p}' -o OUTDIR --out-of-core` (from Python: "
-        "napari_gplws.dff.outofcore.tiff_to_zarr, then reconstruct_zarr); or crop it or pick "
+        "napari_gplws.io.zarr.tiff_to_zarr, then napari_gplws.dff.outofcore.reconstruct_out_of_core); or crop it or pick "
         "fewer axes."
     )
 

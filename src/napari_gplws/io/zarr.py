@@ -74,7 +74,7 @@ def open_zarr_stack(
         (list, µm) and ``pixel_size_um``, or from the OME-Zarr scale (µm axes only).
     focus_start_um, focus_step_um
         Evenly spaced positions instead of ``focus_um`` (start defaults to 0); a start
-        alone shifts the stored positions to begin there (as :func:`.io.read_stack`).
+        alone shifts the stored positions to begin there (as :func:`napari_gplws.io.read_stack`).
 
     Returns
     -------
@@ -142,7 +142,7 @@ def _zarr_focus(
     focus_start_um: float | None,
     focus_step_um: float | None,
 ) -> np.ndarray | None:
-    """Focus positions: arguments first, then the array's attributes (as :func:`.io.read_stack`)."""
+    """Focus positions: arguments first, then the array's attributes (as :func:`napari_gplws.io.read_stack`)."""
     from napari_gplws.io._units import _resolve_focus
 
     args = {
@@ -186,7 +186,7 @@ def tiff_to_zarr(
 
     The pages are read lazily through tifffile's zarr interface, so memory stays at a few
     chunks. Units travel as the array's ``focus_um`` / ``pixel_size_um`` attributes, with
-    :func:`.io.read_stack`'s precedence: the arguments when given, else the TIFF's JSON
+    :func:`napari_gplws.io.read_stack`'s precedence: the arguments when given, else the TIFF's JSON
     sidecar, else its OME/ImageJ/napari-gplws metadata (a z step starts at 0 µm), else none
     (frame-index units).
 
@@ -199,7 +199,7 @@ def tiff_to_zarr(
     chunk
         Chunk side over y/x; one frame per chunk along the focus axis.
     focus_um, pixel_size_um, focus_start_um, focus_step_um
-        Override the file's units (as in :func:`.io.read_stack`).
+        Override the file's units (as in :func:`napari_gplws.io.read_stack`).
     threads
         Dask threads (default: dask's).
     progress

@@ -23,8 +23,8 @@ Coordinate conventions
   ``y`` up the image (row 0 at the top, so ``y`` grows towards row 0), ``z`` = depth, with the
   lateral origin at the bottom-left pixel centre; face normals point to ``+z``.
 
-It does not compute depth (:mod:`.focus`, :mod:`.inference`) nor surface roughness
-(:mod:`.roughness`), and it knows nothing of napari.
+It does not compute depth (:mod:`napari_gplws.dff.classical`, :mod:`napari_gplws.dff.network`) nor surface roughness
+(:mod:`napari_gplws.metrology.roughness`), and it knows nothing of napari.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Why our own code: surfalize, the maintained Python surface-metrology package, is
 which a BSD-3 plugin cannot depend on; the parameters above are a few lines of NumPy each,
 tested against closed-form values in ``tests/test_roughness.py``.
 
-It does not make meshes (:mod:`.surface`) nor profiles (:mod:`.profile`).
+It does not make meshes (:mod:`napari_gplws.metrology.mesh`) nor profiles (:mod:`napari_gplws.metrology.profile`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Simulated defocused microscope tiles with signed defocus labels, for LDSE-NET.
 
 What it is for: training and testing the single-frame defocus network
-(:mod:`.models.ldse`, :mod:`.train_ldse`) and the autofocus tests. (Issue 4 asked for this
-in ``core/synth.py``; that module belongs to the depth-from-focus simulator, so the
-defocus-tile simulator lives here and reuses its textures.)
+(:mod:`napari_gplws.models.ldse`, :mod:`napari_gplws.training.ldse`) and the autofocus
+tests. The depth-from-focus simulator (:mod:`.focus_stacks`) is a different one; this module
+reuses its textures (:mod:`.textures`).
 
 A *field* is one thin specimen seen through one set of optics at several focus-drive
 positions. Each tile of a field is::
@@ -12,12 +12,12 @@ positions. Each tile of a field is::
 
 * **Specimen** (:data:`SPECIMENS`): brightfield-like absorbing tissue with H&E-like colours
   (Beer-Lambert mix of haematoxylin nuclei and eosin stroma), brightfield views of images
-  bundled with scikit-image and of procedural textures (via :func:`.synth.texture_image`),
+  bundled with scikit-image and of procedural textures (via :func:`napari_gplws.sim.focus_stacks.texture_image`),
   and fluorescence-like sparse bright structures (spots, filaments) on a dark background.
   :data:`TRAIN_SPECIMENS` and :data:`TEST_SPECIMENS` do not overlap: the test set uses
   specimens never seen in training, and aberration configurations drawn from a different
   seed.
-* **PSF** (:mod:`.psf`): scalar pupil model with spherical aberration from the index
+* **PSF** (:mod:`napari_gplws.sim.psf`): scalar pupil model with spherical aberration from the index
   mismatch of a specimen ``2–25 µm`` deep in a medium of index ``1.33–1.52`` seen by a dry
   objective, plus small random Zernike terms (astigmatism, coma, trefoil, spherical;
   ``0.04`` waves rms each by default). PSFs are precomputed once per configuration on a
@@ -36,11 +36,11 @@ positions. Each tile of a field is::
 
 Labels are signed defocus in µm of **focus-drive travel**, ``frame position − best-focus
 position``, where the best focus of each aberration configuration is found numerically
-(:func:`.psf.best_focus_um`). A positive defocus means the objective is closer to the
-specimen than at best focus (see :mod:`.psf`).
+(:func:`napari_gplws.sim.psf.best_focus_um`). A positive defocus means the objective is closer to the
+specimen than at best focus (see :mod:`napari_gplws.sim.psf`).
 
-What it is not: a depth-from-focus stack generator (:mod:`.synth`), nor a reader of real
-data (:mod:`.autofocus_data`).
+What it is not: a depth-from-focus stack generator (:mod:`napari_gplws.sim.focus_stacks`), nor a reader of real
+data (:mod:`napari_gplws.training.ldse_data`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ __all__ = [
 #: 0.2–1.5 rad stays inside that and inside the weak-phase model's useful range.
 PHASE_RAD: tuple[float, float] = (0.2, 1.5)
 
-#: Brightfield specimens made from textures of :mod:`.synth` (images bundled with
+#: Brightfield specimens made from textures of :mod:`napari_gplws.sim.focus_stacks` (images bundled with
 #: scikit-image or procedural), used as transmission maps.
 _BF_TEXTURES_TRAIN = (
     "camera",
@@ -120,7 +120,7 @@ _FLUO = ("fluo_spots", "fluo_filaments", "fluo_dots")
 class Aberration:
     """One aberration configuration: specimen depth, sample index and Zernike terms.
 
-    ``best_focus_um`` is the drive position of best focus (µm, see :mod:`.psf`).
+    ``best_focus_um`` is the drive position of best focus (µm, see :mod:`napari_gplws.sim.psf`).
     """
 
     depth_um: float
@@ -147,7 +147,7 @@ def random_aberration(
     """Draw a random aberration configuration and find its best focus.
 
     The specimen depth and sample index are uniform in their ranges; every Zernike term of
-    :data:`.psf.ZERNIKE_NAMES` gets a coefficient ``N(0, zernike_rms_waves)`` waves rms.
+    :data:`napari_gplws.sim.psf.ZERNIKE_NAMES` gets a coefficient ``N(0, zernike_rms_waves)`` waves rms.
     """
     depth = float(rng.uniform(*depth_range_um))
     ns = float(rng.uniform(*n_sample_range))

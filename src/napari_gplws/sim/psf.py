@@ -1,6 +1,6 @@
 """Scalar widefield point-spread functions with defocus and realistic aberration.
 
-What it is for: the physical defocus simulator (:mod:`.defocus_sim`) that trains and tests
+What it is for: the physical defocus simulator (:mod:`napari_gplws.sim.defocus_tiles`) that trains and tests
 the single-frame defocus network (LDSE-NET). It computes the 2-D intensity PSF, in the
 sample plane, of a widefield microscope focused some µm of focus-drive travel away from a
 thin specimen, including the spherical aberration caused by a refractive-index mismatch
@@ -348,7 +348,7 @@ def best_focus_um(
     pixel-integrated PSF, which is the expected gradient energy of the image of a
     white-noise specimen: the same notion of "sharpest" as the peak of a focus curve
     (sum-modified-Laplacian, Tenengrad), which is how the project finds best focus in real
-    stacks (depth from focus, :mod:`.autofocus`). ``"peak"`` maximises the PSF's peak
+    stacks (depth from focus, :mod:`napari_gplws.defocus`). ``"peak"`` maximises the PSF's peak
     intensity (Strehl). Without aberration both give the paraxial focus; with strong
     spherical aberration they differ by a few tenths of a µm.
 

@@ -23,7 +23,6 @@ It computes nothing itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +54,8 @@ from napari_gplws.widgets._controls import (
     show_exception,
     spin,
 )
+from napari_gplws.widgets._depth_results import RunResult, result_layers
+from napari_gplws.widgets._focus_picker import FocusPicker
 from napari_gplws.widgets._worker import Job, software_opengl
 
 if TYPE_CHECKING:
@@ -62,77 +63,10 @@ if TYPE_CHECKING:
 
 WIDGET_NAME = "depth_from_focus"
 
-FOCUS_METADATA, FOCUS_START_STEP, FOCUS_UNKNOWN = "metadata", "start_step", "unknown"
 
 #: Camera of "View surface in 3D", in napari world order (z, y, x).
 VIEW_3D = (-1.0, -0.9, 0.3)
 UP_3D = (1.0, 0.0, 0.0)
-
-
-@dataclass
-class RunResult:
-    """What one run produced (kept for the export buttons)."""
-
-    input_name: str
-    reconstruction: Any
-    mesh: Any
-    texture: np.ndarray
-    depth_range: tuple[float, float]
-    scale_yx: tuple[float, float]
-    translate_yx: tuple[float, float]
-    pixel_size_um: float | None
-    layers: dict[str, Any] = field(default_factory=dict)
-    pending_layers: dict[str, Any] = field(default_factory=dict)
-
-
-def result_layers(res: RunResult) -> dict[str, Any]:
-    """The four output layers of a run (not yet in a viewer).
-
-    Built in the worker thread: constructing napari layers of 1024² maps (contrast ranges,
-    thumbnails, the textured mesh) costs a few hundred ms, which on the GUI thread is a
-    visible freeze. Layer models hold no Qt objects until they are added to a viewer.
-    """
-    from napari.layers import Image, Surface
-
-    rec = res.reconstruction
-    name = res.input_name
-    meta = {
-        "units": rec.units,
-        "method": rec.method,
-        "device": rec.device,
-        "pixel_size_um": res.pixel_size_um,
-        "focus_um": None
-        if rec.stack.focus_um is None
-        else [float(v) for v in rec.stack.focus_um],
-        "source": name,
-        "seconds": round(float(rec.timings.get("total", 0.0)), 3),
-    }
-    geo = {"scale": res.scale_yx, "translate": res.translate_yx}
-    lo, hi = res.depth_range
-    depth = Image(
-        rec.depth, name=f"{name} depth", colormap="viridis",
-        contrast_limits=(lo, hi if hi > lo else lo + 1.0), metadata={**meta, "kind": "depth"}, **geo,
-    )  # fmt: skip
-    aif = Image(
-        rec.aif, name=f"{name} all-in-focus", rgb=rec.aif.ndim == 3,
-        metadata={**meta, "kind": "all-in-focus"}, **geo,
-    )  # fmt: skip
-    conf = Image(
-        rec.confidence, name=f"{name} confidence", colormap="gray", contrast_limits=(0.0, 1.0),
-        visible=False, metadata={**meta, "units": "", "kind": "confidence"}, **geo,
-    )  # fmt: skip
-    mesh = res.mesh
-    surface = Surface(
-        (mesh.vertices, mesh.faces, np.ones(len(mesh.vertices), np.float32)),
-        name=f"{name} surface", texture=res.texture, texcoords=mesh.texcoords,
-        colormap="gray", contrast_limits=(0.0, 1.0), shading="smooth", visible=False,
-        metadata={
-            **meta, "kind": "surface", "z_units": mesh.z_units,
-            "lateral_units": mesh.lateral_units, "grid_step_px": mesh.step,
-            "true_aspect": mesh.true_aspect,
-        },
-    )  # fmt: skip
-    return {"aif": aif, "confidence": conf, "depth": depth, "surface": surface}
 
 
 class DepthFromFocusWidget(QWidget):
@@ -160,10 +94,8 @@ class DepthFromFocusWidget(QWidget):
         self.stack_combo.setToolTip(
             "Image layer holding the focus stack (frames along the first axis)."
         )
-        self.focus_mode = QComboBox()
-        self.focus_start = spin(-1e6, 1e6, 3, "")
-        self.focus_step = spin(-1e5, 1e5, 3, "")
-        self.focus_step.setValue(1.0)
+        self.focus = FocusPicker("unknown: depth in frame index", self)
+        self.focus_mode, self.focus_start, self.focus_step = self.focus.widgets
         self.pixel_size = spin(0.0, 1e4, 4, " µm")
         self.pixel_size.setSpecialValueText("unknown")
         self.pixel_size.setToolTip("Lateral pixel size; 'unknown' measures x and y in pixels.")
@@ -230,14 +162,7 @@ class DepthFromFocusWidget(QWidget):
     def _build_layout(self) -> None:
         form = QFormLayout()
         form.addRow("Stack", self.stack_combo)
-        form.addRow("Focus positions", self.focus_mode)
-        start_step = QHBoxLayout()
-        start_step.addWidget(QLabel("start"))
-        start_step.addWidget(self.focus_start)
-        start_step.addWidget(QLabel("step"))
-        start_step.addWidget(self.focus_step)
-        start_step.addWidget(QLabel("µm"))
-        form.addRow("", start_step)
+        self.focus.add_rows(form)
         form.addRow("Pixel size", self.pixel_size)
         form.addRow("Method", self.method_combo)
         form.addRow("Device", self.device_combo)
@@ -316,9 +241,7 @@ class DepthFromFocusWidget(QWidget):
     def _connect(self) -> None:
         # napari calls reset_choices when layers are added, removed, reordered or renamed.
         self.stack_combo.currentIndexChanged.connect(self._on_stack_changed)
-        self.focus_mode.currentIndexChanged.connect(self._on_focus_mode_changed)
-        self.focus_start.valueChanged.connect(self._on_focus_edited)
-        self.focus_step.valueChanged.connect(self._on_focus_edited)
+        self.focus.changed.connect(self._on_focus_mode_changed)
         self.method_combo.currentIndexChanged.connect(self._on_method_changed)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -356,52 +279,13 @@ class DepthFromFocusWidget(QWidget):
 
     def _on_stack_changed(self, *_: Any) -> None:
         layer = self.stack_layer()
-        self.focus_mode.blockSignals(True)
-        self.focus_mode.clear()
-        focus = None if layer is None else _layers.focus_from_layer(layer)
-        if focus is not None:
-            self.focus_mode.addItem(
-                f"from layer ({len(focus)} positions, {focus[0]:g} … {focus[-1]:g} µm)",
-                FOCUS_METADATA,
-            )
-        self.focus_mode.addItem("start + step (µm)", FOCUS_START_STEP)
-        self.focus_mode.addItem("unknown: depth in frame index", FOCUS_UNKNOWN)
-        start_step = None
-        if focus is not None:
-            n = len(focus)
-            start_step = (float(focus[0]), float((focus[-1] - focus[0]) / max(n - 1, 1)))
-        elif layer is not None:
-            start_step = _layers.scale_focus_from_layer(layer)
-        for w in (self.focus_start, self.focus_step):
-            w.blockSignals(True)
-        if start_step is not None:
-            self.focus_start.setValue(start_step[0])
-            self.focus_step.setValue(start_step[1])
-        mode = (
-            FOCUS_METADATA
-            if focus is not None
-            else FOCUS_START_STEP
-            if start_step
-            else FOCUS_UNKNOWN
-        )
-        self.focus_mode.setCurrentIndex(self.focus_mode.findData(mode))
-        for w in (self.focus_start, self.focus_step):
-            w.blockSignals(False)
-        self.focus_mode.blockSignals(False)
+        self.focus.set_layer(layer)
         self._on_focus_mode_changed()
         px = None if layer is None else _layers.pixel_size_from_layer(layer)
         self.pixel_size.setValue(px or 0.0)
 
     def _on_focus_mode_changed(self, *_: Any) -> None:
-        editable = self.focus_mode.currentData() != FOCUS_UNKNOWN
-        self.focus_start.setEnabled(editable and not self._running())
-        self.focus_step.setEnabled(editable and not self._running())
-
-    def _on_focus_edited(self, *_: Any) -> None:
-        """Typing a start or step means: use start + step."""
-        i = self.focus_mode.findData(FOCUS_START_STEP)
-        if self.focus_mode.currentIndex() != i:
-            self.focus_mode.setCurrentIndex(i)
+        self.focus.set_enabled(not self._running())
 
     def _on_method_changed(self, *_: Any) -> None:
         from napari_gplws.dff.methods import CLASSICAL_METHODS
@@ -417,14 +301,7 @@ class DepthFromFocusWidget(QWidget):
 
     def focus_positions(self, n_frames: int) -> np.ndarray | None:
         """Focus positions (µm) the run will use, or ``None`` for frame-index units."""
-        from napari_gplws.stack import uniform_positions
-
-        mode = self.focus_mode.currentData()
-        if mode == FOCUS_METADATA:
-            return _layers.focus_from_layer(self.stack_layer())
-        if mode == FOCUS_START_STEP:
-            return uniform_positions(n_frames, self.focus_start.value(), self.focus_step.value())
-        return None
+        return self.focus.positions(self.stack_layer(), n_frames)
 
     # ======================================================================================
     # Running
@@ -639,7 +516,7 @@ class DepthFromFocusWidget(QWidget):
 
     def export_depth(self, path: str) -> Path | None:
         """Write the last depth map as a float32 TIFF with its units and pixel size."""
-        from napari_gplws.io._write import write_depth_tiff
+        from napari_gplws.io import write_depth_tiff
 
         res = self.result
         if res is None:

@@ -1,0 +1,82 @@
+"""What a Depth from focus run hands to the dock: the result and its napari layer data.
+
+Qt-free: :class:`RunResult` is built on the worker thread, and :func:`result_layers`
+turns it into the layer-data tuples the dock adds (depth, all-in-focus, confidence and the
+textured surface), each sharing the input stack's world geometry and units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass
+class RunResult:
+    """What one run produced (kept for the export buttons)."""
+
+    input_name: str
+    reconstruction: Any
+    mesh: Any
+    texture: np.ndarray
+    depth_range: tuple[float, float]
+    scale_yx: tuple[float, float]
+    translate_yx: tuple[float, float]
+    pixel_size_um: float | None
+    layers: dict[str, Any] = field(default_factory=dict)
+    pending_layers: dict[str, Any] = field(default_factory=dict)
+
+
+def result_layers(res: RunResult) -> dict[str, Any]:
+    """The four output layers of a run (not yet in a viewer).
+
+    Built in the worker thread: constructing napari layers of 1024² maps (contrast ranges,
+    thumbnails, the textured mesh) costs a few hundred ms, which on the GUI thread is a
+    visible freeze. Layer models hold no Qt objects until they are added to a viewer.
+    """
+    from napari.layers import Image, Surface
+
+    rec = res.reconstruction
+    name = res.input_name
+    meta = {
+        "units": rec.units,
+        "method": rec.method,
+        "device": rec.device,
+        "pixel_size_um": res.pixel_size_um,
+        "focus_um": None
+        if rec.stack.focus_um is None
+        else [float(v) for v in rec.stack.focus_um],
+        "source": name,
+        "seconds": round(float(rec.timings.get("total", 0.0)), 3),
+    }
+    geo = {"scale": res.scale_yx, "translate": res.translate_yx}
+    lo, hi = res.depth_range
+    depth = Image(
+        rec.depth, name=f"{name} depth", colormap="viridis",
+        contrast_limits=(lo, hi if hi > lo else lo + 1.0), metadata={**meta, "kind": "depth"}, **geo,
+    )  # fmt: skip
+    aif = Image(
+        rec.aif, name=f"{name} all-in-focus", rgb=rec.aif.ndim == 3,
+        metadata={**meta, "kind": "all-in-focus"}, **geo,
+    )  # fmt: skip
+    conf = Image(
+        rec.confidence, name=f"{name} confidence", colormap="gray", contrast_limits=(0.0, 1.0),
+        visible=False, metadata={**meta, "units": "", "kind": "confidence"}, **geo,
+    )  # fmt: skip
+    mesh = res.mesh
+    surface = Surface(
+        (mesh.vertices, mesh.faces, np.ones(len(mesh.vertices), np.float32)),
+        name=f"{name} surface", texture=res.texture, texcoords=mesh.texcoords,
+        colormap="gray", contrast_limits=(0.0, 1.0), shading="smooth", visible=False,
+        metadata={
+            **meta, "kind": "surface", "z_units": mesh.z_units,
+            "lateral_units": mesh.lateral_units, "grid_step_px": mesh.step,
+            "true_aspect": mesh.true_aspect,
+        },
+    )  # fmt: skip
+    return {"aif": aif, "confidence": conf, "depth": depth, "surface": surface}
