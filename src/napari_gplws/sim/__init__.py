@@ -1,1 +1,21 @@
-"""sim."""
+"""Simulators, numpy only: focus stacks with ground truth, PSFs and defocused tiles.
+
+* :mod:`.focus_stacks` — synthetic focus stacks for depth from focus (height maps in
+  :mod:`.heights`, textures in :mod:`.textures`, blur in :mod:`.defocus_render`).
+* :mod:`.psf` — a scalar pupil-function PSF model with aberrations.
+* :mod:`.defocus_tiles` — defocused microscope tiles with signed labels, for LDSE-NET.
+"""
+
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "focus_stacks": ['HEIGHT_FAMILIES', 'SynthParams', 'SyntheticStack', 'TEXTURES', 'random_training_stack', 'synthesize', 'synthetic_stack'],
+        "heights": ['height_map'],
+        "textures": ['available_textures', 'texture_image'],
+        "defocus_render": ['defocus_render'],
+        "psf": ['OPTICS_20X', 'OPTICS_40X', 'Optics', 'PRESETS', 'airy_pattern', 'psf_2d'],
+        "defocus_tiles": ['DefocusSimulator', 'TileSet'],
+    },
+)
