@@ -13,12 +13,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.defocus.analyse import (
+from napari_gplws.cli.autofocus import add_autofocus_arguments, cli_autofocus
+from napari_gplws.defocus import (
     AutofocusResult,
-    add_autofocus_arguments,
     autofocus,
     best_focus_from_curve,
-    cli_autofocus,
     content_fraction,
     cut_tiles,
     plot_heatmap,
@@ -42,7 +41,8 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from napari_gplws.models.ldse import LDSEConfig, LDSENet, save_ldse
+    from napari_gplws.models.ldse import LDSEConfig, LDSENet
+    from napari_gplws.models.registry import save_ldse
 
     torch.manual_seed(0)
     net = LDSENet(LDSEConfig(stem=8, growth=(4, 4, 4), layers=(1, 1, 1))).eval()
@@ -198,7 +198,7 @@ def test_direction_confidence_marks_regions_whose_sign_is_unsure(
 ) -> None:
     import dataclasses
 
-    from napari_gplws.defocus.analyse import CONFIDENT_DIRECTION
+    from napari_gplws.defocus import CONFIDENT_DIRECTION
 
     res = autofocus(region_stack, frame=2, device="cpu", weights=tiny_weights)
     c0 = res.direction_confidence

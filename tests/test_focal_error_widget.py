@@ -100,7 +100,7 @@ def region_of(p: int, length: int, n: int) -> int:
 def test_each_cell_covers_exactly_its_region(shape, grid):
     from napari.layers import Image
 
-    from napari_gplws.widgets.focal_error_widget import grid_geometry
+    from napari_gplws.widgets._focal_error_view import grid_geometry
 
     scale_yx, translate_yx = (0.5, 0.25), (3.0, -7.0)
     image = Image(np.zeros(shape), scale=scale_yx, translate=translate_yx)
@@ -185,7 +185,7 @@ def test_single_frame_heatmap_text_and_blank_regions(viewer, qtbot):
 
 
 def test_region_text_marks_an_unsure_direction():
-    from napari_gplws.widgets.focal_error_widget import region_text
+    from napari_gplws.widgets._focal_error_view import region_text
 
     assert region_text(2.314) == "+2.31 µm"
     assert region_text(2.314, direction_sure=False) == "+2.31 µm ?"
@@ -195,7 +195,7 @@ def test_region_text_marks_an_unsure_direction():
 
 
 def test_text_colour_contrasts_with_what_is_under_it():
-    from napari_gplws.widgets.focal_error_widget import text_colours
+    from napari_gplws.widgets._focal_error_view import text_colours
 
     values = np.array([0.0, np.nan, np.nan, -3.0, 3.0])
     backdrop = np.array([0.0, 0.0, 1.0, 0.5, 0.5])
@@ -222,6 +222,47 @@ def test_weights_status_is_shown_as_a_warning(viewer, tmp_path):
     (tmp_path / "plain.json").write_text("{}", encoding="utf-8")
     w.weights = tmp_path / "plain.safetensors"
     assert w.weights_label.isHidden()
+
+
+def test_focus_picker_offers_what_the_layer_knows(qtbot):
+    from napari.layers import Image
+    from qtpy.QtWidgets import QFormLayout, QWidget
+
+    from napari_gplws.errors import FocusPositionError
+    from napari_gplws.widgets._focus_picker import FocusPicker
+
+    host = QWidget()
+    qtbot.addWidget(host)
+    picker = FocusPicker("unknown: no positions", host)
+    form = QFormLayout(host)
+    picker.add_rows(form)
+    assert form.rowCount() == 2
+    frames = np.zeros((3, 8, 8))
+    with_focus = Image(frames, metadata={"focus_um": [10.0, 12.0, 14.0]})
+    picker.set_layer(with_focus)
+    assert picker.current() == "metadata" and picker.mode.count() == 3
+    assert picker.mode.currentText() == "from layer (3 positions, 10 … 14 µm)"
+    assert (picker.start.value(), picker.step.value()) == (10.0, 2.0)
+    np.testing.assert_array_equal(picker.positions(with_focus, 3), [10.0, 12.0, 14.0])
+
+    scaled = Image(frames, scale=(0.5, 1, 1), translate=(3.0, 0, 0))
+    picker.set_layer(scaled)
+    assert picker.current() == "start_step" and picker.mode.count() == 2
+    np.testing.assert_array_equal(picker.positions(scaled, 3), [3.0, 3.5, 4.0])
+
+    picker.set_layer(None)  # not a stack: start + step or unknown, nothing from a layer
+    assert picker.current() == "unknown" and picker.positions(None, 3) is None
+    picker.set_enabled(True)
+    assert picker.mode.isEnabled() and not picker.start.isEnabled()
+    with qtbot.waitSignal(picker.changed):
+        picker.step.setValue(0.0)  # typing a step means: use start + step
+    assert picker.current() == "start_step"
+    picker.set_enabled(True)
+    assert picker.start.isEnabled() and picker.step.isEnabled()
+    with pytest.raises(FocusPositionError):
+        picker.positions(None, 3)  # a zero step gives no positions
+    picker.set_enabled(False)
+    assert not any(w.isEnabled() for w in picker.widgets)
 
 
 # ------------------------------------------------------------------------------------------
@@ -424,7 +465,7 @@ def test_rerun_replaces_only_its_own_layers(viewer, qtbot):
 # Reconstruction vs ground truth
 # ------------------------------------------------------------------------------------------
 def test_rmse_against_ground_truth(viewer, qtbot):
-    from napari_gplws.evaluation.region_error import region_bounds
+    from napari_gplws.defocus import region_bounds
 
     shape = (60, 90)
     truth = np.full(shape, 5.0, np.float32)

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
+from napari_gplws.defocus import region_bounds
 from napari_gplws.evaluation.metrics import MetricError
 from napari_gplws.evaluation.region_error import (
     common_units,
     frame_error_summary,
     overall_rmse,
-    region_bounds,
     region_rmse,
 )
 
@@ -65,18 +65,40 @@ def test_shape_mismatch_and_bad_grids_raise_clear_errors():
         region_rmse(np.zeros((2, 10)), np.zeros((2, 10)), (3, 3))
 
 
-def test_region_bounds_tile_the_frame_like_autofocus():
-    from napari_gplws.defocus.analyse import _region_bounds
+def test_region_errors_and_autofocus_share_one_region_partition():
+    from napari_gplws.defocus import region_focus_curves
+    from napari_gplws.dff.measures import focus_measure
+    from napari_gplws.evaluation import region_error
 
+    assert region_error.region_bounds is region_bounds  # one definition, not a copy
+    assert region_error.check_grid((2.0, 3), (10, 10)) == (2, 3)
+    with pytest.raises(MetricError, match="does not fit"):
+        region_error.check_grid((3, 11), (10, 10))
     for shape, grid in (((500, 700), (3, 3)), ((97, 50), (5, 3)), ((672, 672), (3, 3))):
         bounds = region_bounds(shape, grid)
-        assert bounds == [[tuple(map(int, b)) for b in row] for row in _region_bounds(shape, grid)]
+        assert len(bounds) == grid[0] and all(len(row) == grid[1] for row in bounds)
+        assert all(type(v) is int for row in bounds for b in row for v in b)
         cover = np.zeros(shape, int)
         for row in bounds:
             for y0, y1, x0, x1 in row:
                 cover[y0:y1, x0:x1] += 1
         assert (cover == 1).all()  # every pixel in exactly one region
     assert region_bounds((500, 700))[1][2] == (167, 333, 467, 700)
+    assert region_bounds((97, 50), (5, 3))[0] == [(0, 19, 0, 17), (0, 19, 17, 33), (0, 19, 33, 50)]
+
+    # The RMSE per region and the autofocus focus curves cut the map the same way.
+    shape, grid = (97, 50), (3, 3)
+    y0, y1, x0, x1 = region_bounds(shape, grid)[1][2]
+    frame = np.zeros(shape)
+    frame[y0:y1, x0:x1] = 1.0
+    rmse = region_rmse(frame, np.zeros(shape), grid)
+    assert np.flatnonzero(rmse.ravel()).tolist() == [5] and rmse[1, 2] == 1.0
+    texture = np.random.default_rng(0).random(shape)
+    sml = focus_measure(texture, "sml", 9)
+    curves = region_focus_curves(texture[None], grid, window=9)
+    bounds = region_bounds(shape, grid)
+    expected = [[sml[a:b, c:d].mean(dtype=np.float64) for a, b, c, d in row] for row in bounds]
+    np.testing.assert_allclose(curves[0], expected, rtol=1e-12)
 
 
 def test_common_units():
@@ -88,7 +110,7 @@ def test_common_units():
 
 
 def test_frame_error_summary_means_over_regions_with_values():
-    from napari_gplws.defocus.analyse import AutofocusResult
+    from napari_gplws.defocus import AutofocusResult
 
     pred = np.array([[[1.0, -3.0], [np.nan, 0.5]], [[np.nan] * 2] * 2])
     true = np.zeros_like(pred)

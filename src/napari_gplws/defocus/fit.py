@@ -26,8 +26,9 @@ other direction for that frame (``b`` on the other side of ``p_k``): with the di
 ``2·P − 1 = tanh(ΔC/4)`` in [0, 1], the same scale as the single-frame confidence
 ``|tanh(s)|``.
 
-What it is not: a focus-curve search (:func:`.autofocus.best_focus_from_curve` needs the
-best focus bracketed by the frames); this works with frames all on one side of focus.
+What it is not: a focus-curve search
+(:func:`napari_gplws.defocus.regions.best_focus_from_curve` needs the best focus bracketed
+by the frames); this works with frames all on one side of focus.
 """
 
 from __future__ import annotations

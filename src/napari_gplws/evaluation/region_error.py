@@ -2,20 +2,20 @@
 
 What it is for
 --------------
-* :func:`region_bounds`: the pixel rows and columns of each region of a ``rows × cols`` grid
-  over a frame: equal fractions of the frame, boundaries rounded to whole pixels (the same
-  partition :mod:`.autofocus` uses for its regions' focus curves).
 * :func:`region_rmse`: root-mean-square difference between a reconstructed depth map and its
   ground truth in each region (NaN pixels in either map are ignored; a region without a
-  valid pixel is NaN), and :func:`overall_rmse` over the whole map.
+  valid pixel is NaN), and :func:`overall_rmse` over the whole map. Regions are those of
+  :func:`napari_gplws.defocus.regions.region_bounds` (equal fractions of the frame,
+  boundaries rounded to whole pixels), the same partition autofocus uses for its regions'
+  focus curves; here the grid is first checked against the map (:func:`check_grid`).
 * :func:`common_units`: the unit two depth maps share, or an error when they declare
   different ones (µm against frame index cannot be compared).
 * :func:`frame_error_summary`: one row per analysed frame of an
-  :class:`~.autofocus.AutofocusResult`: mean absolute predicted defocus and mean absolute
-  focal error over the regions that have an estimate.
+  :class:`~napari_gplws.defocus.result.AutofocusResult`: mean absolute predicted defocus
+  and mean absolute focal error over the regions that have an estimate.
 
-What it is not: whole-map depth metrics (:mod:`.metrics`) or the autofocus computation
-itself (:mod:`.autofocus`). No Qt, no napari.
+What it is not: whole-map depth metrics (:mod:`napari_gplws.evaluation.metrics`) or the
+autofocus computation itself (:mod:`napari_gplws.defocus`). No Qt, no napari.
 
 Examples
 --------
@@ -34,21 +34,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_gplws.defocus import region_bounds
 from napari_gplws.evaluation.metrics import MetricError
 
 if TYPE_CHECKING:
-    from napari_gplws.defocus.analyse import AutofocusResult
+    from napari_gplws.defocus import AutofocusResult
 
 __all__ = [
+    "check_grid",
     "common_units",
     "frame_error_summary",
     "overall_rmse",
-    "region_bounds",
     "region_rmse",
 ]
 
 
-def _check_grid(grid: tuple[int, int], shape_yx: tuple[int, int]) -> tuple[int, int]:
+def check_grid(grid: tuple[int, int], shape_yx: tuple[int, int]) -> tuple[int, int]:
+    """``(rows, cols)`` of a grid that fits a map of ``shape_yx`` pixels.
+
+    Raises
+    ------
+    MetricError
+        ``grid`` is not two numbers, is smaller than 1×1, or has more rows or columns than
+        the map has pixels.
+    """
     try:
         rows, cols = (int(grid[0]), int(grid[1]))
     except (TypeError, ValueError, IndexError):
@@ -61,29 +70,6 @@ def _check_grid(grid: tuple[int, int], shape_yx: tuple[int, int]) -> tuple[int, 
             "use fewer rows or columns."
         )
     return rows, cols
-
-
-def region_bounds(
-    shape_yx: tuple[int, int], grid: tuple[int, int] = (3, 3)
-) -> list[list[tuple[int, int, int, int]]]:
-    """Pixel bounds ``(y0, y1, x0, x1)`` (end exclusive) of each region, as ``[row][col]``.
-
-    Region ``(i, j)`` spans rows ``round(i·H/rows) … round((i+1)·H/rows) − 1`` and the
-    columns likewise: equal fractions of the frame, rounded to whole pixels.
-
-    Raises
-    ------
-    MetricError
-        A grid smaller than 1×1 or with more rows/columns than the map has pixels.
-    """
-    h, w = int(shape_yx[0]), int(shape_yx[1])
-    rows, cols = _check_grid(grid, (h, w))
-    ys = np.linspace(0, h, rows + 1).round().astype(int)
-    xs = np.linspace(0, w, cols + 1).round().astype(int)
-    return [
-        [(int(ys[i]), int(ys[i + 1]), int(xs[j]), int(xs[j + 1])) for j in range(cols)]
-        for i in range(rows)
-    ]
 
 
 def _pair(
@@ -118,7 +104,8 @@ def region_rmse(
         ``(H, W)`` depth maps in the same unit (µm, or frame index); NaN or infinite pixels
         in either map are left out.
     grid
-        Regions ``(rows, columns)``; see :func:`region_bounds`.
+        Regions ``(rows, columns)``, at least 1×1 and no more than the map's pixels; see
+        :func:`napari_gplws.defocus.regions.region_bounds`.
     labels
         What to call the two maps in error messages (e.g. the layers' names).
 
@@ -134,7 +121,7 @@ def region_rmse(
         The maps are not 2-D or differ in shape, or the grid does not fit.
     """
     d, t, valid = _pair(depth, truth, labels)
-    bounds = region_bounds(d.shape, grid)
+    bounds = region_bounds(d.shape, check_grid(grid, d.shape))
     sq = np.where(valid, (d - t) ** 2, 0.0)
     out = np.full((len(bounds), len(bounds[0])), np.nan)
     for i, row in enumerate(bounds):
