@@ -1,7 +1,7 @@
 """Progress and cancel callbacks shared by every long-running core function.
 
 Core functions accept ``progress(done, total)`` and ``cancel() -> bool`` as plain
-callables (or ``None``). :func:`check_cancel` raises :class:`~.errors.Cancelled` so
+callables (or ``None``). :func:`check_cancel` raises :class:`~napari_gplws.errors.Cancelled` so
 that a cancelled computation never returns a half-made result.
 """
 

@@ -9,7 +9,7 @@ Two sources of samples:
 * :func:`load_eval_dataset` — a folder with one sub-folder per sample: the frames (or one
   stack file) and a ground-truth depth file named ``depth*``, ``gt*`` or ``label*``.
 
-:func:`evaluate` runs methods over samples and averages :func:`.metrics.depth_metrics`.
+:func:`evaluate` runs methods over samples and averages :func:`napari_gplws.evaluation.metrics.depth_metrics`.
 """
 
 from __future__ import annotations
