@@ -3,7 +3,7 @@
 What it is for: docs/autofocus.md ("Two frames settle the direction") quotes these figures;
 this script regenerates them for the packaged LDSE-NET weights (or the weights given as the
 first argument) on the held-out simulated test distribution
-(:func:`napari_gplws.training.ldse.frames_test`, 40 fields × 8 sets per row).
+(:func:`napari_gplws.evaluation.defocus_metrics.frames_test`, 40 fields × 8 sets per row).
 
     .venv/bin/python scripts/multi_frame_table.py [WEIGHTS]
 """
@@ -16,9 +16,9 @@ import time
 import torch
 
 from napari_gplws.sim.defocus_tiles import PSFBank
-from napari_gplws.models.ldse import load_ldse
+from napari_gplws.models.registry import load_ldse
 from napari_gplws.sim.psf import OPTICS_20X
-from napari_gplws.training.ldse import TEST_BANK_SEED, frames_test
+from napari_gplws.evaluation.defocus_metrics import TEST_BANK_SEED, frames_test
 
 OFFSETS_UM = (
     (0.0, 2.0),

@@ -5,14 +5,14 @@
 #   nohup scripts/train_gplws.sh > runs/gplws_train.log 2>&1 &
 # Resume an interrupted run (same budget, schedule follows wall time):
 #   nohup scripts/train_gplws.sh --resume >> runs/gplws_train.log 2>&1 &
-# Extra arguments are passed to `python -m napari_gplws.training.gplws gplws` (see --help).
+# Extra arguments are passed to `gplws train gplws` (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"  # do not spin on a shared CPU
-exec "$PY" -m napari_gplws.training.gplws gplws \
+exec "$PY" -m napari_gplws.cli.train gplws \
     --out-dir runs/gplws_default \
     --seed 0 \
     --max-minutes "${MAX_MINUTES:-75}" \

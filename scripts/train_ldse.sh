@@ -8,7 +8,7 @@
 # let the sign's cross-entropy count: MSE terms are in µm², the cross-entropy ~0.7.)
 # Resume an interrupted run (the schedule follows the saved wall time):
 #   nohup scripts/train_ldse.sh --resume >> runs/ldse_train.log 2>&1 &
-# Extra arguments are passed to `python -m napari_gplws.training.ldse` (see --help).
+# Extra arguments are passed to `gplws train ldse` (see --help).
 # Threads: 1 while a GPLWS-Net training runs on the same machine, else 2 (--threads 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ PY="${PYTHON:-.venv/bin/python}"
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 mkdir -p runs/ldse
-exec "$PY" -m napari_gplws.training.ldse ldse \
+exec "$PY" -m napari_gplws.cli.train ldse \
     --out-dir runs/ldse \
     --seed 0 \
     --optics 20x \

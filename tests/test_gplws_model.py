@@ -140,3 +140,32 @@ def test_missing_or_foreign_weights_raise_model_error(tmp_path) -> None:
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ModelError, match="format"):
         load_gplws(tmp_path / "other.safetensors")
+
+
+def test_one_cache_keeps_the_networks_apart(tmp_path) -> None:
+    """GPLWS-Net and LDSE-NET weights share one cache, keyed by network: a GPLWS file
+    loaded once is not handed out as LDSE-NET, and writing weights empties the cache."""
+    from napari_gplws.models.ldse import LDSEConfig, LDSENet
+    from napari_gplws.models.registry import load_ldse, save_ldse
+
+    path = save_gplws(GPLWSNet(GPLWSConfig(widths=(8, 8, 8, 8))), tmp_path / "g.safetensors")
+    gplws = load_gplws(path)
+    with pytest.raises(ModelError, match="LDSE"):
+        load_ldse(path)
+    ldse_path = save_ldse(
+        LDSENet(LDSEConfig(stem=8, growth=(4, 4, 4), layers=(1, 1, 1))), tmp_path / "l.safetensors"
+    )
+    assert load_gplws(path) is not gplws  # the save emptied the cache
+    assert load_ldse(ldse_path) is load_ldse(ldse_path)
+
+
+def test_importing_the_models_package_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_gplws.models as m; m.DEFAULT_GPLWS; m.has_default_weights('ldse'); "
+        "m.card_markdown({}); sys.exit('torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

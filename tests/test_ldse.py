@@ -19,14 +19,9 @@ from napari_gplws.training.ldse_data import (
     stack_defocus_tiles,
 )
 from napari_gplws.errors import ModelError, StackError
-from napari_gplws.models.ldse import (
-    LDSEConfig,
-    LDSENet,
-    count_parameters,
-    load_ldse,
-    prepare_tiles,
-    save_ldse,
-)
+from napari_gplws.models.cards import count_parameters
+from napari_gplws.models.ldse import LDSEConfig, LDSENet, prepare_tiles
+from napari_gplws.models.registry import load_ldse, save_ldse
 from napari_gplws.stack import FocalStack
 
 TINY = LDSEConfig(stem=8, growth=(4, 4, 4), layers=(1, 1, 1))
@@ -143,7 +138,7 @@ def test_a_tiny_training_run_lowers_the_loss() -> None:
 
 
 def test_defocus_metrics_judge_the_direction_confidence() -> None:
-    from napari_gplws.training.ldse import defocus_metrics
+    from napari_gplws.evaluation.defocus_metrics import defocus_metrics
 
     true = np.array([3.0, -3.0, 2.0, -2.0, 0.5])
     # Confident tiles (|pred| / magnitude >= 0.5) have the right sign, unsure ones the wrong.
@@ -157,7 +152,8 @@ def test_defocus_metrics_judge_the_direction_confidence() -> None:
 
 
 def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -> None:
-    from napari_gplws.training.ldse import LDSETrainConfig, train_ldse
+    from napari_gplws.training.ldse import train_ldse
+    from napari_gplws.training.ldse_config import LDSETrainConfig
 
     cfg = LDSETrainConfig(
         out_dir=str(tmp_path / "run"),
@@ -205,9 +201,9 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
         "within_dof_half",
         "per_bin",
     } <= set(card["test"])
-    # The card says where the weights stand against the issue's bar, and breaks the test
+    # The card states the measured figures against the accuracy target, and breaks the test
     # set down by modality, specimen and aberration configuration.
-    assert card["status"].startswith("Below the issue-4 bar")
+    assert card["status"].startswith("Target not yet met. Target on the held-out simulated")
     assert 0.0 <= card["test"]["confident_fraction_ge1"] <= 1.0
     assert {"mae_abs_le5", "median_abs", "p90_abs"} <= set(card["test_magnitude"])
     assert set(card["per_modality"]) <= {"brightfield", "fluorescence"}
@@ -218,7 +214,7 @@ def test_train_ldse_runs_checkpoints_resumes_and_writes_a_card(tmp_path: Path) -
     md = (tmp_path / "w.md").read_text(encoding="utf-8")
     assert "### Per modality" in md and "### Two frames a known step apart" in md
     # Re-evaluating the written weights reproduces the card's figures.
-    from napari_gplws.training.ldse import reevaluate_card
+    from napari_gplws.training.ldse_card import reevaluate_card
 
     again = reevaluate_card(tmp_path / "w.safetensors", log=lambda _msg: None)
     assert again["command"] == "pytest" and again["steps"] == 3
@@ -336,9 +332,7 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
     test set away from what the card describes)."""
     card = _packaged_card()
     from napari_gplws.sim.defocus_tiles import PSFBank
-    from napari_gplws.models.ldse import load_ldse
-    from napari_gplws.sim.psf import Optics
-    from napari_gplws.training.ldse import (
+    from napari_gplws.evaluation.defocus_metrics import (
         TEST_BANK_SEED,
         defocus_metrics,
         magnitude_metrics,
@@ -346,6 +340,8 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
         predict_tile_parts,
         test_set,
     )
+    from napari_gplws.models.registry import load_ldse
+    from napari_gplws.sim.psf import Optics
 
     tc = card["train_config"]
     optics = Optics.from_dict(card["optics"])
@@ -377,14 +373,30 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
     assert pairs["sign_acc_ge1"] >= 0.9 > card["test"]["sign_acc_ge1"]
 
 
-def test_committed_weights_meet_the_issue_quality_bar() -> None:
-    """Issue 4: MAE ≤ 0.5 µm for |z| ≤ 5 µm and ≥ 90 % correct sign for |z| ≥ 1 µm on the
-    held-out simulated test set (numbers from the model card). Reported as xfail, with the
-    measured values, while the packaged weights fall short."""
+def test_committed_weights_meet_the_accuracy_target() -> None:
+    """Target: signed MAE ≤ 0.5 µm for |z| ≤ 5 µm and ≥ 90 % correct sign for |z| ≥ 1 µm on
+    the held-out simulated test set (numbers from the model card). Reported as xfail, with
+    the measured values, while the packaged weights do not yet meet it."""
+    from napari_gplws.evaluation.defocus_metrics import TARGET_MAE_LE5_UM, TARGET_SIGN_ACC_GE1
+
     card = _packaged_card()
     mae, sign = card["test"]["mae_le5"], card["test"]["sign_acc_ge1"]
-    if mae > 0.5 or sign < 0.9:
+    if mae > TARGET_MAE_LE5_UM or sign < TARGET_SIGN_ACC_GE1:
         pytest.xfail(
-            f"packaged weights below the issue's bar: MAE(|z|≤5) {mae:.2f} µm, sign {sign:.2f}"
+            f"target not yet met: signed MAE(|z|≤5) {mae:.2f} µm (target ≤ "
+            f"{TARGET_MAE_LE5_UM}), sign accuracy(|z|≥1) {sign:.2f} (target ≥ "
+            f"{TARGET_SIGN_ACC_GE1})"
         )
-    assert mae <= 0.5 and sign >= 0.9
+    assert mae <= TARGET_MAE_LE5_UM and sign >= TARGET_SIGN_ACC_GE1
+
+
+def test_committed_card_states_its_figures_against_the_target() -> None:
+    """The packaged card's status is the one the evaluation code writes for its figures."""
+    from napari_gplws.evaluation.defocus_metrics import target_status
+    from napari_gplws.models.registry import weights_path
+
+    card = _packaged_card()
+    status = target_status(card["test"], card["test_magnitude"], card["baseline_abs_only"])
+    assert card["status"] == status
+    md = weights_path("ldse_default").with_suffix(".md").read_text(encoding="utf-8")
+    assert f"## Status\n\n{status}\n" in md

@@ -30,7 +30,7 @@ stack (not per tile), see :func:`normalize_stack`.
 
 This module holds the network and the maths that turns its output into depth; it does
 not load weights (see :mod:`.registry`) or choose devices and tiles (see
-:mod:`..inference`).
+:mod:`napari_gplws.dff.network`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Kept here for old imports; the one definition is in the model-card module.
+from napari_gplws.models.cards import count_parameters
 
 __all__ = [
     "GPLWSConfig",
@@ -75,8 +78,9 @@ class GPLWSConfig:
         the frame size and a sub-pixel head restores full resolution.
     focus_prior
         Add a fixed (not learned) second input channel: the log band-pass (smoothed
-        Laplacian) energy of each frame relative to its mean over the stack. It hands the network the classical
-        focus curve from the start, which makes training far cheaper (see module notes).
+        Laplacian) energy of each frame relative to its mean over the stack. It hands the
+        network the classical focus curve from the start, which makes training far cheaper
+        (see module notes).
     """
 
     widths: tuple[int, int, int, int] = (16, 24, 32, 48)
@@ -152,7 +156,9 @@ class RepConv3d(nn.Module):
         self.in_ch, self.out_ch, self.groups = in_ch, out_ch, groups
         self.kernel, self.stride = _triple(kernel), _triple(stride)
         self.padding = tuple(k // 2 for k in self.kernel)
-        self.conv_k = nn.Conv3d(in_ch, out_ch, self.kernel, self.stride, self.padding, groups=groups, bias=False)
+        self.conv_k = nn.Conv3d(
+            in_ch, out_ch, self.kernel, self.stride, self.padding, groups=groups, bias=False
+        )
         self.bn_k = nn.BatchNorm3d(out_ch)
         if self.kernel != (1, 1, 1):
             self.conv_1 = nn.Conv3d(in_ch, out_ch, 1, self.stride, 0, groups=groups, bias=False)
@@ -202,7 +208,8 @@ class RepConv3d(nn.Module):
             return
         kernel, bias = self.fused_kernel_bias()
         conv = nn.Conv3d(
-            self.in_ch, self.out_ch, self.kernel, self.stride, self.padding, groups=self.groups, bias=True
+            self.in_ch, self.out_ch, self.kernel, self.stride, self.padding,
+            groups=self.groups, bias=True,
         ).to(kernel.device, kernel.dtype)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)  # type: ignore[union-attr]
@@ -291,7 +298,9 @@ class GPLWSNet(nn.Module):
         self.down2 = RepConv3d(c1, c2, (3, 3, 3), stride=(1, 2, 2))
         self.enc2 = GroupParallelBlock(c2, gs)
         self.down3 = RepConv3d(c2, c3, (3, 3, 3), stride=(1, 2, 2))
-        self.enc3 = nn.Sequential(*[GroupParallelBlock(c3, gs) for _ in range(self.config.deep_blocks)])
+        self.enc3 = nn.Sequential(
+            *[GroupParallelBlock(c3, gs) for _ in range(self.config.deep_blocks)]
+        )
         self.proj3 = RepConv3d(c3, c2, 1, identity=False)
         self.dec2 = GroupParallelBlock(c2, gs)
         self.proj2 = RepConv3d(c2, c1, 1, identity=False)
@@ -303,7 +312,8 @@ class GPLWSNet(nn.Module):
         lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).reshape(1, 1, 3, 3)
         self.register_buffer("laplacian", lap, persistent=False)
         g1 = torch.tensor([1.0, 2.0, 1.0])
-        self.register_buffer("binomial", (g1[:, None] * g1[None, :] / 16.0).reshape(1, 1, 3, 3), persistent=False)
+        binomial = (g1[:, None] * g1[None, :] / 16.0).reshape(1, 1, 3, 3)
+        self.register_buffer("binomial", binomial, persistent=False)
 
     def focus_energy(self, x: torch.Tensor) -> torch.Tensor:
         """Fixed focus prior: log band-pass energy per frame minus its mean over the stack.
@@ -336,7 +346,9 @@ class GPLWSNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5 or x.shape[1] not in (1, 3):
-            raise ValueError(f"GPLWSNet expects (B, C, N, H, W) with C = 1 or 3; got {tuple(x.shape)}.")
+            raise ValueError(
+                f"GPLWSNet expects (B, C, N, H, W) with C = 1 or 3; got {tuple(x.shape)}."
+            )
         if x.shape[1] == 3:
             x = (x * self.luma.to(x.dtype)).sum(dim=1, keepdim=True)
         h, w = x.shape[-2:]
@@ -379,11 +391,6 @@ def _pad_hw(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     return x4.reshape(b, c, n, h + ph, w + pw)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of parameters (trainable or not) of a model."""
-    return int(sum(p.numel() for p in model.parameters()))
-
-
 # ----------------------------------------------------------------------------------------
 # From logits to depth, confidence and all-in-focus
 # ----------------------------------------------------------------------------------------
@@ -418,7 +425,9 @@ def depth_from_logits(
     return depth, confidence, prob
 
 
-def normalize_stack(x: torch.Tensor, lo_pct: float = 0.5, hi_pct: float = 99.5, max_samples: int = 1 << 18) -> torch.Tensor:
+def normalize_stack(
+    x: torch.Tensor, lo_pct: float = 0.5, hi_pct: float = 99.5, max_samples: int = 1 << 18
+) -> torch.Tensor:
     """Scale each stack of a batch by its own robust intensity range.
 
     ``(x - p_lo) / (p_hi - p_lo)`` with percentiles taken over the whole stack (all frames,
@@ -440,7 +449,8 @@ def normalize_stack(x: torch.Tensor, lo_pct: float = 0.5, hi_pct: float = 99.5, 
     flat = x.reshape(b, -1)
     step = max(1, flat.shape[1] // max_samples)
     sample = flat[:, ::step]
-    q = torch.quantile(sample, torch.tensor([lo_pct / 100.0, hi_pct / 100.0], device=x.device), dim=1)
+    levels = torch.tensor([lo_pct / 100.0, hi_pct / 100.0], device=x.device)
+    q = torch.quantile(sample, levels, dim=1)
     lo, hi = q[0], q[1]
     scale = (hi - lo).clamp_min(1e-6 * (hi.abs() + 1.0))
     shape = (b,) + (1,) * (x.ndim - 1)

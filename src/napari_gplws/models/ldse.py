@@ -17,48 +17,42 @@ the defocus is ``m · tanh(s)`` (µm). This departs from a single linear output 
 with a plain signed output and an MSE loss nothing can be gained before the sign is
 learnt (for a symmetric label distribution the best sign-blind prediction is 0), so
 training stalls at the label variance; with the factorised head the magnitude is learnt
-from the blur at once (an auxiliary loss on ``|z|``, see :mod:`..train_ldse`) and the sign
-from the PSF's asymmetry on top of it.
+from the blur at once (an auxiliary loss on ``|z|``, see :mod:`napari_gplws.training.ldse`)
+and the sign from the PSF's asymmetry on top of it.
 
 The input is one channel: :func:`prepare_tiles` turns RGB into luma, scales by the dtype's
 range and standardises each tile by its own mean and standard deviation, so exposure and
 stain intensity do not shift the prediction. Fully convolutional up to the pooling, the
 network accepts any tile size ≥ 32 px; it is trained and meant to be used at 224×224.
 
-This module defines the network, its preprocessing and its weight files (safetensors +
-model card via :mod:`.registry`'s helpers); it does not train (:mod:`..train_ldse`) or
-tile wide fields (:mod:`..autofocus`).
+This module defines the network and its preprocessing. Its weight files are read and
+written by :mod:`.registry` (:func:`~.registry.load_ldse`, :func:`~.registry.save_ldse`)
+and its model card rendered by :mod:`.cards`; it does not train
+(:mod:`napari_gplws.training.ldse`) or tile wide fields (:mod:`napari_gplws.defocus`).
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from napari_gplws.errors import ModelError
+# Kept here for old imports: parameter counts and the card renderer live in .cards.
+from napari_gplws.models.cards import count_parameters, ldse_card_markdown
 
 __all__ = [
-    "DEFAULT_LDSE",
     "TILE_PX",
     "LDSEConfig",
     "LDSENet",
     "count_parameters",
     "ldse_card_markdown",
-    "load_ldse",
     "prepare_tiles",
-    "save_ldse",
 ]
 
-DEFAULT_LDSE = "ldse_default"
 TILE_PX = 224
-FORMAT = "ldse/1"
 _LUMA = np.array([0.2125, 0.7154, 0.0721], np.float32)
 
 
@@ -206,7 +200,7 @@ class LDSENet(nn.Module):
         )
         blocks: list[nn.Module] = []
         c = cfg.stem
-        for b, (g, n, tanh) in enumerate(zip(cfg.growth, cfg.layers, cfg.tanh_blocks)):
+        for b, (g, n, tanh) in enumerate(zip(cfg.growth, cfg.layers, cfg.tanh_blocks, strict=True)):
             for _ in range(n):
                 blocks.append(_DenseLayer(c, g, tanh))
                 c += g
@@ -236,11 +230,6 @@ class LDSENet(nn.Module):
         return magnitude * torch.tanh(sign_logit)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-
-
 def prepare_tiles(tiles: np.ndarray) -> np.ndarray:
     """Network input from tiles: ``(M, H, W[, 3])`` any dtype -> ``(M, 1, H, W)`` float32.
 
@@ -266,213 +255,3 @@ def prepare_tiles(tiles: np.ndarray) -> np.ndarray:
     std = x.std(axis=(1, 2), keepdims=True)
     x = (x - mean) / np.maximum(std, 1e-3)
     return x[:, None]
-
-
-# ------------------------------------------------------------------------------------------
-# Weight files
-# ------------------------------------------------------------------------------------------
-_CACHE: dict[tuple[str, str], LDSENet] = {}
-_LOCK = threading.Lock()
-
-
-def save_ldse(model: LDSENet, path: str | Path, card: dict[str, Any] | None = None) -> Path:
-    """Write weights as safetensors (config in the metadata) and the model card JSON + Markdown."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(
-        state, str(path), metadata={"format": FORMAT, "config": json.dumps(model.config.to_dict())}
-    )
-    if card is not None:
-        path.with_suffix(".json").write_text(
-            json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        path.with_suffix(".md").write_text(ldse_card_markdown(card), encoding="utf-8")
-    with _LOCK:
-        _CACHE.clear()
-    return path
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def ldse_card_markdown(card: dict[str, Any]) -> str:
-    """Markdown model card: the registry's header plus the test tables of an LDSE-NET card."""
-    from napari_gplws.models.registry import card_markdown
-
-    lines = [card_markdown(card).rstrip(), ""]
-    for key in ("run_history", "sign_convention", "other_optics"):
-        if key in card:
-            lines.append(f"- **{key}**: {card[key]}")
-    if "optics" in card:
-        lines.append(f"- **optics**: {json.dumps(card['optics'], ensure_ascii=False)}")
-    net, base = card.get("test"), card.get("baseline_abs_only", {})
-    if net:
-        dof = net.get("dof_um", float("nan"))
-        lines += [
-            "",
-            "## Held-out simulated test set",
-            "",
-            str(card.get("test_set", "")),
-            "",
-            "| metric (µm unless stated) | LDSE-NET | classical \\|z\\|-only baseline |",
-            "|---|---|---|",
-            f"| MAE, \\|z\\| ≤ 5 µm | {_fmt(net.get('mae_le5'))} | {_fmt(base.get('mae_abs_le5'))} (of \\|z\\|) |",
-            f"| MAE of \\|z\\|, \\|z\\| ≤ 5 µm | {_fmt(net.get('mae_abs_le5'))} | {_fmt(base.get('mae_abs_le5'))} |",
-            f"| sign accuracy, \\|z\\| ≥ 1 µm | {_fmt(net.get('sign_acc_ge1'))} | 0.5 (no sign) |",
-            (
-                f"| sign accuracy where the direction is confident (≥ {net.get('confident_threshold', 0.5)}), "
-                f"\\|z\\| ≥ 1 µm | {_fmt(net.get('sign_acc_confident_ge1'))} "
-                f"({_fmt(net.get('confident_fraction_ge1'), 2)} of the tiles) | – |"
-            ),
-            f"| MAE, all (±10 µm) | {_fmt(net.get('mae'))} | {_fmt(base.get('mae_abs'))} (of \\|z\\|) |",
-            f"| RMSE | {_fmt(net.get('rmse'))} | – |",
-            f"| median absolute error | {_fmt(net.get('median'))} | {_fmt(base.get('median_abs'))} (of \\|z\\|) |",
-            f"| P90 absolute error | {_fmt(net.get('p90'))} | {_fmt(base.get('p90_abs'))} (of \\|z\\|) |",
-            (
-                f"| fraction within DOF/2 ({dof / 2:.2f} µm) | {_fmt(net.get('within_dof_half'))} | "
-                f"{_fmt(base.get('within_dof_half_abs'))} (of \\|z\\|) |"
-            ),
-            "",
-            "### Error per 1 µm bin of the true defocus",
-            "",
-            "| true defocus (µm) | n | MAE | bias (mean predicted − true) |",
-            "|---|---|---|---|",
-        ]
-        for b in net.get("per_bin", []):
-            lo, hi = b["bin_um"]
-            lines.append(f"| [{lo:g}, {hi:g}) | {b['n']} | {_fmt(b['mae'])} | {_fmt(b['bias'])} |")
-    mag = card.get("test_magnitude")
-    if mag:
-        lines += [
-            "",
-            "### Unsigned output (magnitude head) on the same tiles",
-            "",
-            "| metric (µm, against \\|z\\|) | LDSE-NET magnitude | classical baseline |",
-            "|---|---|---|",
-            f"| MAE, \\|z\\| ≤ 5 µm | {_fmt(mag.get('mae_abs_le5'))} | {_fmt(base.get('mae_abs_le5'))} |",
-            f"| MAE, all | {_fmt(mag.get('mae_abs'))} | {_fmt(base.get('mae_abs'))} |",
-            f"| median | {_fmt(mag.get('median_abs'))} | {_fmt(base.get('median_abs'))} |",
-            f"| P90 | {_fmt(mag.get('p90_abs'))} | {_fmt(base.get('p90_abs'))} |",
-            (
-                f"| within DOF/2 | {_fmt(mag.get('within_dof_half_abs'))} | "
-                f"{_fmt(base.get('within_dof_half_abs'))} |"
-            ),
-        ]
-    reg = card.get("regions")
-    if reg:
-        lines += [
-            "",
-            "### Regions (what a focal-error map shows)",
-            "",
-            (
-                f"Median of {reg['tiles_per_region']} tiles per region ({reg['region_um']:.0f} µm "
-                f"square), {reg['n']} regions of held-out specimens and aberrations, defocus "
-                "uniform in ±10 µm:"
-            ),
-            "",
-            (
-                "| MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | sign where confident "
-                "(share) | MAE, all | median | P90 | within DOF/2 |"
-            ),
-            "|---|---|---|---|---|---|---|",
-            (
-                f"| {_fmt(reg.get('mae_le5'))} | {_fmt(reg.get('sign_acc_ge1'))} | "
-                f"{_fmt(reg.get('sign_acc_confident_ge1'))} "
-                f"({_fmt(reg.get('confident_fraction_ge1'), 2)}) | {_fmt(reg.get('mae'))} | "
-                f"{_fmt(reg.get('median'))} | {_fmt(reg.get('p90'))} | "
-                f"{_fmt(reg.get('within_dof_half'))} |"
-            ),
-        ]
-    pairs = card.get("pairs")
-    if pairs:
-        lines += [
-            "",
-            "### Two frames a known step apart (direction from the focus positions)",
-            "",
-            (
-                "`autofocus(stack, positions, combine_frames=True)`: each tile's defocus from "
-                "the best focus that fits both frames' magnitudes (napari_gplws.defocus.fit), "
-                "held-out specimens and aberrations, first frame uniform in ±10 µm:"
-            ),
-            "",
-            (
-                "| step (µm) | pairs | MAE, \\|z\\| ≤ 5 µm | sign accuracy, \\|z\\| ≥ 1 µm | "
-                "sign where confident (share) | median | P90 | single frame: MAE \\|z\\| ≤ 5, sign |"
-            ),
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for pr in pairs:
-            one = pr.get("single_frame", {})
-            lines.append(
-                f"| {pr['step_um']:g} | {pr['n']} | {_fmt(pr.get('mae_le5'))} | "
-                f"{_fmt(pr.get('sign_acc_ge1'))} | {_fmt(pr.get('sign_acc_confident_ge1'))} "
-                f"({_fmt(pr.get('confident_fraction_ge1'), 2)}) | {_fmt(pr.get('median'))} | "
-                f"{_fmt(pr.get('p90'))} | {_fmt(one.get('mae_le5'))}, {_fmt(one.get('sign_acc_ge1'))} |"
-            )
-    if card.get("status"):
-        lines += ["", "## Status", "", str(card["status"])]
-    for key, title, label in (
-        ("per_modality", "Per modality", "modality"),
-        ("per_specimen", "Per test specimen", "specimen"),
-        ("per_aberration", "Per test aberration configuration", "configuration"),
-    ):
-        rows = card.get(key)
-        if not rows:
-            continue
-        lines += [
-            "",
-            f"### {title}",
-            "",
-            (
-                f"| {label} | n | MAE | MAE \\|z\\| ≤ 5 | MAE of \\|z\\|, \\|z\\| ≤ 5 | "
-                "sign accuracy \\|z\\| ≥ 1 | sign where confident (share) |"
-            ),
-            "|---|---|---|---|---|---|---|",
-        ]
-        for k, v in rows.items():
-            lines.append(
-                f"| {k} | {v['n']} | {_fmt(v['mae'])} | {_fmt(v['mae_le5'])} | "
-                f"{_fmt(v.get('mae_abs_le5'))} | {_fmt(v['sign_acc_ge1'])} | "
-                f"{_fmt(v.get('sign_acc_confident_ge1'))} ({_fmt(v.get('confident_fraction_ge1'), 2)}) |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> LDSENet:
-    """Load LDSE-NET weights (packaged name or ``.safetensors`` path) once per (file, device).
-
-    Raises
-    ------
-    ModelError
-        The file is missing or does not hold LDSE-NET weights.
-    """
-    from napari_gplws.models.registry import read_weights, weights_path
-
-    path = weights_path(name_or_path)
-    key = (str(path.resolve()), str(device))
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        if not path.is_file():
-            raise ModelError(
-                f"LDSE-NET weights '{path}' are missing. Reinstall napari-gplws (the default weights "
-                "ship with it) or train them with `gplws train ldse`."
-            )
-        state, meta = read_weights(path, FORMAT, "LDSE-NET")
-        model = LDSENet(LDSEConfig.from_dict(json.loads(meta.get("config", "{}"))))
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"The weights in '{path}' do not fit LDSE-NET: {exc}") from None
-        # channels-last memory layout: about 1.5× faster convolutions on CPU (oneDNN).
-        model = model.to(torch.device(device), memory_format=torch.channels_last).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        _CACHE[key] = model
-        return model

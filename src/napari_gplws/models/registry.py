@@ -1,44 +1,82 @@
-"""Packaged network weights: find them, load them once, and write new ones.
+"""Packaged network weights of both networks: find them, load them once, and write new ones.
 
-Weights live in ``napari_gplws/weights/`` as ``<name>.safetensors`` (tensors of the *fused*
-network, no pickle) with the network's configuration in the safetensors metadata, and a model
-card ``<name>.json`` (+ ``<name>.md``) beside them saying what data trained them, the exact
-command, the seed, the wall time, parameter counts and the metrics they reached.
+Weights live in ``napari_gplws/weights/`` as ``<name>.safetensors`` (tensors only, no
+pickle) with the network's configuration and a format tag in the safetensors metadata,
+and a model card ``<name>.json`` (+ ``<name>.md``, rendered by :mod:`.cards`) beside them
+saying what data trained them, the exact command, the seed, the wall time, parameter
+counts and the metrics they reached.
 
-This module knows files and caching only; it does not train (:mod:`..train`) or run
-inference (:mod:`..inference`).
+* GPLWS-Net (depth from focus): :func:`load_gplws` / :func:`save_gplws`, *fused* weights
+  (format ``gplws-fused/1``), default :data:`DEFAULT_GPLWS`;
+* LDSE-NET (single-tile defocus): :func:`load_ldse` / :func:`save_ldse` (format
+  ``ldse/1``), default :data:`DEFAULT_LDSE`.
+
+Loaded models are cached per (network, file, device), in eval mode with gradients off,
+behind one lock, so that threads share one copy; writing weights clears the cache. This
+module knows files and caching only; it does not train (:mod:`napari_gplws.training`) or
+run inference (:mod:`napari_gplws.dff.network`, :mod:`napari_gplws.defocus`). torch is
+imported on first load or save, not at import.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from napari_gplws._shared.files import atomic_write, write_text_atomic
 from napari_gplws.errors import ModelError
 
 __all__ = [
     "DEFAULT_GPLWS",
+    "DEFAULT_LDSE",
+    "GPLWS_FORMAT",
+    "LDSE_FORMAT",
     "WEIGHTS_DIR",
     "clear_cache",
     "has_default_weights",
     "load_gplws",
+    "load_ldse",
     "model_card",
+    "read_weights",
     "save_gplws",
+    "save_ldse",
     "weights_path",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_GPLWS = "gplws_default"
-FORMAT = "gplws-fused/1"
+DEFAULT_LDSE = "ldse_default"
+#: Format tags in the safetensors metadata of each network's weight files.
+GPLWS_FORMAT = "gplws-fused/1"
+LDSE_FORMAT = "ldse/1"
+#: Former name of :data:`GPLWS_FORMAT`.
+FORMAT = GPLWS_FORMAT
 
-_CACHE: dict[tuple[str, str], Any] = {}
+_DEFAULTS = {"gplws": DEFAULT_GPLWS, "ldse": DEFAULT_LDSE}
+_CACHE: dict[tuple[str, ...], Any] = {}
 _LOCK = threading.Lock()
 
 
+# ------------------------------------------------------------------------------------------
+# Finding weights and cards
+# ------------------------------------------------------------------------------------------
 def weights_path(name_or_path: str | Path = DEFAULT_GPLWS) -> Path:
-    """Path of a weights file: a packaged name (``"gplws_default"``) or a path to a file."""
+    """Path of a weights file: a packaged name (``"gplws_default"``) or a path to a file.
+
+    Parameters
+    ----------
+    name_or_path
+        A name in :data:`WEIGHTS_DIR` (without suffix), or a path; a path ending in
+        ``.safetensors`` or naming an existing file is returned as it is.
+
+    Returns
+    -------
+    Path
+        The file's path (it need not exist).
+    """
     p = Path(name_or_path)
     if p.suffix == ".safetensors" or p.is_file():
         return p
@@ -46,8 +84,8 @@ def weights_path(name_or_path: str | Path = DEFAULT_GPLWS) -> Path:
 
 
 def has_default_weights(network: str = "gplws") -> bool:
-    """Whether the packaged default weights of a network are installed."""
-    name = {"gplws": DEFAULT_GPLWS}.get(network, network)
+    """Whether the packaged default weights of a network (``"gplws"``, ``"ldse"``) are installed."""
+    name = _DEFAULTS.get(network, network)
     return weights_path(name).is_file()
 
 
@@ -59,8 +97,24 @@ def model_card(name_or_path: str | Path = DEFAULT_GPLWS) -> dict[str, Any]:
     return json.loads(card.read_text(encoding="utf-8"))
 
 
-def read_weights(path: Path, expected_format: str, network: str) -> tuple[dict[str, Any], dict[str, str]]:
+def read_weights(
+    path: Path, expected_format: str, network: str
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Tensors and metadata of a ``.safetensors`` weights file whose format tag must match.
+
+    Parameters
+    ----------
+    path
+        The weights file.
+    expected_format
+        Required ``format`` entry of the metadata (:data:`GPLWS_FORMAT`, :data:`LDSE_FORMAT`).
+    network
+        Name of the network for messages.
+
+    Returns
+    -------
+    state, metadata
+        The tensors by name and the file's metadata.
 
     Raises
     ------
@@ -84,7 +138,27 @@ def read_weights(path: Path, expected_format: str, network: str) -> tuple[dict[s
     return state, meta
 
 
-def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", compile: bool = False) -> Any:
+# ------------------------------------------------------------------------------------------
+# Loading (once, cached)
+# ------------------------------------------------------------------------------------------
+def _cached(key: tuple[str, ...], build: Callable[[], Any]) -> Any:
+    """The cached model under ``key``, built (under the lock) on first use."""
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
+
+
+def _frozen(model: Any) -> Any:
+    """``model`` with gradients switched off for every parameter."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def load_gplws(
+    name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", compile: bool = False
+) -> Any:
     """Load a fused :class:`~.gplws.GPLWSNet` in eval mode, once per (file, device[, compile]).
 
     Parameters
@@ -97,6 +171,11 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", co
         Return the model wrapped by ``torch.compile`` (static shapes: it compiles once per
         tile shape, so keep the tile size fixed; cached separately).
 
+    Returns
+    -------
+    GPLWSNet
+        The shared, cached model (do not modify it).
+
     Raises
     ------
     ModelError
@@ -104,19 +183,16 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", co
     """
     path = weights_path(name_or_path)
     if compile:
-        key_c = (str(path.resolve()), str(device), "compiled")
         base = load_gplws(name_or_path, device)  # outside the (non-reentrant) lock
-        with _LOCK:
-            if key_c not in _CACHE:
-                import torch
 
-                compiled = torch.compile(base, dynamic=False)  # dynamic shapes fail to lower (torch 2.13)
-                _CACHE[key_c] = compiled
-            return _CACHE[key_c]
-    key = (str(path.resolve()), str(device))
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+        def build_compiled() -> Any:
+            import torch
+
+            return torch.compile(base, dynamic=False)  # dynamic shapes fail to lower (torch 2.13)
+
+        return _cached(("gplws", str(path.resolve()), str(device), "compiled"), build_compiled)
+
+    def build() -> Any:
         if not path.is_file():
             raise ModelError(
                 f"GPLWS-Net weights '{path}' are missing. Reinstall napari-gplws (the default "
@@ -126,18 +202,96 @@ def load_gplws(name_or_path: str | Path = DEFAULT_GPLWS, device: str = "cpu", co
 
         from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
 
-        state, meta = read_weights(path, FORMAT, "fused GPLWS-Net")
+        state, meta = read_weights(path, GPLWS_FORMAT, "fused GPLWS-Net")
         config = GPLWSConfig.from_dict(json.loads(meta.get("config", "{}")))
         model = GPLWSNet(config).reparameterize()
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ModelError(f"The weights in '{path}' do not fit GPLWS-Net {config}: {exc}") from None
-        model = model.to(torch.device(device)).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        _CACHE[key] = model
-        return model
+            raise ModelError(
+                f"The weights in '{path}' do not fit GPLWS-Net {config}: {exc}"
+            ) from None
+        return _frozen(model.to(torch.device(device)).eval())
+
+    return _cached(("gplws", str(path.resolve()), str(device)), build)
+
+
+def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> Any:
+    """Load LDSE-NET weights (packaged name or ``.safetensors`` path) once per (file, device).
+
+    Parameters
+    ----------
+    name_or_path
+        Packaged weights name or path to a ``.safetensors`` file.
+    device
+        torch device string.
+
+    Returns
+    -------
+    LDSENet
+        The shared, cached model in eval mode and channels-last memory layout (do not
+        modify it).
+
+    Raises
+    ------
+    ModelError
+        The file is missing or does not hold LDSE-NET weights.
+    """
+    path = weights_path(name_or_path)
+
+    def build() -> Any:
+        if not path.is_file():
+            raise ModelError(
+                f"LDSE-NET weights '{path}' are missing. Reinstall napari-gplws (the default "
+                "weights ship with it) or train them with `gplws train ldse`."
+            )
+        import torch
+
+        from napari_gplws.models.ldse import LDSEConfig, LDSENet
+
+        state, meta = read_weights(path, LDSE_FORMAT, "LDSE-NET")
+        model = LDSENet(LDSEConfig.from_dict(json.loads(meta.get("config", "{}"))))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"The weights in '{path}' do not fit LDSE-NET: {exc}") from None
+        # channels-last memory layout: about 1.5× faster convolutions on CPU (oneDNN).
+        model = model.to(torch.device(device), memory_format=torch.channels_last).eval()
+        return _frozen(model)
+
+    return _cached(("ldse", str(path.resolve()), str(device)), build)
+
+
+def clear_cache() -> None:
+    """Forget every loaded model of both networks (e.g. after new weights were written)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+# ------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------
+def _write(
+    model: Any,
+    path: str | Path,
+    fmt: str,
+    card: dict[str, Any] | None,
+    markdown: Callable[[dict[str, Any]], str],
+) -> Path:
+    """Write ``model``'s tensors and config as safetensors, its card as JSON + Markdown."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": fmt, "config": json.dumps(model.config.to_dict())}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    if card is not None:
+        text = json.dumps(card, indent=2, ensure_ascii=False) + "\n"
+        write_text_atomic(path.with_suffix(".json"), text)
+        write_text_atomic(path.with_suffix(".md"), markdown(card))
+    clear_cache()
+    return path
 
 
 def save_gplws(model: Any, path: str | Path, card: dict[str, Any] | None = None) -> Path:
@@ -150,45 +304,36 @@ def save_gplws(model: Any, path: str | Path, card: dict[str, Any] | None = None)
     path
         Target ``.safetensors`` path; the card goes to the same stem with ``.json``/``.md``.
     card
-        Model-card content (JSON-serialisable).
+        Model-card content (JSON-serialisable), rendered by :func:`.cards.card_markdown`.
 
     Returns
     -------
     Path
         The weights path.
     """
-    from safetensors.torch import save_file
+    from napari_gplws.models.cards import card_markdown
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model.reparameterize()
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict())}
-    save_file(state, str(path), metadata=meta)
-    if card is not None:
-        path.with_suffix(".json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        path.with_suffix(".md").write_text(card_markdown(card), encoding="utf-8")
-    clear_cache()
-    return path
+    return _write(model, path, GPLWS_FORMAT, card, card_markdown)
 
 
-def card_markdown(card: dict[str, Any]) -> str:
-    """Render a model card dict as Markdown."""
-    lines = [f"# Model card: {card.get('name', 'GPLWS-Net')}", ""]
-    for key in ("summary", "data", "command", "seed", "steps", "epochs", "wall_time_min", "device",
-                "params_train", "params_fused", "config"):
-        if key in card:
-            lines.append(f"- **{key}**: {card[key] if not isinstance(card[key], (dict, list)) else json.dumps(card[key])}")
-    table = card.get("benchmark", {}).get("table")
-    if table:
-        lines += ["", "## Held-out synthetic benchmark", "", str(card["benchmark"].get("description", "")), "", table]
-    if card.get("validation"):
-        lines += ["", "## Final validation (training renderer, held-out seeds)", "",
-                  "```", json.dumps(card["validation"], indent=1), "```"]
-    return "\n".join(lines) + "\n"
+def save_ldse(model: Any, path: str | Path, card: dict[str, Any] | None = None) -> Path:
+    """Write LDSE-NET weights as safetensors (config in the metadata) and the model card.
 
+    Parameters
+    ----------
+    model
+        An :class:`~.ldse.LDSENet`.
+    path
+        Target ``.safetensors`` path; the card goes to the same stem with ``.json``/``.md``.
+    card
+        Model-card content (JSON-serialisable), rendered by :func:`.cards.ldse_card_markdown`.
 
-def clear_cache() -> None:
-    """Forget every loaded model (e.g. after new weights were written)."""
-    with _LOCK:
-        _CACHE.clear()
+    Returns
+    -------
+    Path
+        The weights path.
+    """
+    from napari_gplws.models.cards import ldse_card_markdown
+
+    return _write(model, path, LDSE_FORMAT, card, ldse_card_markdown)

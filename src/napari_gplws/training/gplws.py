@@ -1,8 +1,10 @@
-"""Training loop for GPLWS-Net (``gplws train gplws`` / ``python -m napari_gplws.training.gplws gplws``).
+"""Train GPLWS-Net (depth from focus): the options, batches, loss and the training loop.
 
-Trains on synthetic stacks rendered on the fly (:class:`.datasets.SyntheticFocusDataset`),
-optionally mixed with stacks from the project simulator (:mod:`.synth`, kept in a small,
-refreshed pool so that its cost does not dominate) and with a Micro 3D-layout folder.
+``gplws train gplws --max-minutes 60 --weights-out W.safetensors`` (the command line is in
+:mod:`napari_gplws.cli.train`) runs :func:`train_gplws` on synthetic stacks rendered on the
+fly (:class:`.gplws_data.SyntheticFocusDataset`), optionally mixed with stacks from the
+project simulator (:mod:`napari_gplws.sim.focus_stacks`, kept in a small, refreshed pool so
+that its cost does not dominate) and with a Micro 3D-layout folder (:mod:`.gplws_sources`).
 
 The target is the in-focus *frame index* divided by ``N − 1``, so the µm values of a stack
 never matter: the network predicts a probability over frames, and depth in µm comes from
@@ -13,47 +15,46 @@ smooth, i.e. low bumpiness) and a small cross-entropy to a Gaussian soft target 
 unimodal probabilities make the confidence and the all-in-focus image meaningful).
 
 Adam, linear warm-up then cosine decay over the step budget *or* the time budget
-(``--max-minutes``: the schedule follows wall time and the run stops cleanly and saves),
+(``max_minutes``: the schedule follows wall time and the run stops cleanly and saves),
 an exponential moving average of the weights (used for validation and export), text log
-with validation metrics each epoch, checkpoints every few minutes and ``--resume``.
+with validation metrics each epoch, checkpoints every few minutes and ``resume``.
 CUDA with mixed precision is used when present; on CPU the thread count is set.
 
 At the end the EMA model is fused and written as safetensors with a model card
-(:func:`.models.registry.save_gplws`), including held-out benchmark metrics against the
-classical engine when :mod:`.evaluate` and :mod:`.focus` are available.
-
-Public entry points: :func:`train_main` (argv list → exit code) and :func:`train_gplws`
-(:class:`TrainConfig` → summary dict).
+(:mod:`.gplws_card`), including held-out benchmark metrics against the classical engine.
+torch is imported when a function needs it, not at import.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import os
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_gplws._shared.device import torch_device
+from napari_gplws.training._common import (
+    ConfigMixin,
+    cosine_lr_factor,
+    load_checkpoint,
+    run_logger,
+    save_checkpoint,
+)
+from napari_gplws.training.gplws_card import run_card, write_weights_and_card
+from napari_gplws.training.gplws_sources import TrainingSources, validation_set
 
-__all__ = ["TrainConfig", "gplws_loss", "make_batch", "train_gplws", "train_main", "validation_set"]
-
-#: Seeds used for validation stacks (training uses ``seed`` and its successors, far below).
-VAL_SEED = 900_000
+__all__ = ["TrainConfig", "gplws_loss", "make_batch", "train_gplws", "validation_set"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """Options of a GPLWS-Net training run (all have command-line equivalents)."""
 
     out_dir: str = "runs/gplws"
@@ -92,9 +93,6 @@ class TrainConfig:
     command: str = ""
     log_every: int = 25
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
 
 # ---------------------------------------------------------------------------------------
 # Data → tensors, loss
@@ -102,7 +100,7 @@ class TrainConfig:
 
 
 def make_batch(samples: list[Any], device: Any = "cpu") -> tuple[Any, Any]:
-    """Stack :class:`.datasets.TrainingSample` objects into normalised input and target.
+    """Stack :class:`.gplws_data.TrainingSample` objects into normalised input and target.
 
     Returns
     -------
@@ -124,11 +122,14 @@ def make_batch(samples: list[Any], device: Any = "cpu") -> tuple[Any, Any]:
         arrs.append(f)
     x = torch.from_numpy(np.stack(arrs)).to(device)
     x = normalize_stack(x)
-    t = torch.from_numpy(np.stack([np.asarray(s.depth_index, np.float32) for s in samples])).to(device)
+    depth = np.stack([np.asarray(s.depth_index, np.float32) for s in samples])
+    t = torch.from_numpy(depth).to(device)
     return x, t
 
 
-def gplws_loss(logits: Any, target: Any, ce_weight: float = 0.02, grad_weight: float = 1.0) -> tuple[Any, dict[str, float]]:
+def gplws_loss(
+    logits: Any, target: Any, ce_weight: float = 0.02, grad_weight: float = 1.0
+) -> tuple[Any, dict[str, float]]:
     """Training loss on normalised index units (see module docstring).
 
     Parameters
@@ -137,6 +138,13 @@ def gplws_loss(logits: Any, target: Any, ce_weight: float = 0.02, grad_weight: f
         ``(B, N, H, W)`` network output.
     target
         ``(B, H, W)`` in-focus frame index (fractional).
+    ce_weight, grad_weight
+        Weights of the cross-entropy and of the gradient term (the L1 term has weight 1).
+
+    Returns
+    -------
+    loss, parts
+        The scalar loss tensor and its parts ``l1``, ``grad``, ``ce`` as floats.
     """
     import torch
     import torch.nn.functional as F
@@ -159,141 +167,8 @@ def gplws_loss(logits: Any, target: Any, ce_weight: float = 0.02, grad_weight: f
 
 
 # ---------------------------------------------------------------------------------------
-# Data sources
+# Validation
 # ---------------------------------------------------------------------------------------
-
-
-class _SynthPool:
-    """A pool of stacks from :func:`.synth.random_training_stack`, refreshed as it is used.
-
-    Pool stacks have ``n_frames[1]`` frames; each batch takes, per sample, a random crop, a
-    random frame stride (1–3, i.e. a coarser focus step) and a sub-range of ``n`` frames
-    (one ``n`` per batch) placed over the surface, plus rotations and reversed order.
-    """
-
-    def __init__(self, size: int, seed: int, n_frames: tuple[int, int], shape: int = 128, refresh: int = 2) -> None:
-        from napari_gplws.sim import focus_stacks  # noqa: F401 - fail early when the simulator is missing
-
-        self.rng = np.random.default_rng(seed + 17)
-        self.n_frames, self.shape, self.refresh = n_frames, shape, refresh
-        self.pool = [self._make() for _ in range(size)]
-
-    def _make(self) -> Any:
-        from napari_gplws.sim.focus_stacks import random_training_stack
-        from napari_gplws.stack import position_to_index
-        from napari_gplws.training.gplws_data import TrainingSample
-
-        nmax = self.n_frames[1]
-        s = random_training_stack(self.rng, shape=(self.shape, self.shape), n_frames=(nmax, nmax))
-        idx = position_to_index(s.depth_um, s.stack.positions).astype(np.float32)
-        return TrainingSample(np.asarray(s.stack.frames), idx, s.params.family)
-
-    def batch(self, batch_size: int, crop: int, n: int) -> list[Any]:
-        from napari_gplws.training.gplws_data import TrainingSample
-
-        rng = self.rng
-        for _ in range(self.refresh):
-            self.pool[int(rng.integers(len(self.pool)))] = self._make()
-        out = []
-        for _ in range(batch_size):
-            s = self.pool[int(rng.integers(len(self.pool)))]
-            nmax = s.frames.shape[0]
-            stride = int(rng.integers(1, max(1, (nmax - 1) // max(n - 1, 1)) + 1))
-            stride = min(stride, 3)
-            span = (n - 1) * stride
-            h, w = s.depth_index.shape
-            c = min(crop, h, w)
-            y0, x0 = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-            d = s.depth_index[y0 : y0 + c, x0 : x0 + c]
-            lo, hi = float(d.min()), float(d.max())
-            a, b = max(0.0, hi - span), min(lo, float(nmax - 1 - span))
-            start = int(round(rng.uniform(a, b))) if a <= b else int(rng.integers(0, nmax - span))
-            start = int(np.clip(start, 0, nmax - 1 - span))
-            f = s.frames[start : start + span + 1 : stride, y0 : y0 + c, x0 : x0 + c]
-            d = np.clip((d - start) / stride, 0, n - 1)
-            k = int(rng.integers(4))
-            f, d = np.rot90(f, k, axes=(1, 2)), np.rot90(d, k)
-            if rng.random() < 0.5:
-                f, d = f[:, :, ::-1], d[:, ::-1]
-            if rng.random() < 0.5:
-                f, d = f[::-1], (n - 1) - d
-            out.append(TrainingSample(np.ascontiguousarray(f), np.ascontiguousarray(d, dtype=np.float32), s.family))
-        return out
-
-
-class _Sources:
-    """Draws training batches from the renderer, the synth pool and a Micro 3D folder."""
-
-    def __init__(self, cfg: TrainConfig, log: Callable[[str], None]) -> None:
-        from napari_gplws.io.micro3d import Micro3DDataset
-        from napari_gplws.training.gplws_data import RenderConfig, SyntheticFocusDataset
-
-        self.cfg = cfg
-        self.rng = np.random.default_rng(cfg.seed + 1)
-        rc = RenderConfig(n_frames=tuple(cfg.n_frames), size=tuple(cfg.size))  # type: ignore[arg-type]
-        self.render = SyntheticFocusDataset(rc, seed=cfg.seed)
-        self.pool = None
-        if cfg.synth_fraction > 0:
-            try:
-                t0 = time.perf_counter()
-                self.pool = _SynthPool(cfg.synth_pool, cfg.seed, tuple(cfg.n_frames))  # type: ignore[arg-type]
-                log(f"synth pool of {cfg.synth_pool} stacks built in {time.perf_counter() - t0:.1f} s")
-            except Exception as exc:  # noqa: BLE001 - the renderer alone still trains
-                log(f"synth pool unavailable ({type(exc).__name__}: {exc}); using the renderer only")
-        self.micro = None
-        if cfg.micro3d:
-            self.micro = Micro3DDataset(
-                cfg.micro3d, cfg.gt_pattern, cfg.gt_units, cfg.gt_scale, split_file=cfg.split_file, split="train"
-            )
-            log(f"Micro 3D dataset '{cfg.micro3d}': {len(self.micro)} training samples")
-
-    def state(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "render": self.render.rng.bit_generator.state}
-
-    def set_state(self, st: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = st["rng"]
-        self.render.rng.bit_generator.state = st["render"]
-
-    def batch(self) -> list[Any]:
-        cfg, rng = self.cfg, self.rng
-        crop = int(rng.choice(list(cfg.size_choices)))
-        n = int(rng.choice(list(cfg.n_choices)))
-        if self.micro is not None and rng.random() < cfg.micro3d_fraction:
-            idx = rng.integers(0, len(self.micro), cfg.batch_size)
-            from napari_gplws.training.gplws_data import micro3d_training_sample
-
-            out = [micro3d_training_sample(self.micro, int(i), rng, crop) for i in idx]
-            return [s for s in out if s.frames.shape == out[0].frames.shape]
-        if self.pool is not None and rng.random() < cfg.synth_fraction:
-            return self.pool.batch(cfg.batch_size, crop, n)
-        return self.render.batch(cfg.batch_size, n_frames=n, size=crop)
-
-
-def validation_set(n: int = 24, seed: int = VAL_SEED) -> list[Any]:
-    """Fixed validation stacks (seeds never used in training), 96×96, N in {10, 20, 32, 48}.
-
-    Half come from the training renderer, half from :mod:`.synth` when it is available.
-    """
-    from napari_gplws.training.gplws_data import RenderConfig, SyntheticFocusDataset, TrainingSample
-
-    ds = SyntheticFocusDataset(RenderConfig(), seed=seed)
-    n_synth = n // 2
-    try:
-        from napari_gplws.sim.focus_stacks import random_training_stack
-        from napari_gplws.stack import position_to_index
-    except Exception:  # noqa: BLE001
-        n_synth = 0
-    out = []
-    for i in range(n - n_synth):
-        nf = (10, 20, 32, 48)[i % 4]
-        out.append(ds.sample(n_frames=nf, size=(96, 96), rgb=(i % 5 == 4)))
-    rng = np.random.default_rng(seed + 1)
-    for i in range(n_synth):
-        nf = (10, 20, 32, 48)[i % 4]
-        s = random_training_stack(rng, shape=(96, 96), n_frames=(nf, nf))
-        idx = position_to_index(s.depth_um, s.stack.positions).astype(np.float32)
-        out.append(TrainingSample(np.asarray(s.stack.frames), idx, "synth:" + s.params.family))
-    return out
 
 
 def _validate(model: Any, val: list[Any], device: Any) -> dict[str, float]:
@@ -313,7 +188,9 @@ def _validate(model: Any, val: list[Any], device: Any) -> dict[str, float]:
             rmse.append(float(np.sqrt(np.mean(e**2))))
             mae.append(float(np.mean(np.abs(e))))
             bump.append(_bumpiness(d[0].cpu().numpy() / n1, t[0].cpu().numpy() / n1))
-    return {"rmse": float(np.mean(rmse)), "mae": float(np.mean(mae)), "bump": float(np.mean(bump))}
+    return {
+        "rmse": float(np.mean(rmse)), "mae": float(np.mean(mae)), "bump": float(np.mean(bump))
+    }
 
 
 def _bumpiness(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -346,30 +223,24 @@ def _classical_val(val: list[Any]) -> dict[str, float] | None:
     return {"rmse": float(np.mean(rmse)), "bump": float(np.mean(bump))}
 
 
+
 # ---------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------
 
 
 def _lr_factor(cfg: TrainConfig, step: int, elapsed_s: float) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+    """Learning-rate multiplier: the budget used is the step fraction or, with a time
+    budget, the wall-time fraction, whichever is further."""
     frac = step / max(cfg.steps, 1)
     if cfg.max_minutes:
         frac = max(frac, elapsed_s / (cfg.max_minutes * 60.0))
-    frac = min(frac, 1.0)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+    return cosine_lr_factor(step, frac, cfg.warmup_steps, cfg.min_lr_ratio)
 
 
-def _save_ckpt(path: Path, payload: dict[str, Any]) -> None:
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def train_gplws(
+    cfg: TrainConfig, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
     """Train GPLWS-Net according to ``cfg``; returns a summary (and writes weights if asked).
 
     Parameters
@@ -388,17 +259,12 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     """
     import torch
 
-    from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet, count_parameters
+    from napari_gplws.models.cards import count_parameters
+    from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train.log"
-
-    def log(msg: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        with open(log_path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    log = run_logger(out / "train.log")
 
     device = torch_device(cfg.device)
     if device.type == "cpu":
@@ -407,7 +273,8 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     np.random.seed(cfg.seed)
     use_amp = device.type == "cuda"
 
-    model = GPLWSNet(GPLWSConfig(widths=tuple(cfg.widths), s2d=cfg.s2d)).to(device)  # type: ignore[arg-type]
+    net_config = GPLWSConfig(widths=tuple(cfg.widths), s2d=cfg.s2d)  # type: ignore[arg-type]
+    model = GPLWSNet(net_config).to(device)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -415,10 +282,10 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, elapsed, epoch = 0, 0.0, 0
     best: dict[str, float] | None = None
-    sources = _Sources(cfg, log)
+    sources = TrainingSources(cfg, log)
     ckpt_path = out / "last.ckpt"
     if cfg.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ck = load_checkpoint(ckpt_path, device)
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
@@ -429,12 +296,16 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
         log(f"resumed from {ckpt_path} at step {step} ({elapsed / 60:.1f} min)")
     else:
         log(f"config {json.dumps(cfg.to_dict())}")
-        log(f"device {device}, threads {torch.get_num_threads()}, params {count_parameters(model)}")
+        n_params = count_parameters(model)
+        log(f"device {device}, threads {torch.get_num_threads()}, params {n_params}")
 
     val = validation_set(cfg.n_val)
     classical = _classical_val(val)
     if classical is not None:
-        log(f"classical sml on validation: rmse {classical['rmse']:.4f} bump {classical['bump']:.4f}")
+        log(
+            f"classical sml on validation: rmse {classical['rmse']:.4f} "
+            f"bump {classical['bump']:.4f}"
+        )
 
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
@@ -445,7 +316,7 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     run_loss, run_n, t_data, t_step = 0.0, 0, 0.0, 0.0
 
     def checkpoint() -> None:
-        _save_ckpt(
+        save_checkpoint(
             ckpt_path,
             {
                 "model": model.state_dict(),
@@ -487,9 +358,9 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
         scaler.update()
         with torch.no_grad():
             d = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, pm in zip(ema_params, model_params):
+            for pe, pm in zip(ema_params, model_params, strict=True):
                 pe.mul_(d).add_(pm.detach(), alpha=1 - d)
-            for be, bm in zip(ema.buffers(), model.buffers()):
+            for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
                 be.copy_(bm)
         step += 1
         run_loss += loss.item()
@@ -499,17 +370,22 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
         if progress is not None:
             progress(step, cfg.steps)
         if step % cfg.log_every == 0:
+            minutes = (time.perf_counter() - t_start) / 60
             log(
-                f"step {step} loss {run_loss / run_n:.4f} (l1 {parts['l1']:.4f} grad {parts['grad']:.4f} "
-                f"ce {parts['ce']:.3f}) lr {opt.param_groups[0]['lr']:.2e} N {x.shape[2]} size {x.shape[-1]} "
-                f"data {t_data / run_n:.2f}s step {t_step / run_n:.2f}s elapsed {(time.perf_counter() - t_start) / 60:.1f} min"
+                f"step {step} loss {run_loss / run_n:.4f} (l1 {parts['l1']:.4f} "
+                f"grad {parts['grad']:.4f} ce {parts['ce']:.3f}) "
+                f"lr {opt.param_groups[0]['lr']:.2e} N {x.shape[2]} size {x.shape[-1]} "
+                f"data {t_data / run_n:.2f}s step {t_step / run_n:.2f}s elapsed {minutes:.1f} min"
             )
             run_loss, run_n, t_data, t_step = 0.0, 0, 0.0, 0.0
         if step % cfg.epoch_steps == 0:
             epoch += 1
             last_val = _validate(ema, val, device)
             ref = f" (classical sml rmse {classical['rmse']:.4f})" if classical else ""
-            log(f"epoch {epoch} step {step} val rmse {last_val['rmse']:.4f} mae {last_val['mae']:.4f} bump {last_val['bump']:.4f}{ref}")
+            log(
+                f"epoch {epoch} step {step} val rmse {last_val['rmse']:.4f} "
+                f"mae {last_val['mae']:.4f} bump {last_val['bump']:.4f}{ref}"
+            )
             if best is None or last_val["rmse"] < best["rmse"]:
                 best = dict(last_val, step=step)
         if time.perf_counter() - t_ckpt > cfg.ckpt_minutes * 60:
@@ -520,143 +396,21 @@ def train_gplws(cfg: TrainConfig, progress: Callable[[int, int], None] | None = 
     wall = (time.perf_counter() - t_start) / 60
     checkpoint()
     last_val = _validate(ema, val, device)
-    log(f"stopped ({stop_reason}) at step {step}, epoch {epoch}, {wall:.1f} min; final val {last_val}")
+    log(
+        f"stopped ({stop_reason}) at step {step}, epoch {epoch}, {wall:.1f} min; "
+        f"final val {last_val}"
+    )
 
     params_train = count_parameters(ema)
     fused = copy.deepcopy(ema).cpu().reparameterize()
-    params_fused = count_parameters(fused)
-    card = {
-        "name": "gplws_default",
-        "summary": "GPLWS-Net depth-from-focus network, fused (re-parameterised) weights.",
-        "data": (
-            "Synthetic focus stacks rendered on the fly by napari_gplws.training.gplws_data."
-            "SyntheticFocusDataset (all height families, N in {8,12,16,20,24,32}, crops 64/96 px, textures with "
-            "textureless patches, blur per step, noise, gamma, drift, 8/16-bit/float, gray+colour, "
-            "flips, 90-degree rotations, reversed order)"
-            + (f", mixed {cfg.synth_fraction:.0%} with napari_gplws.sim.focus_stacks stacks" if sources.pool is not None else "")
-            + (f", Micro 3D folder {cfg.micro3d}" if cfg.micro3d else "")
-            + ". No real microscope data."
-        ),
-        "command": cfg.command or "python -m napari_gplws.training.gplws gplws",
-        "seed": cfg.seed,
-        "steps": step,
-        "epochs": epoch,
-        "epoch_steps": cfg.epoch_steps,
-        "batch_size": cfg.batch_size,
-        "wall_time_min": round(wall, 1),
-        "device": f"{device} ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device),
-        "params_train": params_train,
-        "params_fused": params_fused,
-        "config": fused.config.to_dict(),
-        "input_normalisation": "per stack: (x - p0.5) / (p99.5 - p0.5); colour reduced to Rec.601 luma",
-        "output": "softmax over frames; depth = sum_k p_k * position_k; confidence = 1 - entropy/log N",
-        "validation": {"final_ema": last_val, "best": best, "classical_sml": classical},
+    card = run_card(
+        cfg, step=step, epoch=epoch, wall_min=wall, device=device,
+        params_train=params_train, params_fused=count_parameters(fused),
+        config=fused.config.to_dict(), synth_pool=sources.pool is not None,
+        validation={"final_ema": last_val, "best": best, "classical_sml": classical},
+    )
+    weights = write_weights_and_card(fused, card, out, cfg, log)
+    return {
+        "steps": step, "epochs": epoch, "wall_time_min": wall, "val": last_val,
+        "weights": str(weights),
     }
-    from napari_gplws.models.registry import save_gplws
-
-    final = save_gplws(copy.deepcopy(fused), out / "final.safetensors", card)
-    log(f"fused weights written to {final} (params {params_train} -> {params_fused})")
-    weights = final
-    if cfg.weights_out:
-        card["benchmark"] = _benchmark_for_card(final, cfg.benchmark, log)
-        weights = save_gplws(fused, Path(cfg.weights_out), card)
-        save_gplws(copy.deepcopy(fused), out / "final.safetensors", card)
-        log(f"packaged weights + model card written to {weights}")
-    return {"steps": step, "epochs": epoch, "wall_time_min": wall, "val": last_val, "weights": str(weights)}
-
-
-def _benchmark_for_card(weights: Path, n: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """Held-out benchmark metrics (network vs classical) for the model card; never raises."""
-    if n <= 0:
-        return {}
-    try:
-        from napari_gplws.evaluation.depth_benchmark import evaluate
-        from napari_gplws.evaluation.metrics import format_table
-
-        t0 = time.perf_counter()
-        rows = evaluate(n=n, device="cpu", weights=str(weights))
-        table = format_table(rows)
-        log(f"benchmark ({n} stacks, {time.perf_counter() - t0:.0f} s):\n{table}")
-        return {
-            "description": f"napari_gplws.evaluation.depth_benchmark.synthetic_benchmark(n={n}) (seeds never used in training)",
-            "rows": rows,
-            "table": table,
-        }
-    except Exception as exc:  # noqa: BLE001 - the weights are still written
-        log(f"benchmark skipped: {type(exc).__name__}: {exc}")
-        return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-# ---------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Argument parser of ``gplws train gplws``."""
-    d = TrainConfig()
-    p = argparse.ArgumentParser(prog="gplws train gplws", description="Train GPLWS-Net on synthetic stacks.")
-    p.add_argument("--out-dir", default=d.out_dir, help="folder for log and checkpoints (default %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--n-frames", type=int, nargs=2, default=list(d.n_frames), metavar=("MIN", "MAX"))
-    p.add_argument("--size", type=int, nargs=2, default=list(d.size), metavar=("MIN", "MAX"))
-    p.add_argument("--n-choices", type=int, nargs="+", default=list(d.n_choices),
-                   help="stack lengths used in training (few fixed shapes train faster on CPU)")
-    p.add_argument("--size-choices", type=int, nargs="+", default=list(d.size_choices))
-    p.add_argument("--widths", type=int, nargs=4, default=list(d.widths))
-    p.add_argument("--s2d", type=int, default=d.s2d, choices=[2, 4], help="space-to-depth factor")
-    p.add_argument("--epoch-steps", type=int, default=d.epoch_steps)
-    p.add_argument("--ckpt-minutes", type=float, default=d.ckpt_minutes)
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--synth-fraction", type=float, default=d.synth_fraction,
-                   help="fraction of batches from core.synth stacks (pooled)")
-    p.add_argument("--synth-pool", type=int, default=d.synth_pool)
-    p.add_argument("--micro3d", default=None, help="Micro 3D-layout dataset folder")
-    p.add_argument("--micro3d-fraction", type=float, default=d.micro3d_fraction)
-    p.add_argument("--gt-pattern", default=d.gt_pattern)
-    p.add_argument("--gt-units", default=d.gt_units, choices=["index", "um"])
-    p.add_argument("--gt-scale", type=float, default=d.gt_scale)
-    p.add_argument("--split-file", default=None)
-    p.add_argument("--weights-out", default=None, help="also write fused weights + model card here")
-    p.add_argument("--benchmark", type=int, default=d.benchmark, help="held-out stacks for the model card")
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    return p
-
-
-def train_main(argv: list[str] | None = None) -> int:
-    """Command-line entry: ``train_main(["--max-minutes", "60", ...])``; returns an exit code.
-
-    A leading ``"gplws"`` (the network name) is accepted and ignored.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "gplws":
-        argv = argv[1:]
-    a = build_parser().parse_args(argv)
-    cfg = TrainConfig(
-        out_dir=a.out_dir, steps=a.steps, max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr,
-        seed=a.seed, n_frames=tuple(a.n_frames), size=tuple(a.size),
-        n_choices=tuple(a.n_choices), size_choices=tuple(a.size_choices), widths=tuple(a.widths), s2d=a.s2d,
-        epoch_steps=a.epoch_steps, ckpt_minutes=a.ckpt_minutes, resume=a.resume, device=a.device,
-        threads=a.threads, synth_fraction=a.synth_fraction, synth_pool=a.synth_pool, micro3d=a.micro3d,
-        micro3d_fraction=a.micro3d_fraction, gt_pattern=a.gt_pattern, gt_units=a.gt_units,
-        gt_scale=a.gt_scale, split_file=a.split_file, weights_out=a.weights_out, benchmark=a.benchmark,
-        log_every=a.log_every,
-        command="python -m napari_gplws.training.gplws gplws " + " ".join(shlex.quote(x) for x in argv),
-    )  # type: ignore[arg-type]
-    try:
-        summary = train_gplws(cfg)
-    except KeyboardInterrupt:
-        print("interrupted; resume with --resume", file=sys.stderr)
-        return 130
-    print(json.dumps({k: v for k, v in summary.items()}, default=str))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(train_main())

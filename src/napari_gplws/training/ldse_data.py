@@ -1,4 +1,5 @@
-"""Real labelled defocus tiles for LDSE-NET: two layouts, and field-grouped splits.
+"""Training data of LDSE-NET: real labelled defocus tiles (two layouts), field-grouped
+splits, and the batches the trainer draws (augmentation, crops, a ring buffer).
 
 * **Jiang et al. 2018** whole-slide autofocus dataset (:func:`load_jiang_tiles`): training
   tiles named ``Seg{k}_defocus{nm}.jpg`` inside one folder per field of view, test images
@@ -8,28 +9,31 @@
   ``sign=-1`` if it is opposite to yours. Files may be any image format imageio reads.
 * **Any focal stack with known focus positions** (:func:`stack_defocus_tiles`): the stack is
   cut into tiles; each tile position's focus curve (mean sum-modified-Laplacian per frame)
-  gives its best-focus position (sub-frame Gaussian peak fit, as in :mod:`.autofocus`), and
-  the label of that tile in frame ``k`` is ``focus_um[k] − best focus``. Positions whose
-  curve peaks on the first or last frame, or that are blank (:func:`.autofocus.content_fraction`
-  of the sharpest frame below the threshold), are skipped. This lets users fine-tune on
-  their own microscope without labelling anything.
+  gives its best-focus position (sub-frame Gaussian peak fit, as in
+  :mod:`napari_gplws.defocus`), and the label of that tile in frame ``k`` is
+  ``focus_um[k] − best focus``. Positions whose curve peaks on the first or last frame, or
+  that are blank (:func:`napari_gplws.defocus.content_fraction` of the sharpest frame below
+  the threshold), are skipped. This lets users fine-tune on their own microscope without
+  labelling anything.
 
 Every tile carries a ``field_id``; :func:`grouped_split` keeps all tiles of a field (the same
 place at other focus positions) on one side of a split.
 
-It does not render simulated tiles (:mod:`.defocus_sim`) nor train (:mod:`.train_ldse`).
+:class:`TileBuffer`, :func:`augment_tiles` and :func:`real_tile_source` feed the training
+loop. This module does not render simulated tiles (:mod:`napari_gplws.sim.defocus_tiles`)
+nor train (:mod:`.ldse`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_gplws.defocus.analyse import (
+from napari_gplws.defocus import (
     MIN_CONTENT,
     best_focus_from_curve,
     content_fraction,
@@ -40,12 +44,19 @@ from napari_gplws.errors import StackError
 from napari_gplws.sim.defocus_tiles import TileSet
 from napari_gplws.stack import FocalStack
 
+if TYPE_CHECKING:
+    from napari_gplws.training.ldse_config import LDSETrainConfig
+
 __all__ = [
     "JIANG_PATTERN",
+    "TileBuffer",
+    "augment_tiles",
     "concat_tilesets",
     "grouped_split",
     "load_jiang_tiles",
     "parse_jiang_name",
+    "random_crop",
+    "real_tile_source",
     "stack_defocus_tiles",
 ]
 
@@ -170,9 +181,9 @@ def load_jiang_tiles(
         names += [rel] * len(cut)
     if not tiles:
         raise StackError(
-            f"No {'Seg{k}_defocus{nm}' if split == 'train' else 'defocus{nm}'} images found under '{root}' "
-            f"(split '{split}'). Expected per-field folders of files like Seg1_defocus-1500.jpg (training) "
-            "or defocus-1500.jpg (test), labels in nm."
+            f"No {'Seg{k}_defocus{nm}' if split == 'train' else 'defocus{nm}'} images found "
+            f"under '{root}' (split '{split}'). Expected per-field folders of files like "
+            "Seg1_defocus-1500.jpg (training) or defocus-1500.jpg (test), labels in nm."
         )
     return TileSet(
         np.stack(tiles),
@@ -199,13 +210,13 @@ def stack_defocus_tiles(
     Parameters
     ----------
     stack
-        A :class:`FocalStack` with ``focus_um`` or a path :func:`.io.read_stack` reads.
+        A :class:`FocalStack` with ``focus_um`` or a path :func:`napari_gplws.io.read_stack` reads.
     tile_px, stride
         Tile side and stride (default: no overlap).
     focus_step_um
         Focus step when a path's metadata has no positions.
     min_content
-        Blank threshold (:func:`.autofocus.content_fraction` of the sharpest frame).
+        Blank threshold (:func:`napari_gplws.defocus.content_fraction` of the sharpest frame).
     max_abs_um
         Drop tiles whose label exceeds this magnitude (``None`` keeps all).
     field_offset
@@ -224,7 +235,7 @@ def stack_defocus_tiles(
     from napari_gplws.dff.measures import focus_measure
 
     if not isinstance(stack, FocalStack):
-        from napari_gplws.io._read import read_stack
+        from napari_gplws.io import read_stack
 
         stack = read_stack(stack, focus_step_um=focus_step_um)
     if stack.focus_um is None:
@@ -260,8 +271,8 @@ def stack_defocus_tiles(
             fids.append(field_offset + t)
     if not tiles:
         raise StackError(
-            f"No tile of the stack{' ' + repr(stack.source) if stack.source else ''} has a focus peak inside the "
-            "stack (or all are blank); the stack must pass through focus."
+            f"No tile of the stack{' ' + repr(stack.source) if stack.source else ''} has a "
+            "focus peak inside the stack (or all are blank); the stack must pass through focus."
         )
     return TileSet(
         np.stack(tiles),
@@ -329,3 +340,89 @@ def concat_tilesets(sets: Sequence[TileSet]) -> TileSet:
         np.concatenate(abs_),
         meta=meta,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Training batches: augmentation, crops, the ring buffer, the real-data sampler
+# ------------------------------------------------------------------------------------------
+def augment_tiles(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips and 90° rotations of a batch ``(B, 1, H, W)`` (one draw per tile)."""
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        t = x[i, 0]
+        if rng.random() < 0.5:
+            t = t[:, ::-1]
+        out[i, 0] = np.rot90(t, int(rng.integers(4)))
+    return out
+
+
+def random_crop(tiles: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The same random ``size × size`` window of every tile ``(M, H, W[, 3])``."""
+    h, w = tiles.shape[1:3]
+    if h == size and w == size:
+        return tiles
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return tiles[:, y : y + size, x : x + size]
+
+
+class TileBuffer:
+    """Ring buffer of prepared tiles ``(N, 1, S, S)`` float32 with labels."""
+
+    def __init__(self, size: int, px: int) -> None:
+        self.x = np.zeros((size, 1, px, px), np.float32)
+        self.y = np.zeros(size, np.float32)
+        self.n = 0
+        self.pos = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        for i in range(len(x)):
+            self.x[self.pos] = x[i]
+            self.y[self.pos] = y[i]
+            self.pos = (self.pos + 1) % len(self.y)
+            self.n = min(self.n + 1, len(self.y))
+
+    def sample(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.integers(0, self.n, k)
+        return self.x[idx], self.y[idx]
+
+
+def real_tile_source(
+    cfg: LDSETrainConfig, say: Callable[[str], None]
+) -> Callable[..., tuple[np.ndarray, np.ndarray]] | None:
+    """Sampler over real labelled tiles (training split only), or ``None`` without real data.
+
+    Parameters
+    ----------
+    cfg
+        The run's options: ``jiang`` (a Jiang et al. folder), ``stacks`` (focal stacks with
+        focus positions), ``stack_focus_step_um``, ``full_px`` and ``seed`` (of the
+        field-grouped split that keeps 15 % of the fields out of training).
+    say
+        Logger for one line about the data found.
+
+    Returns
+    -------
+    Callable or None
+        ``sample(rng, k, px)`` → ``(tiles (k, px, px[, 3]), defocus µm (k,))``, random
+        training tiles cropped to ``px``.
+    """
+    if not cfg.jiang and not cfg.stacks:
+        return None
+    sets = []
+    if cfg.jiang:
+        sets.append(load_jiang_tiles(cfg.jiang, split="train", tile_px=cfg.full_px))
+    for path in cfg.stacks:
+        sets.append(
+            stack_defocus_tiles(path, tile_px=cfg.full_px, focus_step_um=cfg.stack_focus_step_um)
+        )
+    tiles = concat_tilesets(sets)
+    train_idx, _ = grouped_split(tiles.field_id, val_fraction=0.15, seed=cfg.seed)
+    n_fields = len(np.unique(tiles.field_id[train_idx]))
+    say(f"real data: {len(train_idx)} training tiles from {n_fields} fields")
+
+    def sample(rng: np.random.Generator, k: int, px: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.choice(train_idx, size=k)
+        return random_crop(tiles.tiles[idx], px, rng), tiles.defocus_um[idx]
+
+    return sample
