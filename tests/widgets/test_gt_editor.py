@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from test_annotate import make_dataset
+from gplws_testdata import make_dataset
 
 import napari_gplws.annotate as an
 
