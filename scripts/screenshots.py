@@ -33,7 +33,7 @@ def sample_and_depth(viewer) -> None:
     import napari_gplws
     from napari_gplws._sample_data import sample_stack
 
-    for data, kwargs, kind in sample_stack():
+    for data, kwargs, _kind in sample_stack():
         viewer.add_image(data, **kwargs)
     stack_layer = viewer.layers["sample stack"]
     focus = np.asarray(stack_layer.metadata["focus_um"])

@@ -14,7 +14,7 @@ def test_reconstruct_stack_keeps_units_and_dtype(small_synthetic):
     assert r.units == "µm"
     assert r.depth.shape == (96, 96) and r.depth.dtype == np.float32
     assert r.aif.dtype == small_synthetic.stack.frames.dtype
-    assert 0 <= r.confidence.min() and r.confidence.max() <= 1
+    assert r.confidence.min() >= 0 and r.confidence.max() <= 1
     assert r.timings["total"] > 0
     rmse = np.sqrt(np.mean((r.depth - small_synthetic.depth_um) ** 2))
     assert rmse < 2 * small_synthetic.stack.focus_step_um

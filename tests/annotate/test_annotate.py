@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from gplws_testdata import H, N, W, make_dataset  # noqa: F401 - shared with the dock tests
+from gplws_testdata import H, N, W, make_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,7 +37,7 @@ def test_every_encoding_loads_and_writes_back_losslessly(tmp_path):
         write_gt(out, back)
         assert np.array_equal(read_gt_raw(out), raw), name
         # values are µm on the focus axis: roughly 10 + 2·index
-        assert 10.0 <= float(s.original_um.min()) and float(s.original_um.max()) <= 10 + 2 * (N - 1)
+        assert float(s.original_um.min()) >= 10.0 and float(s.original_um.max()) <= 10 + 2 * (N - 1)
 
 
 def test_find_gt_patterns_and_errors(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -9,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_gplws.errors import Cancelled, ModelError, StackError
+from napari_gplws._shared.device import resolve_device
 from napari_gplws.dff._tiles import auto_tile_size, tile_grid
 from napari_gplws.dff.network import predict_depth
-from napari_gplws._shared.device import resolve_device
+from napari_gplws.errors import Cancelled, ModelError, StackError
 from napari_gplws.models.gplws import GPLWSNet
 from napari_gplws.models.registry import has_default_weights, save_gplws, weights_path
 from napari_gplws.stack import FocalStack
@@ -56,7 +57,7 @@ def test_tile_grid_covers_everything() -> None:
         spans = tile_grid(length, 128, 32, align=32)
         assert spans[0][0] == 0 and spans[-1][1] == length
         assert all(a % 32 == 0 for a, _ in spans)
-        assert all(s1 - a2 >= 32 for (_, s1), (a2, _) in zip(spans, spans[1:]))  # overlap
+        assert all(s1 - a2 >= 32 for (_, s1), (a2, _) in itertools.pairwise(spans))  # overlap
     assert 192 <= auto_tile_size(30, budget_bytes=1 << 30) <= 2048
     assert auto_tile_size(30, budget_bytes=1 << 30) % 32 == 0
 
@@ -69,7 +70,7 @@ def test_units_dtype_and_shapes(stack, weights) -> None:
     lo, hi = stack.stack.focus_um.min(), stack.stack.focus_um.max()
     assert lo - 1e-3 <= r.depth.min() and r.depth.max() <= hi + 1e-3
     assert r.aif.dtype == stack.stack.frames.dtype and r.aif.shape == (h, w)
-    assert 0 <= r.confidence.min() and r.confidence.max() <= 1
+    assert r.confidence.min() >= 0 and r.confidence.max() <= 1
     assert {"network", "total"} <= set(r.timings)
     # frame units when positions are unknown: depth equals the index
     r2 = predict_depth(FocalStack(stack.stack.frames), device="cpu", weights=weights)
@@ -124,8 +125,8 @@ def test_cancel_between_tiles(stack, weights) -> None:
 def test_packaged_weights_beat_classical_on_small_fixed_set() -> None:
     from napari_gplws.dff.classical import depth_from_focus
     from napari_gplws.evaluation.metrics import depth_metrics
-    from napari_gplws.sim.heights import HEIGHT_FAMILIES
     from napari_gplws.sim.focus_stacks import synthetic_stack
+    from napari_gplws.sim.heights import HEIGHT_FAMILIES
 
     net_rmse, sml_rmse, net_bump, sml_bump = [], [], [], []
     for i, fam in enumerate(HEIGHT_FAMILIES):
@@ -206,8 +207,8 @@ def test_bf16_autocast_on_cpu_stays_within_one_percent_of_fp32():
 
 
 def test_precision_names_are_checked():
-    from napari_gplws.errors import ModelError
     from napari_gplws.dff.network import resolve_precision
+    from napari_gplws.errors import ModelError
 
     assert resolve_precision("auto", "cpu") is None
     with pytest.raises(ModelError, match="fp16.*CUDA"):

@@ -134,8 +134,7 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
 
 def test_units_overrides_layout_checks_and_zarr_is_not_a_frame_folder(tmp_path):
     tifffile = pytest.importorskip("tifffile")
-    from napari_gplws.io import read_stack
-    from napari_gplws.io import read_tiff_header
+    from napari_gplws.io import read_stack, read_tiff_header
     from napari_gplws.io.zarr import tiff_to_zarr
 
     frames = synthetic_stack(n_frames=5, shape=(40, 30), seed=2).stack.frames

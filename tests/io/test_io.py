@@ -11,8 +11,15 @@ import pytest
 import tifffile
 
 from napari_gplws.errors import FocusPositionError, GplwsError, StackError
-from napari_gplws.io import parse_axis_pick, read_stack
-from napari_gplws.io import read_depth_tiff, read_image_tiff, save_stack, write_depth_tiff, write_image_tiff
+from napari_gplws.io import (
+    parse_axis_pick,
+    read_depth_tiff,
+    read_image_tiff,
+    read_stack,
+    save_stack,
+    write_depth_tiff,
+    write_image_tiff,
+)
 from napari_gplws.stack import FocalStack
 
 

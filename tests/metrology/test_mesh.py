@@ -75,7 +75,7 @@ def test_texture_image_stretches_to_unit_range_and_keeps_colour():
     rgb = np.random.default_rng(0).integers(0, 4000, (20, 30, 3)).astype(np.uint16)
     t = texture_image(rgb)
     assert t.shape == (20, 30, 3) and t.dtype == np.float32
-    assert 0.0 <= t.min() and t.max() <= 1.0
+    assert t.min() >= 0.0 and t.max() <= 1.0
     big = texture_image(np.zeros((100, 50), np.uint8), max_side=40)
     assert max(big.shape) <= 40
 

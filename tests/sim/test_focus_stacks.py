@@ -10,14 +10,21 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from napari_gplws.errors import FocusPositionError
 from napari_gplws.sim import focus_stacks as synth
 from napari_gplws.sim import textures
-from napari_gplws.errors import FocusPositionError
-from napari_gplws.stack import FocalStack, position_to_index
+from napari_gplws.sim.defocus_render import defocus_render
+from napari_gplws.sim.focus_stacks import (
+    SynthError,
+    SyntheticStack,
+    SynthParams,
+    random_training_stack,
+    synthesize,
+    synthetic_stack,
+)
 from napari_gplws.sim.heights import HEIGHT_FAMILIES, height_map
 from napari_gplws.sim.textures import SKIMAGE_TEXTURES, TEXTURES, available_textures, texture_image
-from napari_gplws.sim.focus_stacks import SynthError, SyntheticStack, SynthParams, random_training_stack, synthesize, synthetic_stack
-from napari_gplws.sim.defocus_render import defocus_render
+from napari_gplws.stack import FocalStack, position_to_index
 
 SMALL = dict(n_frames=8, shape=(48, 56))
 NOISELESS = dict(photons=None, read_noise=0.0, bit_depth=32)
@@ -83,7 +90,7 @@ def test_shapes_and_dtypes(bit_depth, rgb, dtype):
     assert s.texture.shape == expected[1:] and s.texture.dtype == np.float32
     assert s.stack.units == "µm" and s.stack.pixel_size_um == 1.0
     if dtype == np.float32:
-        assert 0.0 <= s.stack.frames.min() and s.stack.frames.max() <= 1.0
+        assert s.stack.frames.min() >= 0.0 and s.stack.frames.max() <= 1.0
     else:  # the signal uses a good part of the integer range
         assert s.stack.frames.max() > 0.5 * np.iinfo(dtype).max
 
@@ -112,7 +119,7 @@ def test_each_family_renders_with_ground_truth_in_focus_range(family):
     s = synthetic_stack(family=family, depth_range_um=(5.0, 25.0), seed=21, **SMALL)
     d, f = s.depth_um, s.stack.focus_um
     assert np.isfinite(d).all()
-    assert 5.0 - 1e-4 <= d.min() and d.max() <= 25.0 + 1e-4
+    assert d.min() >= 5.0 - 1e-4 and d.max() <= 25.0 + 1e-4
     assert f.min() < d.min() and d.max() < f.max()  # every pixel is in focus somewhere
     assert np.all(np.diff(f) > 0)
     assert d.max() - d.min() > 1.0  # the surface is not flat
@@ -251,7 +258,7 @@ def test_each_texture(name):
     rgb = texture_image(name, (40, 48), rng, rgb=True)
     assert gray.shape == (40, 48) and rgb.shape == (40, 48, 3)
     for img in (gray, rgb):
-        assert img.dtype == np.float32 and 0.0 <= img.min() and img.max() <= 1.0
+        assert img.dtype == np.float32 and img.min() >= 0.0 and img.max() <= 1.0
     assert gray.std() > 0.02  # some texture
 
 

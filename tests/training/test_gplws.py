@@ -9,10 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from napari_gplws.cli.train import gplws_main
 from napari_gplws.errors import StackError
 from napari_gplws.io.micro3d import Micro3DDataset
 from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
-from napari_gplws.cli.train import gplws_main
 from napari_gplws.training.gplws import TrainConfig, gplws_loss, make_batch, train_gplws
 from napari_gplws.training.gplws_data import (
     TRAIN_FAMILIES,
@@ -26,7 +26,7 @@ from napari_gplws.training.gplws_data import (
 def test_every_height_family_renders(family: str) -> None:
     z = render_height(family, 24, 30, np.random.default_rng(0))
     assert z.shape == (24, 30) and z.dtype == np.float32
-    assert 0.0 <= z.min() and z.max() <= 1.0
+    assert z.min() >= 0.0 and z.max() <= 1.0
 
 
 def test_synthetic_dataset_sample_and_batch() -> None:
@@ -34,7 +34,7 @@ def test_synthetic_dataset_sample_and_batch() -> None:
     s = ds.sample(n_frames=9, size=(40, 33), rgb=True, dtype="uint16")
     assert s.frames.shape == (9, 40, 33, 3) and s.frames.dtype == np.uint16
     assert s.depth_index.shape == (40, 33)
-    assert 0 <= s.depth_index.min() and s.depth_index.max() <= 8
+    assert s.depth_index.min() >= 0 and s.depth_index.max() <= 8
     b = ds.batch(3, n_frames=7, size=32)
     x, t = make_batch(b)
     assert x.shape[0] == 3 and x.shape[2:] == (7, 32, 32) and t.shape == (3, 32, 32)

@@ -11,6 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from napari_gplws.errors import ModelError, StackError
+from napari_gplws.models.cards import count_parameters
+from napari_gplws.models.ldse import LDSEConfig, LDSENet, prepare_tiles
+from napari_gplws.models.registry import load_ldse, save_ldse
+from napari_gplws.stack import FocalStack
 from napari_gplws.training.ldse_data import (
     concat_tilesets,
     grouped_split,
@@ -18,11 +23,6 @@ from napari_gplws.training.ldse_data import (
     parse_jiang_name,
     stack_defocus_tiles,
 )
-from napari_gplws.errors import ModelError, StackError
-from napari_gplws.models.cards import count_parameters
-from napari_gplws.models.ldse import LDSEConfig, LDSENet, prepare_tiles
-from napari_gplws.models.registry import load_ldse, save_ldse
-from napari_gplws.stack import FocalStack
 
 TINY = LDSEConfig(stem=8, growth=(4, 4, 4), layers=(1, 1, 1))
 
@@ -331,7 +331,6 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
     give the card's figures (this also catches a simulator change that silently moves the
     test set away from what the card describes)."""
     card = _packaged_card()
-    from napari_gplws.sim.defocus_tiles import PSFBank
     from napari_gplws.evaluation.defocus_metrics import (
         TEST_BANK_SEED,
         defocus_metrics,
@@ -341,6 +340,7 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
         test_set,
     )
     from napari_gplws.models.registry import load_ldse
+    from napari_gplws.sim.defocus_tiles import PSFBank
     from napari_gplws.sim.psf import Optics
 
     tc = card["train_config"]

@@ -85,7 +85,7 @@ def test_sample_gives_named_layers_with_units_and_geometry(viewer, qtbot):
     np.testing.assert_allclose(depth.translate, stack.translate[1:])
     assert depth.metadata["units"] == "µm" and depth.metadata["method"] == "sml"
     assert depth.colormap.name == "viridis"
-    assert not conf.visible and 0 <= conf.data.min() and conf.data.max() <= 1
+    assert not conf.visible and conf.data.min() >= 0 and conf.data.max() <= 1
     # The depth is close to the sample's ground truth (µm).
     truth = viewer.layers["sample ground truth depth (µm)"].data
     assert np.median(np.abs(depth.data - truth)) < 2.5
@@ -117,7 +117,7 @@ def test_rerun_replaces_only_its_own_layers(viewer, qtbot, sample):
     assert viewer.layers["sample stack"].unique_id == first["sample stack"]
     # Frame-index units when the focus positions are declared unknown.
     depth = viewer.layers["sample stack depth"]
-    assert depth.metadata["units"] == "frame" and 0 <= depth.data.min() and depth.data.max() <= 19
+    assert depth.metadata["units"] == "frame" and depth.data.min() >= 0 and depth.data.max() <= 19
 
 
 def test_start_and_step_are_editable(viewer, qtbot, sample):
@@ -129,7 +129,7 @@ def test_start_and_step_are_editable(viewer, qtbot, sample):
     run(w, qtbot)
     depth = viewer.layers["sample stack depth"]
     assert depth.metadata["focus_um"][:2] == [100.0, 98.0]
-    assert 100.0 - 19 * 2.0 <= depth.data.min() and depth.data.max() <= 100.0
+    assert depth.data.min() >= 100.0 - 19 * 2.0 and depth.data.max() <= 100.0
 
 
 def test_cancel_midway_leaves_no_layers(viewer, qtbot):

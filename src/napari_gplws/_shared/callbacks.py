@@ -8,12 +8,12 @@ that a cancelled computation never returns a half-made result.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 from napari_gplws.errors import Cancelled
 
-ProgressFn = Optional[Callable[[int, int], None]]
-CancelFn = Optional[Callable[[], bool]]
+ProgressFn = Callable[[int, int], None] | None
+CancelFn = Callable[[], bool] | None
 
 
 def report(progress: ProgressFn, done: int, total: int) -> None:

@@ -90,7 +90,7 @@ def atomic_write(
     except GplwsError:
         tmp.unlink(missing_ok=True)
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader or writer failure becomes a message naming the file
         tmp.unlink(missing_ok=True)
         raise GplwsError(
             f"Writing '{p}' failed ({type(exc).__name__}: {exc}); the old file, if any, is "

@@ -70,7 +70,9 @@ def parabolic_peak(curves: np.ndarray, k: np.ndarray) -> np.ndarray:
     n = curves.shape[0]
     k = np.asarray(k, dtype=np.int64)
     km, kp = np.clip(k - 1, 0, n - 1), np.clip(k + 1, 0, n - 1)
-    take = lambda i: np.take_along_axis(curves, i[None], 0)[0].astype(np.float64)
+    def take(i: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(curves, i[None], 0)[0].astype(np.float64)
+
     a, b, c = take(km), take(k), take(kp)
     den = a - 2 * b + c
     off = np.where(

@@ -54,13 +54,13 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     prefix = __name__ + "."
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, fullname, path=None, target=None):
         old = fullname[len(self.prefix):] if fullname.startswith(self.prefix) else None
         if old not in MOVED:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
-    def create_module(self, spec):  # noqa: ANN001, ANN201
+    def create_module(self, spec):
         new = MOVED[spec.name[len(self.prefix):]]
         warnings.warn(
             f"{spec.name} has moved to {new}; the old name will be removed in the next release.",
@@ -69,7 +69,7 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         )
         return importlib.import_module(new)
 
-    def exec_module(self, module):  # noqa: ANN001, ANN201
+    def exec_module(self, module):
         pass  # the module at its new home is already executed
 
 

@@ -48,8 +48,8 @@ def synthetic_benchmark(n: int = 30, seed0: int = BENCHMARK_SEED0) -> list[EvalS
     training stacks) and every 7th has decreasing, unevenly spaced focus positions. Depths
     span 5–45 µm so that AbsRel and SqRel are well defined.
     """
-    from napari_gplws.sim.heights import HEIGHT_FAMILIES
     from napari_gplws.sim.focus_stacks import synthetic_stack
+    from napari_gplws.sim.heights import HEIGHT_FAMILIES
 
     samples = []
     for i in range(n):
@@ -120,7 +120,7 @@ def _is_stack_file(path: Path) -> bool:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        return len(series.shape) >= 3 and series.shape[-1] not in (3, 4) or len(series.shape) == 4
+        return (len(series.shape) >= 3 and series.shape[-1] not in (3, 4)) or len(series.shape) == 4
 
 
 def evaluate(

@@ -394,7 +394,7 @@ def _read_frame(f: Path) -> np.ndarray:
             arr = np.asarray(iio.imread(f))
         except MemoryError:
             raise StackError(f"'{f}' is too large to load into memory.") from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any reader or writer failure becomes a message naming the file
             first_line = (str(exc).splitlines() or [""])[0]
             raise StackError(
                 f"Cannot read the frame '{f}' ({type(exc).__name__}: {first_line}); "
@@ -417,7 +417,7 @@ def _read_frame(f: Path) -> np.ndarray:
 def _read_npy(p: Path, picks: dict[str, int]) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     try:
         arr = np.load(p, allow_pickle=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader or writer failure becomes a message naming the file
         raise _np_load_error(p, exc, "numpy.save") from None
     frames = _array_to_frames(arr, picks, p, "npy")
     return frames, {}, {"format": "npy", "axes": None, "shape_in_file": list(arr.shape)}
@@ -449,7 +449,7 @@ def _read_npz(p: Path, picks: dict[str, int]) -> tuple[np.ndarray, dict[str, Any
                 file_meta["pixel_size_um"] = float(v[0])
     except StackError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader or writer failure becomes a message naming the file
         raise _np_load_error(p, exc, "numpy.savez") from None
     frames = _array_to_frames(arr, picks, p, "npz")
     meta = {"format": "npz", "axes": None, "shape_in_file": list(arr.shape), "npz_key": key}

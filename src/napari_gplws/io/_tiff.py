@@ -80,7 +80,7 @@ def _open_tiff(p: Path) -> Iterator[tuple[Any, Callable[..., Any]]]:
             raise
         except MemoryError:
             raise StackError(_too_large_message(p)) from None
-        except Exception as exc:  # tifffile and codecs raise many types
+        except Exception as exc:  # noqa: BLE001 - tifffile and codecs raise many types
             damage()
             raise fail(f"{type(exc).__name__}: {exc}") from None
         damage()
@@ -89,7 +89,7 @@ def _open_tiff(p: Path) -> Iterator[tuple[Any, Callable[..., Any]]]:
     try:
         try:
             tif = tifffile.TiffFile(p)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any reader or writer failure becomes a message naming the file
             damage()
             raise fail(f"{type(exc).__name__}: {exc}") from None
         try:
@@ -544,7 +544,9 @@ def _raise_pick_needed(
     others = [(i, a) for i, a in extra if i != keep]
     shown = extra if not has_z else others
     sizes = ", ".join(f"{_axis_name(a, i)}={shape[i]}" for i, a in shown)
-    key = lambda i, a: a if a.isalpha() and a not in "IQ" else str(i)
+    def key(i: int, a: str) -> str:
+        return a if a.isalpha() and a not in "IQ" else str(i)
+
     py = ", ".join(f"'{key(i, a)}': 0" for i, a in others)
     cli = " ".join(f"--axis-pick {key(i, a)}=0" for i, a in others)
     nouns = " and ".join(_AXIS_NOUN.get(a, f"an index along axis {key(i, a)}") for i, a in others)

@@ -34,9 +34,9 @@ from napari_gplws.io.micro3d import Micro3DDataset
 
 __all__ = [
     "TRAIN_FAMILIES",
-    "micro3d_training_sample",
     "RenderConfig",
     "SyntheticFocusDataset",
+    "micro3d_training_sample",
     "render_height",
     "render_stack",
     "render_texture",

@@ -14,6 +14,7 @@ layers, the plot and the buttons.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,10 +142,8 @@ class HeightProfileWidget(QWidget):
         for old, new in ((self._line_layer, line), (self._depth_layer, depth)):
             if old is not None and not _layers.same(old, new):
                 for ev in (old.events.data, old.events.set_data):
-                    try:
+                    with contextlib.suppress(TypeError, ValueError, RuntimeError):
                         ev.disconnect(self._schedule)
-                    except (TypeError, ValueError, RuntimeError):
-                        pass
         for old, new in ((self._line_layer, line), (self._depth_layer, depth)):
             if new is not None and not _layers.same(new, old):
                 new.events.data.connect(self._schedule)
