@@ -118,10 +118,16 @@ class EditSession:
         self.on_change = on_change
         self.original = sample.original_um.copy()
         self.original.flags.writeable = False
+        _remove_leftover_temps(sample.work_dir)
+        #: How many times this sample's correction was saved (stored in the corrected TIFF);
+        #: a recovery file is only offered when it was written after the last save.
+        self.generation = 0
         if sample.corrected_path.is_file():
             import tifffile
 
-            self.depth = np.asarray(tifffile.imread(sample.corrected_path), dtype=np.float32).copy()
+            with tifffile.TiffFile(sample.corrected_path) as tif:
+                self.depth = np.asarray(tif.asarray(), dtype=np.float32).copy()
+                self.generation = _saved_generation(tif)
         else:
             self.depth = self.original.copy()
         self.saved = self.depth.copy()
@@ -201,17 +207,39 @@ class EditSession:
             "mean_change_um": None if not np.isfinite(mean) else round(mean, 6),
         }
         self.sample.work_dir.mkdir(exist_ok=True)
-        with open(self.sample.log_path, "a", encoding="utf-8") as f:
+        log = self.sample.log_path
+        torn = log.is_file() and log.stat().st_size > 0 and not log.read_bytes().endswith(b"\n")
+        with open(log, "a", encoding="utf-8") as f:
+            if torn:  # a kill cut the last record short: start the next one on its own line
+                f.write("\n")
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
     def read_log(self) -> list[dict[str, Any]]:
-        """The sample's edit log as a list of records (oldest first)."""
+        """The sample's edit log as a list of records (oldest first).
+
+        A line that is not a complete record (the process was killed while writing it) is
+        skipped with a warning naming the file and line.
+        """
+        import warnings
+
         p = self.sample.log_path
         if not p.is_file():
             return []
-        return [json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        records = []
+        for i, ln in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not ln.strip():
+                continue
+            try:
+                records.append(json.loads(ln))
+            except ValueError:
+                warnings.warn(
+                    f"Skipped line {i} of the edit log '{p}': it is incomplete (the editor was "
+                    "probably stopped while writing it).",
+                    stacklevel=2,
+                )
+        return records
 
     # --- operations --------------------------------------------------------------------
     def set_value(self, mask: np.ndarray, value_um: float, tool: str = "brush") -> Edit | None:
@@ -325,6 +353,7 @@ class EditSession:
             "pixel_size_um": s.stack.pixel_size_um,
             "saved_by": _user(),
             "saved_at": _now(),
+            "generation": self.generation + 1,
         }
         data = self.depth.astype(np.float32)
         meta = {"axes": "YX", "Info": json.dumps(info, ensure_ascii=False)}
@@ -334,7 +363,10 @@ class EditSession:
             durable=True,
         )
         self.saved = data.copy()
+        self.generation += 1
         self._last_edit_t = None
+        # A kill right here leaves a recovery file older than this save; its base generation
+        # then no longer matches and it is never offered (see has_recovery).
         s.recovery_path.unlink(missing_ok=True)
         self._log("save", {"path": s.corrected_path.name}, None, 0, 0.0)
         return s.corrected_path
@@ -344,10 +376,13 @@ class EditSession:
         s = self.sample
         s.work_dir.mkdir(exist_ok=True)
         data = self.depth.astype(np.float32)
+        gen = self.generation
 
         def _w(tmp: Path) -> None:
             with open(tmp, "wb") as f:
-                np.savez(f, depth_um=data, time=np.array(_now()))
+                np.savez(
+                    f, depth_um=data, time=np.array(_now()), base_generation=np.array(gen)
+                )
 
         atomic_write(s.recovery_path, _w, durable=True)
         self._last_edit_t = None
@@ -368,15 +403,31 @@ class EditSession:
         return True
 
     def has_recovery(self) -> bool:
-        """Whether unsaved work from an earlier session is waiting in the recovery file."""
+        """Whether unsaved work from an earlier session is waiting in the recovery file.
+
+        Only work edited *after* the last save counts: the recovery file records the save it
+        was based on, and one based on an older save (left by a kill between a save and the
+        removal of the recovery file) is stale — it is removed, never offered, so it can
+        never replace newer saved labels.
+        """
         p = self.sample.recovery_path
         if not p.is_file():
             return False
         try:
             with np.load(p) as z:
-                return not np.array_equal(z["depth_um"], self.depth)
-        except (OSError, ValueError, KeyError):
+                base = int(z["base_generation"]) if "base_generation" in z.files else None
+                differs = not np.array_equal(z["depth_um"], self.depth)
+        except (OSError, ValueError, KeyError, EOFError):
             return False
+        if base is None:  # written by an older version: trust it only if newer than the save
+            cp = self.sample.corrected_path
+            stale = cp.is_file() and cp.stat().st_mtime >= p.stat().st_mtime
+        else:
+            stale = base != self.generation
+        if stale:
+            p.unlink(missing_ok=True)
+            return False
+        return differs
 
     def restore_recovery(self) -> Edit | None:
         """Load the recovery file as one undoable step."""
@@ -465,3 +516,28 @@ class EditSession:
     def reset_suspects(self) -> None:
         """Forget which suspect regions were visited."""
         self._visited[:] = False
+
+
+def _saved_generation(tif: Any) -> int:
+    """The save counter stored in a corrected TIFF's ImageJ ``Info`` (0 when absent)."""
+    try:
+        info = json.loads((tif.imagej_metadata or {}).get("Info", "{}"))
+        return int(info.get("generation", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
+def _remove_leftover_temps(work_dir: Path) -> None:
+    """Delete temporary files that a killed save left in the sample's ``corrections/`` folder.
+
+    Only files named like the atomic writer's temporaries (``.<name>.<8 hex>.tmp``) are
+    removed; they never hold anything that was not also written to its target or discarded.
+    """
+    import re
+
+    if not work_dir.is_dir():
+        return
+    pattern = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+    for f in work_dir.iterdir():
+        if f.is_file() and pattern.match(f.name):
+            f.unlink(missing_ok=True)
