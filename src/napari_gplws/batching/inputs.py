@@ -7,6 +7,7 @@ each a unique folder name.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from collections.abc import Iterable, Sequence
@@ -101,12 +102,24 @@ def _inside_zarr(p: Path) -> bool:
 
 
 def _base_name(p: Path) -> str:
-    name = p.name.rstrip("/") or "stack"
+    """A stack's output folder name: its file or folder name without the stack suffix.
+
+    The path is resolved first, so ``.`` and ``..`` name the real folder; a name that is
+    still empty, ``.``/``..``, hidden or holds a path separator becomes a safe one, so a
+    result folder can never land outside the output folder.
+    """
+    with contextlib.suppress(OSError, RuntimeError):  # a symlink loop: keep the name given
+        p = p.resolve()
+    name = p.name
     low = name.lower()
     for suf in _STACK_SUFFIXES:
         if low.endswith(suf) and len(name) > len(suf):
-            return name[: -len(suf)]
-    return name
+            name = name[: -len(suf)]
+            break
+    name = name.replace("/", "_").replace("\\", "_").replace(os.sep, "_").strip()
+    if name in ("", ".", "..") or set(name) <= {"."}:
+        return "stack"
+    return "_" + name[1:] if name.startswith(".") else name
 
 
 def stack_names(paths: Sequence[Path]) -> list[str]:

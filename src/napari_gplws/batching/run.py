@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_gplws._shared.callbacks import ProgressFn, report
+from napari_gplws._shared.files import OutputLock
 from napari_gplws.batching.inputs import _is_zarr, collect_inputs, stack_names
 from napari_gplws.batching.manifest import (
     _input_signature,
@@ -63,6 +64,25 @@ from napari_gplws.batching.task import _run_task
 from napari_gplws.errors import GplwsError
 
 __all__ = ["batch"]
+
+
+#: Where a local cluster's scheduler and dashboard listen by default: this machine only.
+LOCAL_DASHBOARD = "127.0.0.1:0"
+
+#: Ranges of the counts :func:`batch` accepts (a zero or negative count would hang).
+WORKER_RANGE = (1, 256)
+THREADS_RANGE = (1, 64)
+CHUNK_RANGE = (64, 65536)
+
+
+def _check_count(name: str, value: Any, lo: int, hi: int) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or v != value or not lo <= v <= hi:
+        raise GplwsError(f"{name} must be a whole number from {lo} to {hi}; got {value!r}.")
+    return v
 
 
 # =========================================================================================
@@ -95,7 +115,8 @@ def _model_plugin(method: str | None, device: str) -> Any:
 
 
 def _open_client(
-    scheduler: Any, workers: int, threads_per_worker: int, processes: bool
+    scheduler: Any, workers: int, threads_per_worker: int, processes: bool,
+    dashboard_address: str = LOCAL_DASHBOARD,
 ) -> tuple[Any, Callable[[], None]]:
     """Return ``(client, close)`` for ``"local"``, an address, or an existing Client."""
     from distributed import Client, LocalCluster
@@ -103,11 +124,16 @@ def _open_client(
     if isinstance(scheduler, Client):
         return scheduler, lambda: None
     if scheduler in (None, "local"):
+        # Listen on this machine only: a laptop on a facility network must not expose the
+        # scheduler or its dashboard. Another address is the caller's explicit choice.
+        # (In-process clusters talk in memory and only need the dashboard address.)
+        listen = {"host": dashboard_address.rsplit(":", 1)[0] or "127.0.0.1"} if processes else {}
         cluster = LocalCluster(
             n_workers=int(workers),
             threads_per_worker=int(threads_per_worker),
             processes=bool(processes),
-            dashboard_address=":0",
+            dashboard_address=dashboard_address,
+            **listen,
         )
         client = Client(cluster)
 
@@ -148,6 +174,7 @@ def batch(
     tta: int | None = None,
     read_options: Mapping[str, Any] | None = None,
     force: bool = False,
+    dashboard_address: str = LOCAL_DASHBOARD,
     log: Callable[[str], None] | None = None,
     chunk: int = 1024,
 ) -> BatchSummary:
@@ -186,6 +213,9 @@ def batch(
         Redo every stack even if the manifest says it is done.
     log
         Called with human-readable lines (the dashboard address, …); default: silent.
+    dashboard_address
+        ``host:port`` where a local cluster's scheduler and dashboard listen; default this
+        machine only (``127.0.0.1``, a free port).
     chunk
         Chunk side (px) over y/x for zarr stacks, which are reconstructed out of core with
         the worker's threads; part of their manifest settings.
@@ -209,13 +239,43 @@ def batch(
     """
     t_start = time.perf_counter()
     say = log or (lambda _msg: None)
+    if scheduler in (None, "local"):
+        workers = _check_count("workers", workers, *WORKER_RANGE)
+        threads_per_worker = _check_count("threads_per_worker", threads_per_worker, *THREADS_RANGE)
+    chunk = _check_count("chunk", chunk, *CHUNK_RANGE)
     paths = collect_inputs(inputs)
     names = stack_names(paths)
     out = Path(outdir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    except (OSError, FileExistsError) as exc:
         raise GplwsError(f"Cannot create the output folder '{out}': {exc}.") from None
+    for p in paths:
+        o, i = out.resolve(), p.resolve()
+        if o == i or (_is_zarr(p) and i in o.parents):
+            raise GplwsError(
+                f"The output folder '{out}' is the input '{p}' or lies inside it; results written "
+                "there could be read back as input or damage it. Choose an output folder "
+                "outside the inputs."
+            )
+    with OutputLock(out):
+        return _run_batch(
+            paths, names, out, method, scheduler, workers, threads_per_worker, progress,
+            processes=processes, device=device, window=window, refine=refine,
+            tile_size=tile_size, precision=precision, compile=compile, tta=tta,
+            read_options=read_options, force=force, chunk=chunk, say=say,
+            dashboard_address=dashboard_address, t_start=t_start,
+        )
+
+
+def _run_batch(
+    paths: list[Path], names: list[str], out: Path, method: str | None, scheduler: Any,
+    workers: int, threads_per_worker: int, progress: ProgressFn, *, processes: bool,
+    device: str, window: int, refine: bool, tile_size: int | None, precision: str,
+    compile: bool, tta: int | None, read_options: Mapping[str, Any] | None, force: bool,
+    chunk: int, say: Callable[[str], None], dashboard_address: str, t_start: float,
+) -> BatchSummary:
+    """:func:`batch` once its arguments are checked and the output folder is held."""
 
     from napari_gplws.dff.methods import CLASSICAL_METHODS, resolve_method
 
@@ -254,9 +314,16 @@ def batch(
     dashboard = ""
 
     if todo:
-        client, close = _open_client(scheduler, workers, threads_per_worker, processes)
+        client, close = _open_client(scheduler, workers, threads_per_worker, processes, dashboard_address)
         try:
             dashboard = str(getattr(client, "dashboard_link", "") or "")
+            if dashboard and scheduler in (None, "local"):
+                # dask names the machine's address in the link; the server listens on ours
+                from urllib.parse import urlsplit
+
+                host = dashboard_address.rsplit(":", 1)[0] or "127.0.0.1"
+                parts = urlsplit(dashboard)
+                dashboard = parts._replace(netloc=f"{host}:{parts.port}").geturl()
             say(f"dask dashboard: {dashboard or 'not available'}")
             if used_method == "gplws":
                 client.register_plugin(_model_plugin(used_method, device))

@@ -17,7 +17,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from napari_gplws._shared.files import atomic_write
+from napari_gplws._shared.files import (
+    OUTPUT_MARKER,
+    atomic_write,
+    is_our_output,
+    mark_output,
+    replace_our_output,
+)
 from napari_gplws.api import OUTPUT_NAMES
 from napari_gplws.batching.inputs import _is_zarr
 from napari_gplws.batching.manifest import _digest, _sha256
@@ -98,12 +104,35 @@ def reconstruct_to_folder(
 
 def _publish(tmp: Path, folder: Path, names: Sequence[str], digest: Callable[[Path], str]) -> dict[str, str]:
     """Checksum the outputs of the finished ``tmp`` folder and move it into place as ``folder``
-    (replacing an older one), so a stack's folder is never half-written."""
+    (replacing an older one), so a stack's folder is never half-written.
+
+    An older ``folder`` is only removed after proving it is this package's own earlier
+    result inside the batch's output folder (:func:`_replace_earlier_result`).
+    """
     sums = {n: digest(tmp / n) for n in names}
-    if folder.exists():
-        shutil.rmtree(folder)
+    mark_output(tmp)
+    _replace_earlier_result(folder)
     os.replace(tmp, folder)
     return sums
+
+
+#: Everything a stack's result folder may hold; an older folder with only these is ours.
+_RESULT_ENTRIES = frozenset({*OUTPUT_NAMES, *ZARR_OUTPUT_NAMES, OUTPUT_MARKER})
+
+
+def _replace_earlier_result(folder: Path) -> None:
+    """Delete an earlier result at ``folder`` so a new one can take its place, if it is ours.
+
+    Ours means: inside the batch's output folder (the parent of ``folder``) and either
+    marked (:data:`~napari_gplws._shared.files.OUTPUT_MARKER`) or, for results written
+    before markers existed, holding nothing but the files a result holds.
+    """
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    legacy = folder.is_dir() and not folder.is_symlink() and set(os.listdir(folder)) <= _RESULT_ENTRIES
+    if legacy and not is_our_output(folder):
+        mark_output(folder)
+    replace_our_output(folder, folder.parent)
 
 
 def _zarr_to_folder(

@@ -5,7 +5,6 @@ group and :class:`OutOfCoreResult`.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_gplws._shared.files import check_output_against_inputs, claim_output_dir, mark_output
 from napari_gplws.io.zarr import ZarrStack
 from napari_gplws.stack import index_to_position
 
@@ -157,14 +157,24 @@ class OutOfCoreResult:
         }
 
 
-def _new_output_group(out: str | os.PathLike[str], n_work: int, h: int, w: int, chunk: int) -> tuple[Path, Any, Any]:
-    """A fresh output zarr group at ``out`` (an old one is replaced) with its ``(n_work, H, W)``
-    float32 work array, chunked one plane by ``chunk × chunk``."""
+def _new_output_group(
+    out: str | os.PathLike[str], n_work: int, h: int, w: int, chunk: int,
+    *, source: ZarrStack | None = None, overwrite: bool = False,
+) -> tuple[Path, Any, Any]:
+    """A fresh output zarr group at ``out`` with its ``(n_work, H, W)`` float32 work array,
+    chunked one plane by ``chunk × chunk``.
+
+    ``out`` may not be the input store, lie inside it or contain it. An earlier output of
+    this package there is replaced; anything else is refused, or moved aside as a backup
+    with ``overwrite=True`` (:func:`napari_gplws._shared.files.claim_output_dir`).
+    """
     import zarr
 
     outp = Path(os.fspath(out))
-    if outp.exists():
-        shutil.rmtree(outp)
+    if source is not None and source.path:
+        check_output_against_inputs(outp, [Path(source.path)])
+    claim_output_dir(outp, overwrite=overwrite)
     group = zarr.open_group(str(outp), mode="w")
+    mark_output(outp)
     work = group.create_array(_WORK, shape=(n_work, h, w), chunks=(1, chunk, chunk), dtype="float32")
     return outp, group, work

@@ -61,6 +61,7 @@ def reconstruct_out_of_core(
     focus_step_um: float | None = None,
     pixel_size_um: float | None = None,
     progress: ProgressFn = None,
+    overwrite: bool = False,
 ) -> OutOfCoreResult:
     """Reconstruct a zarr stack chunk by chunk with a method named as in :func:`napari_gplws.reconstruct`.
 
@@ -72,13 +73,15 @@ def reconstruct_out_of_core(
     source
         A zarr stack path or an opened :class:`ZarrStack` (then the unit overrides are ignored).
     out
-        Output zarr group (replaced).
+        Output zarr group. An earlier output of this package is replaced; anything else
+        is refused unless ``overwrite`` (then it is moved aside as a backup). The input
+        itself, a place inside it or a folder holding it are always refused.
     method
         ``"gplws"`` or ``"sml"``, ``"tenengrad"``, ``"glv"``, ``"lapvar"``, ``"rdf"``
         (``None``: :func:`napari_gplws.dff.methods.default_method`).
     focus_um, focus_start_um, focus_step_um, pixel_size_um
         Override the stack's units (see :func:`open_zarr_stack`).
-    chunk, threads, progress
+    chunk, threads, progress, overwrite
         As in :func:`reconstruct_zarr`.
 
     Returns
@@ -106,9 +109,9 @@ def reconstruct_out_of_core(
     if name in CLASSICAL_METHODS:
         return reconstruct_zarr(
             zs, out, measure=name, window=window, refine=refine, chunk=chunk, threads=threads,
-            progress=progress,
+            progress=progress, overwrite=overwrite,
         )
     return predict_zarr(
         zs, out, device=device, tile_size=256 if tile_size is None else int(tile_size), weights=weights,
-        chunk=chunk, threads=threads, progress=progress,
+        chunk=chunk, threads=threads, progress=progress, overwrite=overwrite,
     )

@@ -123,6 +123,7 @@ def reconstruct_zarr(
     pixel_size_um: float | None = None,
     keep_work: bool = False,
     progress: ProgressFn = None,
+    overwrite: bool = False,
 ) -> OutOfCoreResult:
     """Depth, confidence and all-in-focus image of a zarr stack, chunk by chunk.
 
@@ -143,6 +144,10 @@ def reconstruct_zarr(
         Override the stack's metadata.
     keep_work
         Keep the intermediate ``_work`` array (``(4, H, W)`` float32) in the output group.
+    overwrite
+        Move an existing ``out`` that napari-gplws did not write aside (as
+        ``<out>.backup-<time>``) instead of refusing; an earlier output of this package is
+        always replaced.
     progress
         ``progress(done, total)`` with ``total = 200`` (two passes of 100 steps).
 
@@ -183,7 +188,7 @@ def reconstruct_zarr(
     nthreads = default_threads() if threads is None else max(1, int(threads))
     timings: dict[str, float] = {}
 
-    outp, group, work = _new_output_group(out, _N_WORK, h, w, int(chunk))
+    outp, group, work = _new_output_group(out, _N_WORK, h, w, int(chunk), source=zs, overwrite=overwrite)
     zchunks = (int(chunk), int(chunk))
 
     # pass A: focus curve maxima, chunk by chunk with the focus measure's halo

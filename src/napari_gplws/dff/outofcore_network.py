@@ -147,6 +147,7 @@ def predict_zarr(
     focus_um: Sequence[float] | np.ndarray | None = None,
     pixel_size_um: float | None = None,
     progress: ProgressFn = None,
+    overwrite: bool = False,
 ) -> OutOfCoreResult:
     """GPLWS-Net depth, confidence and all-in-focus image of a zarr stack, chunk by chunk.
 
@@ -156,7 +157,7 @@ def predict_zarr(
 
     Parameters
     ----------
-    source, out, chunk, threads, focus_um, pixel_size_um, progress
+    source, out, chunk, threads, focus_um, pixel_size_um, progress, overwrite
         As in :func:`reconstruct_zarr`.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
@@ -221,7 +222,7 @@ def predict_zarr(
     attention = aif_mode == "attention"
     n_out = 4 + ((3 if frames.ndim == 4 else 1) if attention else 0)
 
-    outp, group, work = _new_output_group(out, n_out, h, w, int(chunk))
+    outp, group, work = _new_output_group(out, n_out, h, w, int(chunk), source=zs, overwrite=overwrite)
     zchunks = (int(chunk), int(chunk))
 
     t0 = time.perf_counter()

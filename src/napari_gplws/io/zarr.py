@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import DaskTaskProgress, ProgressFn, report
+from napari_gplws._shared.files import check_output_against_inputs, claim_output_dir, mark_output
 from napari_gplws.errors import StackError
 from napari_gplws.stack import validate_focus_positions
 
@@ -43,6 +44,9 @@ class ZarrStack:
     focus_um: np.ndarray | None
     pixel_size_um: float | None
     source: str
+    #: The store on disk (``None`` for an in-memory array), so writers can refuse to write
+    #: their output over their own input.
+    path: str | None = None
 
     @property
     def units(self) -> str:
@@ -131,7 +135,10 @@ def open_zarr_stack(
     fu = _zarr_focus(p, attrs, int(frames.shape[0]), focus_um, focus_start_um, focus_step_um)
     px = pixel_size_um if pixel_size_um is not None else attrs.get("pixel_size_um", scale_px)
     src = str(p) if component is None else f"{p}/{component}"
-    return ZarrStack(frames=frames, focus_um=fu, pixel_size_um=None if px is None else float(px), source=src)
+    return ZarrStack(
+        frames=frames, focus_um=fu, pixel_size_um=None if px is None else float(px), source=src,
+        path=str(p),
+    )
 
 
 def _zarr_focus(
@@ -181,6 +188,7 @@ def tiff_to_zarr(
     focus_step_um: float | None = None,
     threads: int | None = None,
     progress: ProgressFn = None,
+    overwrite: bool = False,
 ) -> Path:
     """Copy a (possibly larger than memory) TIFF stack into a zarr array, chunk by chunk.
 
@@ -195,7 +203,8 @@ def tiff_to_zarr(
     tiff
         A multi-page TIFF holding one series of shape ``(N, H, W)`` or ``(N, H, W, 3)``.
     out
-        The zarr array to write (replaced).
+        The zarr array to write. An earlier output of this package is replaced; anything
+        else already there is refused, or with ``overwrite=True`` moved aside as a backup.
     chunk
         Chunk side over y/x; one frame per chunk along the focus axis.
     focus_um, pixel_size_um, focus_start_um, focus_step_um
@@ -204,6 +213,8 @@ def tiff_to_zarr(
         Dask threads (default: dask's).
     progress
         ``progress(done, total)`` with ``total = 100``.
+    overwrite
+        Move an existing ``out`` that napari-gplws did not write aside instead of refusing.
 
     Returns
     -------
@@ -229,10 +240,13 @@ def tiff_to_zarr(
         pixel_size_um=pixel_size_um,
     )
     _check_tiff_layout(tiff_p, hdr)
+    check_output_against_inputs(Path(os.fspath(out)), [tiff_p])
+    claim_output_dir(Path(os.fspath(out)), overwrite=overwrite)
     store = tifffile.imread(os.fspath(tiff_p), aszarr=True)
     src = da.from_zarr(zarr.open(store, mode="r"))
     chunks = (1, chunk, chunk) + src.shape[3:]
     z = zarr.open_array(os.fspath(out), mode="w", shape=src.shape, chunks=chunks, dtype=src.dtype)
+    mark_output(Path(os.fspath(out)))
     cb = DaskTaskProgress(progress, 0, 100)
     cfg = {"scheduler": "threads"} if threads is None else {"scheduler": "threads", "num_workers": max(1, int(threads))}
     with dask.config.set(**cfg), cb.cb:
