@@ -17,8 +17,8 @@ import torch
 
 from napari_gplws.evaluation.defocus_metrics import TEST_BANK_SEED, frames_test
 from napari_gplws.models.registry import load_ldse
-from napari_gplws.sim.defocus_tiles import PSFBank
 from napari_gplws.sim.psf import OPTICS_20X
+from napari_gplws.sim.psf_bank import PSFBank
 
 OFFSETS_UM = (
     (0.0, 2.0),

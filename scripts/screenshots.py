@@ -198,7 +198,8 @@ def tilted_specimen_stack() -> tuple[np.ndarray, np.ndarray]:
     """A 672×672 z-scan of stained tissue (simulated optics of the LDSE-NET weights), tilted so
     that each region of the 3×3 grid is sharpest at its own focus; the top-right region is
     empty glass (no specimen), so it has no estimate."""
-    from napari_gplws.sim.defocus_tiles import DefocusSimulator, psf_bank
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator
+    from napari_gplws.sim.psf_bank import psf_bank
 
     focus = np.arange(0.0, 4.01, 0.5)
     best = 2.0 + 0.6 * (np.arange(3)[None, :] - 1) + 0.3 * (np.arange(3)[:, None] - 1)
@@ -295,7 +296,8 @@ def two_frame_stack() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two 672×672 frames 4 µm apart of the phase-free tissue of :func:`tilted_specimen_stack`,
     both below focus: each region's best focus is 6.1–7.9 µm, so the frames at 0 and 4 µm
     are 6–8 and 2–4 µm from it. Returns ``(frames, focus_um, best_um)``."""
-    from napari_gplws.sim.defocus_tiles import DefocusSimulator, psf_bank
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator
+    from napari_gplws.sim.psf_bank import psf_bank
 
     focus = np.array([0.0, 4.0])
     best = 7.0 + 0.6 * (np.arange(3)[None, :] - 1) + 0.3 * (np.arange(3)[:, None] - 1)

@@ -53,7 +53,8 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def region_stack() -> FocalStack:
     """672×672 stack: a 3×3 grid of 224 px regions, region (i, j) sharpest at BEST_UM[i, j]."""
-    from napari_gplws.sim.defocus_tiles import DefocusSimulator, psf_bank
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator
+    from napari_gplws.sim.psf_bank import psf_bank
 
     bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=0.25, size_px=33)
     # Absorbing specimen only: the focus curves of phase objects dip at focus (see docs).

@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gplws.sim.defocus_tiles import (
-    SPECIMENS,
-    TEST_SPECIMENS,
-    TRAIN_SPECIMENS,
-    DefocusSimulator,
-    PSFBank,
-    psf_bank,
-    specimen_image,
-)
+from napari_gplws.sim.defocus_tiles import DefocusSimulator
 from napari_gplws.sim.psf import (
     OPTICS_20X,
     ZERNIKE_NAMES,
@@ -24,6 +16,8 @@ from napari_gplws.sim.psf import (
     psf_2d,
     zernike,
 )
+from napari_gplws.sim.psf_bank import PSFBank, psf_bank
+from napari_gplws.sim.specimens import SPECIMENS, TEST_SPECIMENS, TRAIN_SPECIMENS, specimen_image
 
 
 def _radius_um(size: int, px: float) -> np.ndarray:

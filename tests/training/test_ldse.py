@@ -117,7 +117,8 @@ def test_weights_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 def test_a_tiny_training_run_lowers_the_loss() -> None:
-    from napari_gplws.sim.defocus_tiles import DefocusSimulator, psf_bank
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator
+    from napari_gplws.sim.psf_bank import psf_bank
 
     torch.manual_seed(0)
     bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=1.0, size_px=33)
@@ -310,8 +311,10 @@ def test_committed_weights_load_and_estimate_how_far_out_of_focus() -> None:
         assert key in card
     assert card["weight_bytes_float32"] <= 1_000_000
     from napari_gplws.defocus.analyse import predict_defocus
-    from napari_gplws.sim.defocus_tiles import TEST_SPECIMENS, DefocusSimulator, PSFBank
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator
     from napari_gplws.sim.psf import Optics
+    from napari_gplws.sim.psf_bank import PSFBank
+    from napari_gplws.sim.specimens import TEST_SPECIMENS
 
     # A few fresh held-out tiles (test specimens, an aberration seed never used).
     optics = Optics.from_dict(card["optics"])
@@ -340,8 +343,8 @@ def test_committed_weights_reach_the_figures_their_card_states() -> None:
         test_set,
     )
     from napari_gplws.models.registry import load_ldse
-    from napari_gplws.sim.defocus_tiles import PSFBank
     from napari_gplws.sim.psf import Optics
+    from napari_gplws.sim.psf_bank import PSFBank
 
     tc = card["train_config"]
     optics = Optics.from_dict(card["optics"])

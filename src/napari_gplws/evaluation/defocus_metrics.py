@@ -29,14 +29,10 @@ from torch import nn
 from napari_gplws.defocus import CONFIDENT_DIRECTION
 from napari_gplws.dff.measures import focus_measure
 from napari_gplws.models.ldse import LDSENet, prepare_tiles
-from napari_gplws.sim.defocus_tiles import (
-    PHASE_RAD,
-    TEST_SPECIMENS,
-    DefocusSimulator,
-    PSFBank,
-    TileSet,
-)
+from napari_gplws.sim.defocus_tiles import DefocusSimulator, TileSet
 from napari_gplws.sim.psf import Optics, depth_of_field_um
+from napari_gplws.sim.psf_bank import PSFBank
+from napari_gplws.sim.specimens import PHASE_RAD, TEST_SPECIMENS
 
 __all__ = [
     "PAIR_STEPS_UM",

@@ -16,6 +16,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "textures": ['available_textures', 'texture_image'],
         "defocus_render": ['defocus_render'],
         "psf": ['OPTICS_20X', 'OPTICS_40X', 'Optics', 'PRESETS', 'airy_pattern', 'psf_2d'],
-        "defocus_tiles": ['DefocusSimulator', 'TileSet'],
+        "defocus_tiles": ['DefocusSimulator', 'TileSet', 'camera'],
+        "psf_bank": ['Aberration', 'PSFBank', 'psf_bank', 'random_aberration'],
+        "specimens": ['SPECIMENS', 'TEST_SPECIMENS', 'TRAIN_SPECIMENS', 'specimen_image'],
     },
 )

@@ -46,8 +46,10 @@ from napari_gplws.evaluation.defocus_metrics import defocus_metrics, predict_til
 from napari_gplws.models.cards import count_parameters
 from napari_gplws.models.ldse import LDSEConfig, LDSENet, prepare_tiles
 from napari_gplws.models.registry import LDSE_FORMAT, read_weights
-from napari_gplws.sim.defocus_tiles import TRAIN_SPECIMENS, DefocusSimulator, PSFBank
+from napari_gplws.sim.defocus_tiles import DefocusSimulator
 from napari_gplws.sim.psf import depth_of_field_um
+from napari_gplws.sim.psf_bank import PSFBank
+from napari_gplws.sim.specimens import TRAIN_SPECIMENS
 from napari_gplws.training._common import (
     cosine_lr_factor,
     load_checkpoint,

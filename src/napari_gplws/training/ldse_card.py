@@ -23,14 +23,10 @@ from napari_gplws.evaluation.defocus_metrics import TEST_BANK_SEED, TEST_SEED, e
 from napari_gplws.models.cards import count_parameters  # also loads the card renderer now
 from napari_gplws.models.ldse import LDSEConfig
 from napari_gplws.models.registry import load_ldse, save_ldse
-from napari_gplws.sim.defocus_tiles import (
-    TEST_SPECIMENS,
-    TRAIN_SPECIMENS,
-    DefocusSimulator,
-    PSFBank,
-    TileSet,
-)
+from napari_gplws.sim.defocus_tiles import DefocusSimulator, TileSet
 from napari_gplws.sim.psf import Optics
+from napari_gplws.sim.psf_bank import PSFBank
+from napari_gplws.sim.specimens import TEST_SPECIMENS, TRAIN_SPECIMENS
 from napari_gplws.training.ldse_config import VAL_SEED, LDSETrainConfig, optics_preset
 
 __all__ = ["calibration_tiles", "reevaluate_card", "run_card", "write_weights_and_card"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from napari_gplws.sim.defocus_tiles import PHASE_RAD
 from napari_gplws.sim.psf import PRESETS, Optics
+from napari_gplws.sim.specimens import PHASE_RAD
 from napari_gplws.training._common import ConfigMixin
 
 __all__ = ["VAL_SEED", "LDSETrainConfig", "optics_preset"]
