@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn
+from napari_gplws.dff.align import ALIGN_MODELS, ALIGN_MODES, DEFAULT_MODEL, Alignment
 from napari_gplws.dff.methods import (
     CLASSICAL_METHODS,
     METHODS,
@@ -31,6 +32,8 @@ from napari_gplws.stack import FocalStack
 
 # The method registry lives in dff.methods; re-exported here as part of the public API.
 __all__ = [
+    "ALIGN_MODELS",
+    "ALIGN_MODES",
     "CLASSICAL_METHODS",
     "METHODS",
     "NETWORK_METHODS",
@@ -66,6 +69,16 @@ class Reconstruction:
         Seconds per stage (``"read"``, ``"depth"``, …, ``"total"``).
     stack : FocalStack
         The input, for provenance (frames are not copied).
+    alignment : Alignment or None
+        What frame alignment measured and did (:class:`napari_gplws.dff.align.Alignment`:
+        per-frame transforms, motion and residual motion in pixels, whether it aligned and
+        why, the area every frame covers); ``None`` when ``align="off"``.
+    aligned_stack : FocalStack or None
+        The frames resampled into the reference frame's geometry, when they were aligned
+        (``None`` otherwise). Same shape and dtype as the input; pixels outside a frame
+        repeat its edge.
+    crop : tuple of int or None
+        ``(y0, y1, x0, x1)`` when the outputs were cropped to the common area.
     """
 
     depth: np.ndarray
@@ -77,6 +90,9 @@ class Reconstruction:
     timings: dict[str, float] = field(default_factory=dict)
     stack: FocalStack | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    alignment: Alignment | None = None
+    aligned_stack: FocalStack | None = None
+    crop: tuple[int, int, int, int] | None = None
 
     def save(
         self,
@@ -157,6 +173,10 @@ class Reconstruction:
             "depth_range": [float(np.nanmin(self.depth)), float(np.nanmax(self.depth))],
             "mean_confidence": float(np.mean(self.confidence)),
             "seconds": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "alignment": None if self.alignment is None else self.alignment.to_report(),
+            "crop": None
+            if self.crop is None
+            else dict(zip(("y0", "y1", "x0", "x1"), (int(v) for v in self.crop))),
         }
 
 
@@ -207,6 +227,10 @@ def reconstruct(
     compile: bool = False,
     tta: int | None = None,
     weights: str | os.PathLike = "gplws_default",
+    align: str = "off",
+    align_model: str = DEFAULT_MODEL,
+    reference: int | None = None,
+    crop_common: bool = False,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
 ) -> Reconstruction:
@@ -241,6 +265,20 @@ def reconstruct(
     weights
         Network only: a packaged weights name (``"gplws_default"``) or a ``.safetensors``
         file of GPLWS-Net weights.
+    align
+        Frame alignment (:func:`napari_gplws.dff.align.align_stack`): ``"off"`` (default)
+        never measures; ``"auto"`` measures how far the frames move and aligns them only
+        when some pixel moves more than 0.3 px; ``"on"`` always aligns. When aligned, the
+        outputs are in the reference frame's geometry and pixels that not every frame
+        covers get confidence 0.
+    align_model
+        ``"shift+scale"`` (default: focus breathing and drift), ``"shift"``,
+        ``"shift+scale+rotation"`` or ``"affine"``.
+    reference
+        Index (0-based) of the frame the others are aligned to; default the middle one
+        (``N // 2``).
+    crop_common
+        Crop the outputs to the largest rectangle every aligned frame covers.
     progress, cancel
         ``progress(done, total)`` and ``cancel() -> bool`` callbacks.
 
@@ -267,6 +305,18 @@ def reconstruct(
     stack = as_stack(stack_or_array, focus_positions, pixel_size_um)
     t_read = time.perf_counter() - t0
     method = resolve_method(method)
+    alignment: Alignment | None = None
+    input_stack = stack
+    if str(align).lower() != "off" or reference is not None:
+        from napari_gplws.dff.align import align_stack
+
+        stack, alignment = align_stack(
+            stack, mode=align, model=align_model, reference=reference, cancel=cancel
+        )
+    elif str(align_model).lower() not in ALIGN_MODELS:
+        raise StackError(f"align_model={align_model!r} is not one of {', '.join(ALIGN_MODELS)}.")
+    if str(align).lower() not in ALIGN_MODES:  # pragma: no cover - align_stack checks first
+        raise StackError(f"align={align!r} is not one of {', '.join(ALIGN_MODES)}.")
 
     if method in CLASSICAL_METHODS:
         from napari_gplws.dff.classical import depth_from_focus
@@ -287,16 +337,34 @@ def reconstruct(
         params = {k: res.params[k] for k in ("tile_size", "tile_batch", "precision", "compiled")}
         params["tta"] = res.params.get("tta", 1)
 
+    depth, aif, conf = res.depth, res.aif, res.confidence
+    crop = None
+    if alignment is not None and alignment.aligned:
+        conf = np.where(alignment.coverage, conf, np.float32(0)).astype(np.float32)
+    if crop_common and alignment is not None and alignment.aligned:
+        y0, y1, x0, x1 = alignment.common_box
+        crop = (y0, y1, x0, x1)
+        depth, aif, conf = (np.ascontiguousarray(a[y0:y1, x0:x1]) for a in (depth, aif, conf))
+    params["align"] = str(align).lower()
+    if alignment is not None:
+        params.update(align_model=alignment.model, reference_frame=alignment.reference)
+    params["crop_common"] = bool(crop_common)
+
     timings = {"read": t_read, **{k: float(v) for k, v in res.timings.items()}}
+    if alignment is not None:
+        timings["align"] = float(alignment.seconds.get("total", 0.0))
     timings["total"] = time.perf_counter() - t0
     return Reconstruction(
-        depth=res.depth,
-        aif=res.aif,
-        confidence=res.confidence,
+        depth=depth,
+        aif=aif,
+        confidence=conf,
         units=res.units,
         method=method,
         device=used_device,
         timings=timings,
-        stack=stack,
+        stack=input_stack,
         parameters=params,
+        alignment=alignment,
+        aligned_stack=stack if alignment is not None and alignment.aligned else None,
+        crop=crop,
     )

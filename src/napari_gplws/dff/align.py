@@ -1,0 +1,552 @@
+"""Frame alignment: measure how the frames of a focus stack move, and register them.
+
+Real stacks are rarely registered. Non-telecentric optics *breathe* (the magnification
+changes with focus), stages drift and a motorised focus can shift the field. Fusing such
+frames as they are doubles every edge. :func:`align_stack` estimates, per frame, the
+transform onto a reference frame (the middle one, ``N // 2``, by default) and resamples
+every frame into the reference frame's geometry.
+
+How
+    1. Each frame is reduced to its luminance and shrunk by an integer factor (area
+       average) so that its long side is at most :data:`COARSE_SIZE` pixels.
+    2. Each frame is registered to its *neighbour* on the side of the reference, with
+       OpenCV's enhanced-correlation-coefficient maximisation (``cv2.findTransformECC``,
+       invariant to changes of brightness and contrast), and the transforms are chained
+       to the reference: neighbours look alike even where the ends of a deep stack are too
+       blurred to be compared with its middle.
+    3. The *motion* is the largest displacement of any pixel of any frame (at full
+       resolution; for these transforms it lies at a corner of the frame). In ``"auto"``
+       mode the stack is aligned only when the motion exceeds :data:`AUTO_THRESHOLD_PX`.
+    4. When aligning, the chain is refined on a finer copy (long side at most
+       :data:`FINE_SIZE`), then every frame is resampled once, at full resolution, with
+       cubic interpolation (``cv2.warpAffine``; edges replicated outwards).
+    5. The *residual motion* is measured by registering the aligned neighbours again, on
+       the coarse copy.
+
+The estimate is an affine transform projected onto the chosen model: ``"shift+scale"``
+(default: breathing and drift), ``"shift"``, ``"shift+scale+rotation"`` or ``"affine"``.
+OpenCV was chosen over scikit-image's registration by a measured comparison of accuracy
+and speed (see ``docs/alignment.md``); it is the optional extra ``napari-gplws[align]``.
+
+Transforms are ``(N, 2, 3)`` matrices in pixel coordinates ``(x, y)`` (column, row): the
+point ``p`` of the reference frame is seen at ``A_k @ [x, y, 1]`` in frame ``k``. Pixels of
+the reference frame that not every frame sees are reported in :attr:`Alignment.coverage`;
+:attr:`Alignment.common_box` is the largest rectangle that every frame covers.
+
+This module does not read files or know about napari.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.errors import GplwsError, StackError
+from napari_gplws.stack import FocalStack
+
+__all__ = [
+    "ALIGN_MODELS",
+    "ALIGN_MODES",
+    "AUTO_THRESHOLD_PX",
+    "Alignment",
+    "align_stack",
+    "common_box",
+    "estimate_motion",
+    "have_opencv",
+    "warp_frames",
+]
+
+#: ``"auto"`` aligns only moving stacks; ``"on"`` always aligns; ``"off"`` never does.
+ALIGN_MODES: tuple[str, ...] = ("auto", "on", "off")
+#: Transform models, from the fewest degrees of freedom to the most.
+ALIGN_MODELS: tuple[str, ...] = ("shift", "shift+scale", "shift+scale+rotation", "affine")
+DEFAULT_MODEL = "shift+scale"
+#: ``"auto"`` aligns when some pixel of some frame moves more than this (pixels).
+AUTO_THRESHOLD_PX = 0.3
+#: Long side (pixels) of the copy the motion is measured on.
+COARSE_SIZE = 320
+#: Long side (pixels) of the copy the transforms are refined on before aligning.
+FINE_SIZE = 1024
+_ECC_GAUSS = 5  # OpenCV's pre-smoothing of both images (kernel size, pixels)
+INSTALL_HINT = "pip install 'napari-gplws[align]'  (installs opencv-python-headless)"
+
+
+class AlignmentError(GplwsError):
+    """Frame alignment was asked for but cannot run (e.g. OpenCV is missing)."""
+
+
+@dataclass
+class Alignment:
+    """What :func:`align_stack` found and did.
+
+    Attributes
+    ----------
+    transforms
+        ``(N, 2, 3)`` float64, reference-frame pixel ``(x, y)`` to frame-``k`` pixel.
+    reference
+        Index (0-based) of the reference frame.
+    model, mode
+        The transform model and the mode asked for (``"auto"``, ``"on"``, ``"off"``).
+    aligned
+        Whether the frames were resampled.
+    reason
+        Why (or why not), in words.
+    motion_px
+        ``(N,)`` largest displacement of any pixel of each frame, in pixels, before
+        aligning (``nan`` when not measured).
+    residual_px
+        ``(N,)`` the same after aligning, measured frame to neighbour (``None`` when not
+        aligned).
+    coverage
+        ``(H, W)`` bool, pixels every frame covers (``None`` when not aligned: all).
+    common_box
+        ``(y0, y1, x0, x1)``, the largest rectangle every frame covers (whole frame when
+        not aligned).
+    seconds
+        Time per stage: ``estimate``, ``refine``, ``warp``, ``residual``, ``total``.
+    """
+
+    transforms: np.ndarray
+    reference: int
+    model: str
+    mode: str
+    aligned: bool
+    reason: str
+    motion_px: np.ndarray
+    residual_px: np.ndarray | None = None
+    coverage: np.ndarray | None = None
+    common_box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def max_motion_px(self) -> float:
+        """Largest displacement of any pixel of any frame before aligning (pixels)."""
+        m = np.asarray(self.motion_px, float)
+        return float(np.nanmax(m)) if np.isfinite(m).any() else float("nan")
+
+    @property
+    def max_residual_px(self) -> float | None:
+        """Largest residual displacement after aligning (pixels), or ``None``."""
+        return None if self.residual_px is None else float(np.max(self.residual_px))
+
+    def to_report(self) -> dict[str, Any]:
+        """A JSON-able summary (what ``report.json`` and the layer metadata hold)."""
+        r3 = lambda v: None if v is None or not np.isfinite(v) else round(float(v), 3)  # noqa: E731
+        return {
+            "mode": self.mode,
+            "aligned": bool(self.aligned),
+            "reason": self.reason,
+            "model": self.model,
+            "reference_frame": int(self.reference),
+            "threshold_px": AUTO_THRESHOLD_PX,
+            "max_motion_px": r3(self.max_motion_px),
+            "motion_px": [r3(v) for v in np.asarray(self.motion_px, float)],
+            "max_residual_px": r3(self.max_residual_px),
+            "residual_px": None
+            if self.residual_px is None
+            else [r3(v) for v in self.residual_px],
+            "transforms": "reference-frame pixel (x, y, 1) to frame pixel (x, y), one 2x3 "
+            "matrix per frame",
+            "matrices": np.round(self.transforms, 6).tolist(),
+            "common_area": {
+                "y0": int(self.common_box[0]), "y1": int(self.common_box[1]),
+                "x0": int(self.common_box[2]), "x1": int(self.common_box[3]),
+            },
+            "seconds": {k: round(float(v), 4) for k, v in self.seconds.items()},
+        }
+
+
+# =========================================================================================
+# Public functions
+# =========================================================================================
+def have_opencv() -> bool:
+    """Whether OpenCV (``opencv-python-headless``) can be imported."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def validate_align_options(
+    mode: str, model: str, reference: int | None, n_frames: int
+) -> tuple[str, str, int]:
+    """Check the alignment options; return ``(mode, model, reference index)``."""
+    m = str(mode).lower()
+    if m not in ALIGN_MODES:
+        raise StackError(f"align={mode!r} is not one of {', '.join(ALIGN_MODES)}.")
+    mdl = str(model).lower()
+    if mdl not in ALIGN_MODELS:
+        raise StackError(
+            f"align model {model!r} is not one of {', '.join(ALIGN_MODELS)}."
+        )
+    if reference is None:
+        ref = n_frames // 2
+    else:
+        if isinstance(reference, bool) or int(reference) != reference:
+            raise StackError(f"reference frame {reference!r} must be a whole frame index.")
+        ref = int(reference)
+        if not 0 <= ref < n_frames:
+            raise StackError(
+                f"reference frame {reference} is outside the stack: give an index from 0 to "
+                f"{n_frames - 1} (0 is the first frame; the default is the middle one, "
+                f"{n_frames // 2})."
+            )
+    return m, mdl, ref
+
+
+def estimate_motion(
+    frames: np.ndarray,
+    *,
+    reference: int | None = None,
+    model: str = DEFAULT_MODEL,
+    max_size: int = COARSE_SIZE,
+    init: np.ndarray | None = None,
+    cancel: CancelFn = None,
+) -> np.ndarray:
+    """Estimate the ``(N, 2, 3)`` transforms of ``frames`` onto the reference frame.
+
+    Parameters
+    ----------
+    frames
+        ``(N, H, W)`` or ``(N, H, W, 3)`` frames of any dtype.
+    reference
+        Reference frame index (default ``N // 2``).
+    model
+        One of :data:`ALIGN_MODELS`.
+    max_size
+        Long side (pixels) of the shrunk copy the estimate is made on.
+    init
+        Transforms to start from (e.g. a coarser estimate).
+    cancel
+        ``cancel() -> bool``, checked between frames.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 2, 3)`` float64 in full-resolution pixel coordinates.
+    """
+    n = frames.shape[0]
+    _, model, ref = validate_align_options("on", model, reference, n)
+    factor = _factor(frames.shape[1:3], max_size)
+    grey = [_small_grey(frames[k], factor) for k in range(n)]
+    full = np.repeat(np.eye(3)[None], n, axis=0)
+    for step in (-1, 1):
+        k = ref + step
+        while 0 <= k < n:
+            check_cancel(cancel)
+            nb = k - step
+            start = None
+            if init is not None:  # the pair transform implied by the initial chain
+                start = _to33(init[k]) @ np.linalg.inv(_to33(init[nb]))
+                start = _rescale(start, 1.0 / factor)
+            pair = _rescale(_ecc(grey[nb], grey[k], model, start), factor)
+            full[k] = pair @ full[nb]
+            k += step
+    return full[:, :2, :]
+
+
+def frame_motion(transforms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(N,)`` largest displacement (pixels) of any pixel of each frame under ``transforms``."""
+    h, w = shape
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], float).T
+    d = transforms @ corners - corners[:2][None]
+    return np.sqrt((d**2).sum(axis=1)).max(axis=1)
+
+
+def warp_frames(frames: np.ndarray, transforms: np.ndarray, cancel: CancelFn = None) -> np.ndarray:
+    """Resample every frame into the reference frame's geometry (cubic, edges replicated).
+
+    Returns a new array of the input's shape and dtype; ``frames`` is not changed.
+    """
+    import cv2
+
+    out = np.empty_like(frames)
+    h, w = frames.shape[1:3]
+    native = frames.dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+    for k in range(frames.shape[0]):
+        check_cancel(cancel)
+        a = np.asarray(transforms[k], np.float64)
+        if np.allclose(a, np.eye(2, 3), atol=1e-9):
+            out[k] = frames[k]
+            continue
+        src = frames[k] if native else frames[k].astype(np.float64)
+        res = cv2.warpAffine(
+            src, a, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        if not native:  # other integer types: round and clip back into their range
+            if frames.dtype.kind in "ui":
+                info = np.iinfo(frames.dtype)
+                res = np.clip(np.rint(res), info.min, info.max)
+            elif frames.dtype.kind == "b":
+                res = res >= 0.5
+        out[k] = res.reshape(out[k].shape)
+    return out
+
+
+def coverage_mask(transforms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool: reference pixels whose position lies inside every frame."""
+    import cv2
+
+    h, w = shape
+    ones = np.ones((h, w), np.uint8)
+    cov = np.ones((h, w), bool)
+    for a in transforms:
+        m = cv2.warpAffine(
+            ones, np.asarray(a, np.float64), (w, h),
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        )
+        cov &= m.astype(bool)
+    return cov
+
+
+def common_box(coverage: np.ndarray) -> tuple[int, int, int, int]:
+    """A large axis-aligned rectangle ``(y0, y1, x0, x1)`` inside ``coverage`` (end-exclusive).
+
+    Greedy: starting from the bounding box of the covered pixels, the side with the
+    largest share of uncovered pixels is moved inwards until none is left. The covered
+    area of an aligned stack is an intersection of parallelograms, for which this is
+    close to the largest rectangle. Written by hand: neither scikit-image nor scipy has it.
+    """
+    rows = np.flatnonzero(coverage.any(axis=1))
+    cols = np.flatnonzero(coverage.any(axis=0))
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    while y1 > y0 and x1 > x0:
+        box = coverage[y0:y1, x0:x1]
+        bad = [
+            1.0 - box[0].mean(), 1.0 - box[-1].mean(), 1.0 - box[:, 0].mean(),
+            1.0 - box[:, -1].mean(),
+        ]
+        worst = int(np.argmax(bad))
+        if bad[worst] == 0.0:
+            break
+        if worst == 0:
+            y0 += 1
+        elif worst == 1:
+            y1 -= 1
+        elif worst == 2:
+            x0 += 1
+        else:
+            x1 -= 1
+    return (y0, y1, x0, x1)
+
+
+def align_stack(
+    stack: FocalStack,
+    *,
+    mode: str = "auto",
+    model: str = DEFAULT_MODEL,
+    reference: int | None = None,
+    threshold_px: float = AUTO_THRESHOLD_PX,
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+) -> tuple[FocalStack, Alignment]:
+    """Measure the motion of a stack's frames and, when asked or needed, register them.
+
+    Parameters
+    ----------
+    stack
+        The focus stack (grey or colour, any dtype, focus increasing or decreasing).
+    mode
+        ``"auto"`` (align when some pixel moves more than ``threshold_px``), ``"on"`` or
+        ``"off"`` (nothing is measured).
+    model
+        One of :data:`ALIGN_MODELS` (default ``"shift+scale"``: breathing and drift).
+    reference
+        Index (0-based) of the frame whose geometry the results take; default ``N // 2``.
+    threshold_px
+        The ``"auto"`` threshold in pixels (0.05–10).
+    progress, cancel
+        ``progress(done, total)`` and ``cancel() -> bool``.
+
+    Returns
+    -------
+    (FocalStack, Alignment)
+        The aligned stack (the input itself when nothing was resampled) and what was done.
+
+    Raises
+    ------
+    StackError
+        An option out of range.
+    AlignmentError
+        ``mode="on"`` without OpenCV (the message names the ``pip install``).
+    """
+    t0 = time.perf_counter()
+    n = stack.n_frames
+    hw = stack.shape_yx
+    mode, model, ref = validate_align_options(mode, model, reference, n)
+    if not 0.05 <= float(threshold_px) <= 10.0:
+        raise StackError(f"The alignment threshold must be 0.05–10 pixels; got {threshold_px}.")
+    ident = np.repeat(np.eye(2, 3)[None], n, axis=0)
+    nan = np.full(n, np.nan)
+    whole = (0, hw[0], 0, hw[1])
+
+    def unchanged(reason: str, motion: np.ndarray = nan, tr: np.ndarray = ident) -> tuple[FocalStack, Alignment]:
+        secs = {"total": time.perf_counter() - t0}
+        return stack, Alignment(tr, ref, model, mode, False, reason, motion, common_box=whole, seconds=secs)
+
+    if mode == "off":
+        return unchanged("alignment is off")
+    if not have_opencv():
+        if mode == "on":
+            raise AlignmentError(f"Aligning frames needs OpenCV; install it: {INSTALL_HINT}.")
+        return unchanged(f"not measured: OpenCV is not installed ({INSTALL_HINT})")
+    secs: dict[str, float] = {}
+    report(progress, 0, 4)
+    t = time.perf_counter()
+    coarse = _estimate_or_explain(stack, ref, model, COARSE_SIZE, None, cancel)
+    secs["estimate"] = time.perf_counter() - t
+    motion = frame_motion(coarse, hw)
+    worst = float(motion.max())
+    report(progress, 1, 4)
+    if mode == "auto" and worst <= threshold_px:
+        out = unchanged(
+            f"not aligned: the frames move at most {worst:.2f} px (threshold {threshold_px} px)",
+            motion, coarse,
+        )
+        out[1].seconds.update(secs)
+        return out
+    t = time.perf_counter()
+    factor = _factor(hw, FINE_SIZE)
+    tr = coarse
+    if factor < _factor(hw, COARSE_SIZE):
+        tr = _estimate_or_explain(stack, ref, model, FINE_SIZE, coarse, cancel)
+    secs["refine"] = time.perf_counter() - t
+    report(progress, 2, 4)
+    t = time.perf_counter()
+    frames = warp_frames(stack.frames, tr, cancel)
+    cov = coverage_mask(tr, hw)
+    secs["warp"] = time.perf_counter() - t
+    report(progress, 3, 4)
+    t = time.perf_counter()
+    box = common_box(cov)
+    residual = _residual(frames, box, ref, model, cancel)
+    secs["residual"] = time.perf_counter() - t
+    secs["total"] = time.perf_counter() - t0
+    report(progress, 4, 4)
+    why = (
+        "aligned (alignment is on)"
+        if mode == "on"
+        else f"aligned: the frames move up to {worst:.2f} px (threshold {threshold_px} px)"
+    )
+    meta = dict(stack.metadata)
+    meta["alignment"] = {"reference_frame": ref, "model": model}
+    aligned = stack.with_(frames=frames, metadata=meta)
+    return aligned, Alignment(tr, ref, model, mode, True, why, motion, residual, cov, box, secs)
+
+
+# =========================================================================================
+# Helpers
+# =========================================================================================
+def _estimate_or_explain(
+    stack: FocalStack, ref: int, model: str, size: int, init: np.ndarray | None, cancel: CancelFn
+) -> np.ndarray:
+    try:
+        return estimate_motion(
+            stack.frames, reference=ref, model=model, max_size=size, init=init, cancel=cancel
+        )
+    except _NoTexture as exc:
+        raise AlignmentError(
+            f"Cannot align the frames of '{stack.source}': {exc}. Run without alignment "
+            "(align='off', --align off) if the frames do not move."
+        ) from None
+
+
+class _NoTexture(Exception):
+    pass
+
+
+def _factor(shape: tuple[int, int], max_size: int) -> int:
+    return max(1, int(np.ceil(max(shape) / float(max_size))))
+
+
+def _small_grey(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Luminance, shrunk by an integer ``factor`` (area average), as float32."""
+    import cv2
+
+    g = frame
+    if factor > 1:  # shrink first (cheap on the input dtype), then convert
+        h, w = (g.shape[0] // factor) * factor, (g.shape[1] // factor) * factor
+        src = g[:h, :w]
+        if src.dtype not in (np.uint8, np.uint16, np.float32):
+            src = src.astype(np.float32)
+        g = cv2.resize(src, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    g = g.astype(np.float32)
+    return np.ascontiguousarray(g if g.ndim == 2 else g.mean(axis=-1))
+
+
+def _to33(a: np.ndarray) -> np.ndarray:
+    m = np.eye(3)
+    m[:2] = a[:2]
+    return m
+
+
+def _rescale(a: np.ndarray, factor: float) -> np.ndarray:
+    """A transform on a copy shrunk ``factor`` times, in full-resolution coordinates.
+
+    Pixel ``i`` of the shrunk copy averages full pixels ``i·f … i·f + f − 1``, so full
+    ``x = f·x_small + (f − 1) / 2``.
+    """
+    s = np.array([[factor, 0, (factor - 1) / 2], [0, factor, (factor - 1) / 2], [0, 0, 1.0]])
+    return s @ _to33(a) @ np.linalg.inv(s)
+
+
+def _project(a: np.ndarray, model: str) -> np.ndarray:
+    """Project a 2×3 affine onto ``model`` (least squares on the linear part)."""
+    out = np.array(a[:2], np.float64)
+    lin = out[:, :2]
+    if model == "shift":
+        out[:, :2] = np.eye(2)
+    elif model == "shift+scale":
+        out[:, :2] = np.eye(2) * (lin[0, 0] + lin[1, 1]) / 2.0
+    elif model == "shift+scale+rotation":
+        c, s = (lin[0, 0] + lin[1, 1]) / 2.0, (lin[1, 0] - lin[0, 1]) / 2.0
+        out[:, :2] = np.array([[c, -s], [s, c]])
+    return out
+
+
+def _ecc(template: np.ndarray, moving: np.ndarray, model: str, start: np.ndarray | None) -> np.ndarray:
+    """Transform (3×3, small-copy pixels) taking ``template`` coordinates to ``moving``'s."""
+    import cv2
+
+    if template.std() < 1e-6 or moving.std() < 1e-6:
+        raise _NoTexture("a frame is uniform (no texture to register)")
+    motion = cv2.MOTION_TRANSLATION if model == "shift" else cv2.MOTION_AFFINE
+    w = np.eye(2, 3, dtype=np.float32) if start is None else start[:2].astype(np.float32)
+    crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 60 if start is None else 15, 1e-5)
+    try:
+        _, w = cv2.findTransformECC(template, moving, w, motion, crit, None, _ECC_GAUSS)
+    except cv2.error:
+        # No convergence (too little texture or too much blur): try the translation alone,
+        # then give up on this pair (treated as not moving).
+        try:
+            w = np.eye(2, 3, dtype=np.float32)
+            _, w = cv2.findTransformECC(
+                template, moving, w, cv2.MOTION_TRANSLATION, crit, None, _ECC_GAUSS
+            )
+        except cv2.error:
+            w = np.eye(2, 3, dtype=np.float32)
+    return _to33(_project(w.astype(np.float64), model))
+
+
+def _residual(
+    frames: np.ndarray, box: tuple[int, int, int, int], ref: int, model: str, cancel: CancelFn
+) -> np.ndarray:
+    """``(N,)`` motion left in aligned frames, measured inside the common area (coarse copy)."""
+    y0, y1, x0, x1 = box
+    if y1 - y0 < 16 or x1 - x0 < 16:
+        return np.full(frames.shape[0], np.nan)
+    inner = frames[:, y0:y1, x0:x1]
+    try:
+        tr = estimate_motion(inner, reference=ref, model=model, max_size=COARSE_SIZE, cancel=cancel)
+    except _NoTexture:
+        return np.full(frames.shape[0], np.nan)
+    return frame_motion(tr, (y1 - y0, x1 - x0))

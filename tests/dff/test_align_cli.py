@@ -1,0 +1,43 @@
+"""``gplws reconstruct --align``: flags, report.json and the printed reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+
+from napari_gplws.cli import main
+from napari_gplws.sim.motion import moving_stack
+
+
+def test_cli_align_on_moving_stack(tmp_path, capsys):
+    m = moving_stack(
+        family="smooth", n_frames=10, shape=(192, 192), blur_px_per_um=0.25,
+        breathing=0.05, drift_px=(0.7, 0.0), seed=4,
+    )
+    src = tmp_path / "moving.npz"
+    np.savez(src, frames=m.stack.frames, focus_um=m.stack.focus_um)
+    out = tmp_path / "out"
+    rc = main([
+        "reconstruct", str(src), "-o", str(out), "--method", "sml", "--align", "auto",
+        "--reference", "4", "--crop-common", "-q",
+    ])
+    assert rc == 0
+    assert "alignment: aligned" in capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert rep["alignment"]["aligned"] and rep["alignment"]["reference_frame"] == 4
+    assert rep["crop"] is not None
+    assert rep["parameters"]["align_model"] == "shift+scale"
+
+
+def test_cli_refuses_a_reference_outside_the_stack(tmp_path, capsys):
+    m = moving_stack(n_frames=4, shape=(48, 48), seed=1)
+    src = tmp_path / "s.npy"
+    np.save(src, m.stack.frames)
+    rc = main(["reconstruct", str(src), "-o", str(tmp_path / "o"), "--method", "sml",
+               "--align", "on", "--reference", "9", "-q"])
+    assert rc != 0
+    assert "reference frame 9 is outside" in capsys.readouterr().err
