@@ -182,3 +182,24 @@ def test_batch_zarr_stacks_out_of_core_and_resume(client, tmp_path):
     # another chunk size changes only the zarr stacks' settings
     s4 = batch(inputs, out, method="sml", scheduler=client, chunk=96)
     assert {r.name: r.status for r in s4.records} == {"t0": "skipped", "a": "done", "b": "done"}
+
+
+def test_batch_aligns_moving_stacks_when_asked(tmp_path):
+    """Alignment options reach every stack's reconstruction and its report."""
+    pytest.importorskip("cv2")
+    from napari_gplws.io import save_stack
+    from napari_gplws.sim.motion import moving_stack
+
+    src = tmp_path / "in"
+    src.mkdir()
+    save_stack(src / "moving.tif", moving_stack(n_frames=8, shape=(96, 96), seed=4).stack)
+    out = tmp_path / "out"
+    s = batch([src / "moving.tif"], out, method="sml", workers=1, processes=False, align="on")
+    assert s.ok
+    report = json.loads((out / "moving" / "report.json").read_text())
+    assert report["alignment"]["aligned"] is True
+    s2 = batch([src / "moving.tif"], out, method="sml", workers=1, processes=False, align="on")
+    assert s2.n_skipped == 1  # same settings: resumed, not redone
+    s3 = batch([src / "moving.tif"], out, method="sml", workers=1, processes=False)
+    assert s3.n_done == 1  # alignment off is another setting: redone
+    assert json.loads((out / "moving" / "report.json").read_text())["alignment"] is None
