@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gplws.cli._common import EXIT_ERROR, EXIT_OK
+from napari_gplws.cli._common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from napari_gplws.cli.main import main
 from napari_gplws.io import read_depth_tiff, save_stack
 
@@ -86,10 +86,10 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "one.npy" in err and "frame" in err
 
-    assert main(["reconstruct", "--sample", "-o", str(tmp_path / "o"), "--method", "magic"]) == EXIT_ERROR
+    assert main(["reconstruct", "--sample", "-o", str(tmp_path / "o"), "--method", "magic"]) == EXIT_USAGE
     assert "magic" in capsys.readouterr().err
 
-    assert main(["reconstruct", str(one), "-o", str(tmp_path / "o"), "--axis-pick", "T"]) == EXIT_ERROR
+    assert main(["reconstruct", str(one), "-o", str(tmp_path / "o"), "--axis-pick", "T"]) == EXIT_USAGE
     assert "AXIS=INDEX" in capsys.readouterr().err.replace(" ", "")
 
 

@@ -17,6 +17,17 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.files import backup_outputs
+from napari_gplws.cli._common import (
+    FOCUS_START,
+    FOCUS_STEP,
+    PIXEL_SIZE,
+    Limits,
+    add_number,
+    check_axis_pick_text,
+    check_device_text,
+    check_output_folder,
+    check_positions_text,
+)
 from napari_gplws.defocus import MIN_CONTENT, autofocus, plot_heatmap
 from napari_gplws.errors import GplwsError, StackError
 from napari_gplws.stack import FocalStack
@@ -25,6 +36,25 @@ __all__ = ["OUTPUT_NAMES", "add_autofocus_arguments", "cli_autofocus", "read_aut
 
 #: The files ``-o OUTDIR`` writes: the region table, the whole result, the heatmap.
 OUTPUT_NAMES = ("autofocus.csv", "autofocus.json", "autofocus.png")
+#: Ranges of the numeric options (see ``docs/cli.md``).
+FRAME = Limits(int, 0, 1_000_000)
+STRIDE = Limits(int, 16, 4096, unit="px")
+MIN_CONTENT_LIMITS = Limits(float, 0.0, 1.0)
+#: Regions per side of ``--grid ROWSxCOLS``.
+GRID_SIDE = Limits(int, 1, 32)
+
+
+def check_grid_text(text: str) -> tuple[int, int]:
+    """argparse ``type=`` for ``--grid``: ``ROWSxCOLS``, each 1…32."""
+    try:
+        gy, gx = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        gy = gx = -1
+    if not (1 <= gy <= GRID_SIDE.hi and 1 <= gx <= GRID_SIDE.hi):  # type: ignore[operator]
+        raise argparse.ArgumentTypeError(
+            f"must look like ROWSxCOLS with each side {GRID_SIDE.text}, e.g. 3x3; got '{text}'"
+        )
+    return gy, gx
 
 
 def add_autofocus_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,21 +64,24 @@ def add_autofocus_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "input", help="one image (TIFF/PNG/JPG) or a stack (TIFF, folder of frames, .npy/.npz)"
     )
-    p.add_argument(
-        "--frame",
-        type=int,
-        default=None,
-        metavar="K",
-        help="analyse only frame K of a stack (0-based)",
+    add_number(
+        p, "--frame", limits=FRAME, default=None, metavar="K",
+        help="analyse only frame K of a stack (0-based; below the number of frames)",
     )
     p.add_argument(
         "-o", "--output", default=None, metavar="OUTDIR", help="write autofocus.csv/.json/.png here"
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--grid", default="3x3", help="regions ROWSxCOLS (default 3x3)")
-    p.add_argument("--stride", type=int, default=None, help="tile stride in pixels (default 224)")
     p.add_argument(
-        "--min-content", type=float, default=MIN_CONTENT, help="blank-tile threshold (0..1)"
+        "--device", default="auto", type=check_device_text, help="auto, cpu, cuda, cuda:N, mps"
+    )
+    p.add_argument(
+        "--grid", default=(3, 3), type=check_grid_text,
+        help=f"regions ROWSxCOLS (default 3x3) [range: {GRID_SIDE.text} each]",
+    )
+    add_number(p, "--stride", limits=STRIDE, default=None, help="tile stride in pixels (default 224)")
+    add_number(
+        p, "--min-content", limits=MIN_CONTENT_LIMITS, default=MIN_CONTENT,
+        help="blank-tile threshold: the fraction of a tile that must show specimen",
     )
     p.add_argument(
         "--weights", default="ldse_default", help="packaged weights name or .safetensors path"
@@ -62,20 +95,17 @@ def add_autofocus_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="do not show progress")
     known = {a.dest for a in p._actions}
     if "focus_step" not in known:
+        add_number(p, "--focus-step", limits=FOCUS_STEP, metavar="UM",
+                   help="focus step between frames in µm")
+        add_number(p, "--focus-start", limits=FOCUS_START, metavar="UM",
+                   help="focus position of frame 0 in µm")
         p.add_argument(
-            "--focus-step", type=float, metavar="UM", help="focus step between frames in µm"
+            "--focus-positions", type=check_positions_text, metavar="UM,UM,...",
+            help="one focus position per frame in µm",
         )
+        add_number(p, "--pixel-size", limits=PIXEL_SIZE, metavar="UM", help="lateral pixel size in µm")
         p.add_argument(
-            "--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm"
-        )
-        p.add_argument(
-            "--focus-positions", metavar="UM,UM,...", help="one focus position per frame in µm"
-        )
-        p.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
-        p.add_argument(
-            "--axis-pick",
-            action="append",
-            metavar="AXIS=INDEX",
+            "--axis-pick", action="append", type=check_axis_pick_text, metavar="AXIS=INDEX",
             help="index on extra axes, e.g. T=0",
         )
 
@@ -144,11 +174,11 @@ def cli_autofocus(args: argparse.Namespace) -> int:
     ``autofocus.png`` (heatmap of the printed frame); earlier files of these names are moved
     into a ``backup-*`` folder. Returns the exit code (0).
     """
+    if args.output:
+        check_output_folder(args.output)
     data, first = read_autofocus_input(args)
-    try:
-        gy, gx = (int(v) for v in str(args.grid).lower().split("x"))
-    except ValueError:
-        raise GplwsError(f"--grid must look like 3x3; got '{args.grid}'.") from None
+    grid = args.grid if isinstance(args.grid, tuple) else check_grid_text(str(args.grid))
+    gy, gx = grid
     pbar = None
     if not getattr(args, "quiet", False):
         try:
@@ -193,6 +223,7 @@ def cli_autofocus(args: argparse.Namespace) -> int:
             "and error)"
         )
     if args.output:
+        _refuse_infinite(res, Path(args.output))
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         backup = backup_outputs(out, OUTPUT_NAMES)
@@ -205,3 +236,15 @@ def cli_autofocus(args: argparse.Namespace) -> int:
             + (f" (earlier files moved to {backup})" if backup else "")
         )
     return 0
+
+
+def _refuse_infinite(res: Any, out: Path) -> None:
+    """Raise rather than write a result holding ±infinity (NaN means "no estimate")."""
+    for name in ("predicted_um", "true_um", "error_um", "spread_um", "best_focus_um"):
+        a = getattr(res, name, None)
+        if a is not None and np.isinf(np.asarray(a, np.float64)).any():
+            raise GplwsError(
+                f"The autofocus result holds infinite values ({name}); nothing was written to "
+                f"'{out}'. Check the focus positions (--focus-step, --focus-positions) and the "
+                "weights (--weights)."
+            )

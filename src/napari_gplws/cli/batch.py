@@ -14,7 +14,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from napari_gplws.cli._common import (
+    CHUNK,
+    FOCUS_START,
+    FOCUS_STEP,
+    PIXEL_SIZE,
+    TILE_SIZE,
+    WINDOW,
+    Limits,
+    add_align_options,
+    add_gpu_options,
+    add_number,
+    check_device_text,
+    check_method_text,
+    check_output_folder,
+)
+
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
+#: Local cluster size: workers, and threads per worker.
+WORKERS = Limits(int, 1, 256)
+THREADS_PER_WORKER = Limits(int, 1, 256)
 
 
 def add_batch_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,34 +45,38 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="output folder: one sub-folder per stack, manifest.json, summary.csv/.json")
-    p.add_argument("--method", default=None,
+    p.add_argument("--method", default=None, type=check_method_text,
                    help="gplws, sml, tenengrad, glv, lapvar or rdf (default: gplws if installed, else sml)")
     p.add_argument("--scheduler", default="local",
                    help="'local' (start a LocalCluster, default) or a scheduler address, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=int, default=2, help="local cluster workers (default 2)")
-    p.add_argument("--threads-per-worker", type=int, default=1, help="threads per local worker (default 1)")
+    add_number(p, "--workers", limits=WORKERS, default=2, help="local cluster workers (default 2)")
+    add_number(p, "--threads-per-worker", limits=THREADS_PER_WORKER, default=1,
+               help="threads per local worker (default 1)")
     p.add_argument("--threads", action="store_true",
                    help="local workers as threads in this process instead of processes")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (network only)")
-    p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical)")
+    p.add_argument("--device", default="auto", type=check_device_text,
+                   help="auto, cpu, cuda, cuda:N or mps (network only; checked once before the "
+                        "local cluster starts)")
+    add_number(p, "--window", limits=WINDOW, default=9, help="focus-measure window in pixels (classical)")
     p.add_argument("--no-refine", action="store_true", help="skip the depth refinement (classical)")
-    p.add_argument("--tile-size", type=int, default=None, help="network tile size in pixels")
-    from napari_gplws.cli._common import add_gpu_options
-
+    add_number(p, "--tile-size", limits=TILE_SIZE, default=None, help="network tile size in pixels")
     add_gpu_options(p)
-    p.add_argument("--focus-step", type=float, metavar="UM", help="focus step between frames in µm")
-    p.add_argument("--focus-start", type=float, metavar="UM", help="focus position of frame 0 in µm")
-    p.add_argument("--pixel-size", type=float, metavar="UM", help="lateral pixel size in µm")
-    p.add_argument("--chunk", type=int, default=1024, metavar="PX",
-                   help="zarr stacks (reconstructed out of core): chunk side over y/x in pixels "
-                        "(default 1024)")
+    add_number(p, "--focus-step", limits=FOCUS_STEP, metavar="UM", help="focus step between frames in µm")
+    add_number(p, "--focus-start", limits=FOCUS_START, metavar="UM", help="focus position of frame 0 in µm")
+    add_number(p, "--pixel-size", limits=PIXEL_SIZE, metavar="UM", help="lateral pixel size in µm")
+    add_number(p, "--chunk", limits=CHUNK, default=1024, metavar="PX",
+               help="zarr stacks (reconstructed out of core): chunk side over y/x in pixels "
+                    "(default 1024)")
     p.add_argument("--force", action="store_true", help="redo every stack, ignoring the manifest")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_align_options(p)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Run ``gplws batch``; return 0 when no stack failed, 1 otherwise."""
     from napari_gplws.batching.run import batch
+
+    _check_batch_arguments(args)
 
     bar = None
     if not getattr(args, "quiet", False):
@@ -76,7 +99,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             read_options={"focus_step_um": args.focus_step, "focus_start_um": args.focus_start,
                           "pixel_size_um": args.pixel_size},
             force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True),
-            chunk=args.chunk,
+            chunk=args.chunk, align=args.align, align_model=args.align_model,
+            reference=args.reference, crop_common=args.crop_common,
         )
     finally:
         if bar is not None:
@@ -89,3 +113,21 @@ def cmd_batch(args: argparse.Namespace) -> int:
     for r in summary.failed:
         print(f"FAILED {r.name} ({r.input}): {r.error}", file=sys.stderr)
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
+
+
+def _check_batch_arguments(args: argparse.Namespace) -> None:
+    """Checks made once, before any cluster starts: the output folder, and a device the
+    local workers would all fail to find.
+
+    Raises
+    ------
+    GplwsError
+        The output folder is a file or not writable; the device is not available here.
+    """
+    local = str(args.scheduler).strip().lower() == "local"
+    check_output_folder(args.output)
+    if local and args.device not in ("auto", "cpu"):
+        # Checked here, once: otherwise every worker fails with the same error, one stack at a time.
+        from napari_gplws._shared.device import resolve_device
+
+        resolve_device(args.device)

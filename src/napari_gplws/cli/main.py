@@ -1,25 +1,37 @@
 """The ``gplws`` command line: reconstruct, eval, bench, autofocus, batch, train, export.
 
 Every command is a thin layer over the public API and the core: parse arguments, call
-one function with a tqdm progress bar, write files, print a summary. Errors meant for
-people (:class:`~napari_gplws.errors.GplwsError`) are printed without a traceback
-and give exit code 2; ``--debug`` shows the traceback.
+one function with a tqdm progress bar, write files, print a summary. No traceback reaches
+the user: errors meant for people (:class:`~napari_gplws.errors.GplwsError`), file-system
+errors and unexpected exceptions are printed as one plain line. Exit codes: 0 success,
+1 bad data, files or environment, 2 a wrong command line (bad option value, conflicting
+flags), 130 cancelled; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from napari_gplws.cli._common import (
+    CHUNK,
     EXIT_CANCELLED,
     EXIT_ERROR,
     EXIT_OK,
+    EXIT_USAGE,
+    THREADS,
+    TILE_SIZE,
+    WINDOW,
+    GplwsParser,
+    Limits,
+    UsageError,
     _add_stack_options,
+    add_align_options,
     add_gpu_options,
+    add_number,
+    check_device_text,
+    check_method_text,
 )
 from napari_gplws.cli.reconstruct import KEPT_INPUT_ZARR, cmd_reconstruct
 from napari_gplws.cli.tools import cmd_bench, cmd_eval, cmd_export
@@ -36,21 +48,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_autofocus(args: argparse.Namespace) -> int:
     from napari_gplws.cli.autofocus import cli_autofocus
+    from napari_gplws.models.cards import weights_summary_line
+    from napari_gplws.models.registry import model_card
 
-    card = Path(__file__).resolve().parents[1] / "weights" / f"{args.weights}.json"
-    if card.is_file():
-        status = json.loads(card.read_text(encoding="utf-8")).get("status")
-        if status:
-            # Users must know when the packaged weights fall short of their stated purpose.
-            print(f"note: {args.weights} weights: {status}", file=sys.stderr)
+    card = model_card(args.weights)  # a broken card is a ModelError
+    print(f"weights: {weights_summary_line(card, str(args.weights))}", file=sys.stderr)
+    status = card.get("status")
+    if status:
+        # Users must know when the packaged weights fall short of their stated purpose.
+        print(f"note: {args.weights} weights: {status}", file=sys.stderr)
     return cli_autofocus(args)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from napari_gplws.cli.calibrate import cmd_calibrate
+
+    return cmd_calibrate(args)
 
 
 # --- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from napari_gplws import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = GplwsParser(
         prog="gplws",
         description=(
             "Height maps, all-in-focus images and autofocus diagnostics from microscope focus "
@@ -77,25 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stack: TIFF/OME-TIFF/ImageJ TIFF, folder of frames, .npy/.npz, or zarr/OME-Zarr")
     p.add_argument("--sample", action="store_true", help="use the bundled synthetic sample instead of INPUT")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--method", default=None, help="gplws (network, default when installed) or sml, tenengrad, glv, lapvar, rdf")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (network only)")
-    p.add_argument("--window", type=int, default=9, help="focus-measure window in pixels (classical methods)")
+    p.add_argument("--method", default=None, type=check_method_text,
+                   help="gplws (network, default when installed) or sml, tenengrad, glv, lapvar, rdf")
+    p.add_argument("--device", default="auto", type=check_device_text,
+                   help="auto, cpu, cuda, cuda:N, mps (network only)")
+    add_number(p, "--window", limits=WINDOW, default=9, help="focus-measure window in pixels (classical methods)")
     p.add_argument("--no-refine", action="store_true", help="skip the edge-aware refinement (classical methods)")
-    p.add_argument("--tile-size", type=int, default=None,
-                   help="network tile size in pixels (default: from memory; 256 out of core)")
+    add_number(p, "--tile-size", limits=TILE_SIZE, default=None,
+               help="network tile size in pixels (default: from memory; 256 out of core)")
     add_gpu_options(p)
     g = p.add_argument_group("out of core (zarr inputs are always processed this way)")
     g.add_argument("--out-of-core", action="store_true",
                    help="process a TIFF chunk by chunk (for stacks larger than memory): it is copied "
                         "to a temporary zarr in OUTDIR first, removed afterwards")
-    g.add_argument("--chunk", type=int, default=1024, metavar="PX",
-                   help="chunk side over y/x in pixels (default 1024; memory per thread ~ N×PX²)")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="dask threads (default: usable cores, at most 8)")
+    add_number(g, "--chunk", limits=CHUNK, default=1024, metavar="PX",
+               help="chunk side over y/x in pixels (default 1024; memory per thread ~ N×PX²)")
+    add_number(g, "--threads", limits=THREADS, default=None, metavar="N",
+               help="dask threads (default: usable cores, at most 8)")
     g.add_argument("--keep-zarr", action="store_true",
                    help=f"with --out-of-core, keep the converted TIFF as OUTDIR/{KEPT_INPUT_ZARR}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_stack_options(p)
+    add_align_options(p)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser(
@@ -109,10 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("dataset", nargs="?", help="dataset folder")
-    p.add_argument("--synthetic", type=int, metavar="N", help="use N stacks of the built-in synthetic benchmark instead")
+    add_number(p, "--synthetic", limits=Limits(int, 1, 10_000), metavar="N",
+               help="use N stacks of the built-in synthetic benchmark instead")
     p.add_argument("--methods", help="comma-separated methods (default: all)")
-    p.add_argument("--gt-scale", type=float, default=1.0, help="frame-index scale of integer ground truth")
-    p.add_argument("--device", default="auto")
+    add_number(p, "--gt-scale", limits=Limits(float, 0, 1e6, lo_open=True), default=1.0,
+               help="frame-index scale of integer ground truth")
+    p.add_argument("--device", default="auto", type=check_device_text, help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -126,10 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
             "LDSE-NET's autofocus speed (ms per tile, s per 3×3 map of a 2592×1944 frame)."
         ),
     )
-    p.add_argument("--sizes", help="comma-separated NxHxW, e.g. 20x256x256,10x600x800")
+    p.add_argument("--sizes", help="comma-separated NxHxW, e.g. 20x256x256,10x600x800 "
+                                   "[range: N 2…1000 frames, H and W 16…16384 px]")
     p.add_argument("--methods", help="comma-separated methods (default: sml and gplws when installed)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps for the network (classical runs on the CPU)")
+    add_number(p, "--repeats", limits=Limits(int, 1, 100), default=3, help="timed runs per case (median)")
+    p.add_argument("--device", default="cpu", type=check_device_text,
+                   help="cpu, cuda, cuda:N or mps for the network (classical runs on the CPU)")
     add_gpu_options(p)
     p.add_argument("--markdown", metavar="PATH", help="also write the table to a Markdown file")
     p.add_argument(
@@ -168,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="trainer arguments")
     p.set_defaults(func=cmd_train)
 
+    from napari_gplws.cli.calibrate import add_calibrate_arguments
+
+    p = sub.add_parser(
+        "calibrate", help="calibrate autofocus to your microscope from a few of its focus stacks",
+        description=(
+            "Fine-tune the autofocus network (LDSE-NET) on focus stacks of one microscope that "
+            "pass through focus, labelled from each tile's own focus curve; whole stacks are "
+            "held out to score it. Time-boxed (--minutes) and resumable (--resume). The weights "
+            "and their model card are written only if the held-out accuracy improved. Also "
+            "available as `gplws autofocus calibrate`."
+        ),
+    )
+    add_calibrate_arguments(p)
+    p.set_defaults(func=_cmd_calibrate)
+
     p = sub.add_parser(
         "export", help="export the fused GPLWS-Net to ONNX",
         description="Export the fused (re-parameterised) GPLWS-Net to an ONNX file.",
@@ -193,10 +235,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain(exc: BaseException) -> str:
+    """One line for an exception that is not a :class:`GplwsError`."""
+    if isinstance(exc, OSError):
+        where = f" '{exc.filename}'" if exc.filename else ""
+        return (
+            f"cannot use{where}: {exc.strerror or exc}. Check the path, that the disk has room "
+            "and that you may read and write there."
+        )
+    if isinstance(exc, MemoryError):
+        return (
+            "out of memory. Use --out-of-core (reconstruct), a smaller --tile-size or --chunk, "
+            "or a machine with more memory."
+        )
+    text = " ".join(str(exc).split())[:300]
+    return (
+        f"unexpected {type(exc).__name__}: {text}. Run the command again with --debug to see "
+        "the traceback, and report it."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gplws`` console script."""
+    """Entry point of the ``gplws`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1):  # `gplws autofocus calibrate …` is `gplws calibrate …`
+        if argv[i : i + 2] == ["autofocus", "calibrate"] and all(a[:1] == "-" for a in argv[:i]):
+            del argv[i]
+            break
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_OK
@@ -214,7 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GplwsError as exc:
         if args.debug:
             raise
-        print(f"gplws: error: {exc}", file=sys.stderr)
+        text = " ".join(str(exc).split())
+        print(f"gplws {args.command}: error: {text}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
+    except Exception as exc:  # never a traceback in a user's face (--debug shows it)
+        if args.debug:
+            raise
+        print(f"gplws {args.command}: error: {_plain(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
 

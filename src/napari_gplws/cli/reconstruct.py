@@ -26,18 +26,59 @@ def _all_output_names() -> tuple[str, ...]:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from napari_gplws._shared.files import OutputLock
+    from napari_gplws.cli._common import UsageError, check_output_folder
+
+    if args.sample == (args.input is not None):
+        raise UsageError("Give either an INPUT stack or --sample, not both (and not neither).")
+    check_output_folder(args.output)
+    _check_output_is_not_input(args)
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    with OutputLock(outdir):  # one writer per output folder; a second run is refused
+        if args.input is not None:
+            from napari_gplws.io.zarr import is_zarr_path
+
+            if args.out_of_core or is_zarr_path(args.input):
+                if getattr(args, "align", "off") != "off":
+                    raise UsageError(
+                        "--align works on stacks read into memory; it is not available out of "
+                        "core (zarr inputs, --out-of-core). Drop --align, or reconstruct a TIFF "
+                        "or folder without --out-of-core."
+                    )
+                return _reconstruct_out_of_core(args)
+        return _reconstruct_in_memory(args)
+
+
+def _check_output_is_not_input(args: argparse.Namespace) -> None:
+    """Refuse an output folder that is the input folder, or lies inside a zarr input."""
+    if args.input is None:
+        return
+    from napari_gplws.errors import GplwsError
+    from napari_gplws.io.zarr import is_zarr_path
+
+    try:
+        out, src = Path(args.output).resolve(), Path(args.input).resolve()
+    except (OSError, RuntimeError):
+        return  # an unreadable input is reported, with its name, when it is read
+    if out == src:
+        raise GplwsError(
+            f"The output folder '{args.output}' is the input '{args.input}'; the results would "
+            "be read back as frames next time. Choose another output folder, e.g. "
+            f"-o '{Path(args.input).name}-results'."
+        )
+    if src in out.parents and is_zarr_path(src):
+        raise GplwsError(
+            f"The output folder '{args.output}' lies inside the zarr store '{args.input}'; "
+            "writing there would damage the input. Choose an output folder outside it."
+        )
+
+
+def _reconstruct_in_memory(args: argparse.Namespace) -> int:
+    """``gplws reconstruct`` for a stack that fits in memory (the output folder is held)."""
     from napari_gplws._shared.files import backup_outputs
     from napari_gplws.api import OUTPUT_NAMES, reconstruct
 
-    if args.sample == (args.input is not None):
-        from napari_gplws.errors import GplwsError
-
-        raise GplwsError("Give either an INPUT stack or --sample, not both (and not neither).")
-    if args.input is not None:
-        from napari_gplws.io.zarr import is_zarr_path
-
-        if args.out_of_core or is_zarr_path(args.input):
-            return _reconstruct_out_of_core(args)
     t0 = time.perf_counter()
     if args.sample:
         from napari_gplws._sample_data import make_sample
@@ -53,13 +94,14 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             stack, method=args.method, device=args.device, window=args.window,
             refine=not args.no_refine, tile_size=args.tile_size, progress=bar,
             precision=args.precision, compile=args.compile, tta=args.tta,
+            align=args.align, align_model=args.align_model, reference=args.reference,
+            crop_common=args.crop_common,
         )
     finally:
         bar.close()
     result.timings["read"] = t_read
 
     outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
     backup = backup_outputs(outdir, _all_output_names())
     extra = {} if backup is None else {"previous_outputs_moved_to": str(backup)}
     report = result.save(outdir, started_at=t0, extra_report=extra)
@@ -71,6 +113,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     )
     print(f"depth {lo:.3f} … {hi:.3f} {result.units}, mean confidence {report['mean_confidence']:.2f}")
     print(f"{result.timings['total']:.2f} s in all; wrote {', '.join(OUTPUT_NAMES)} to {outdir}")
+    if result.alignment is not None:
+        print(f"alignment: {result.alignment.reason}")
     if backup is not None:
         print(f"earlier outputs were moved to {backup}")
     return EXIT_OK
@@ -108,13 +152,15 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
 
     src = Path(args.input)
     _require_dask(f"Reconstructing '{src}' out of core")
+    from napari_gplws.cli._common import UsageError
+
     if any(v != 0 for v in parse_axis_pick(args.axis_pick).values()):
-        raise GplwsError(
+        raise UsageError(
             f"--axis-pick cannot be used out of core ('{src}'); extract the stack first (e.g. in "
             "Fiji), or read it in memory without --out-of-core."
         )
     if args.chunk < 16:
-        raise GplwsError(f"--chunk must be at least 16 pixels; got {args.chunk}.")
+        raise UsageError(f"--chunk must be at least 16 pixels; got {args.chunk}.")
     units = {
         "focus_um": _parse_positions(args.focus_positions),
         "focus_start_um": args.focus_start,
@@ -142,9 +188,7 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
         print("note: --precision and --compile do not apply out of core (autocast on CUDA, "
               "fp32 elsewhere)", file=sys.stderr)
     if network and args.tta not in (None, 1):
-        from napari_gplws.errors import GplwsError
-
-        raise GplwsError("--tta applies to in-memory stacks only; out of core the network runs one view (--tta 1).")
+        raise UsageError("--tta applies to in-memory stacks only; out of core the network runs one view (--tta 1).")
     if network:
         print("note: out of core the network runs one view (no test-time augmentation; "
               "in memory the default is 2 views)", file=sys.stderr)

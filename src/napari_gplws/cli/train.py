@@ -20,6 +20,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from napari_gplws.cli._common import GplwsParser, Limits, add_number, check_device_text
 from napari_gplws.sim.psf import PRESETS
 from napari_gplws.training.gplws import TrainConfig
 from napari_gplws.training.ldse_config import LDSETrainConfig
@@ -33,6 +34,27 @@ __all__ = [
     "ldse_main",
     "main",
 ]
+
+
+#: Ranges of the trainers' numeric options (see ``docs/cli.md``).
+STEPS = Limits(int, 1, 100_000_000)
+MINUTES = Limits(float, 0, 1e6, lo_open=True, unit="min")
+BATCH_SIZE = Limits(int, 1, 4096)
+LR = Limits(float, 0, 1, lo_open=True)
+SEED = Limits(int, 0, 2**32 - 1)
+FRACTION = Limits(float, 0.0, 1.0)
+N_FRAMES = Limits(int, 2, 512)
+SIZE_PX = Limits(int, 32, 4096, unit="px")
+WIDTH = Limits(int, 1, 1024)
+S2D = Limits(int, 2, 4)
+COUNT = Limits(int, 1, 1_000_000)
+COUNT0 = Limits(int, 0, 1_000_000)
+TRAIN_THREADS = Limits(int, 0, 1024)
+LOSS_WEIGHT = Limits(float, 0.0, 1e6)
+PHASE_RAD = Limits(float, 0.0, 10.0, unit="rad")
+GT_SCALE = Limits(float, 0, 1e6, lo_open=True)
+STACK_STEP = Limits(float, 0, 1e5, lo_open=True, unit="µm")
+CROP_PX = Limits(int, 32, 224, unit="px")
 
 
 def _command(network: str, argv: Sequence[str]) -> str:
@@ -52,53 +74,48 @@ def _strip_network(argv: Sequence[str] | None, network: str) -> list[str]:
 def build_gplws_parser() -> argparse.ArgumentParser:
     """Argument parser of ``gplws train gplws``."""
     d = TrainConfig()
-    p = argparse.ArgumentParser(
+    p = GplwsParser(
         prog="gplws train gplws", description="Train GPLWS-Net on synthetic stacks."
     )
     p.add_argument(
         "--out-dir", default=d.out_dir, help="folder for log and checkpoints (default %(default)s)"
     )
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument(
-        "--max-minutes", type=float, default=None, help="stop cleanly after this wall time"
+    add_number(p, "--steps", limits=STEPS, default=d.steps)
+    add_number(p, "--max-minutes", limits=MINUTES, default=None, help="stop cleanly after this wall time"
     )
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument(
-        "--n-frames", type=int, nargs=2, default=list(d.n_frames), metavar=("MIN", "MAX")
+    add_number(p, "--batch-size", limits=BATCH_SIZE, default=d.batch_size)
+    add_number(p, "--lr", limits=LR, default=d.lr)
+    add_number(p, "--seed", limits=SEED, default=d.seed)
+    add_number(p, "--n-frames", limits=N_FRAMES, nargs=2, default=list(d.n_frames), metavar=("MIN", "MAX")
     )
-    p.add_argument("--size", type=int, nargs=2, default=list(d.size), metavar=("MIN", "MAX"))
-    p.add_argument(
-        "--n-choices", type=int, nargs="+", default=list(d.n_choices),
+    add_number(p, "--size", limits=SIZE_PX, nargs=2, default=list(d.size), metavar=("MIN", "MAX"))
+    add_number(p, "--n-choices", limits=N_FRAMES, nargs="+", default=list(d.n_choices),
         help="stack lengths used in training (few fixed shapes train faster on CPU)",
     )
-    p.add_argument("--size-choices", type=int, nargs="+", default=list(d.size_choices))
-    p.add_argument("--widths", type=int, nargs=4, default=list(d.widths))
-    p.add_argument("--s2d", type=int, default=d.s2d, choices=[2, 4], help="space-to-depth factor")
-    p.add_argument("--epoch-steps", type=int, default=d.epoch_steps)
-    p.add_argument("--ckpt-minutes", type=float, default=d.ckpt_minutes)
+    add_number(p, "--size-choices", limits=SIZE_PX, nargs="+", default=list(d.size_choices))
+    add_number(p, "--widths", limits=WIDTH, nargs=4, default=list(d.widths))
+    add_number(p, "--s2d", limits=S2D, default=d.s2d, choices=[2, 4], help="space-to-depth factor")
+    add_number(p, "--epoch-steps", limits=COUNT, default=d.epoch_steps)
+    add_number(p, "--ckpt-minutes", limits=MINUTES, default=d.ckpt_minutes)
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument(
-        "--synth-fraction", type=float, default=d.synth_fraction,
+    p.add_argument("--device", default=d.device, type=check_device_text, help="auto, cpu or cuda")
+    add_number(p, "--threads", limits=TRAIN_THREADS, default=d.threads)
+    add_number(p, "--synth-fraction", limits=FRACTION, default=d.synth_fraction,
         help="fraction of batches from napari_gplws.sim.focus_stacks stacks (pooled)",
     )
-    p.add_argument("--synth-pool", type=int, default=d.synth_pool)
+    add_number(p, "--synth-pool", limits=COUNT, default=d.synth_pool)
     p.add_argument("--micro3d", default=None, help="Micro 3D-layout dataset folder")
-    p.add_argument("--micro3d-fraction", type=float, default=d.micro3d_fraction)
+    add_number(p, "--micro3d-fraction", limits=FRACTION, default=d.micro3d_fraction)
     p.add_argument("--gt-pattern", default=d.gt_pattern)
     p.add_argument("--gt-units", default=d.gt_units, choices=["index", "um"])
-    p.add_argument("--gt-scale", type=float, default=d.gt_scale)
+    add_number(p, "--gt-scale", limits=GT_SCALE, default=d.gt_scale)
     p.add_argument("--split-file", default=None)
     p.add_argument(
         "--weights-out", default=None, help="also write fused weights + model card here"
     )
-    p.add_argument(
-        "--benchmark", type=int, default=d.benchmark, help="held-out stacks for the model card"
+    add_number(p, "--benchmark", limits=COUNT0, default=d.benchmark, help="held-out stacks for the model card"
     )
-    p.add_argument("--log-every", type=int, default=d.log_every)
+    add_number(p, "--log-every", limits=COUNT, default=d.log_every)
     return p
 
 
@@ -163,81 +180,67 @@ def gplws_main(argv: Sequence[str] | None = None) -> int:
 def build_ldse_parser() -> argparse.ArgumentParser:
     """Argument parser of ``gplws train ldse``."""
     d = LDSETrainConfig()
-    p = argparse.ArgumentParser(
+    p = GplwsParser(
         prog="gplws train ldse", description="Train LDSE-NET (single-tile signed defocus)."
     )
     p.add_argument("--out-dir", default=d.out_dir, help="log and checkpoints (default %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument(
-        "--max-minutes", type=float, default=None, help="stop cleanly after this wall time"
+    add_number(p, "--steps", limits=STEPS, default=d.steps)
+    add_number(p, "--max-minutes", limits=MINUTES, default=None, help="stop cleanly after this wall time"
     )
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_number(p, "--batch-size", limits=BATCH_SIZE, default=d.batch_size)
+    add_number(p, "--lr", limits=LR, default=d.lr)
+    add_number(p, "--seed", limits=SEED, default=d.seed)
     p.add_argument("--optics", default=d.optics, choices=sorted(PRESETS))
-    p.add_argument("--n-aberrations", type=int, default=d.n_aberrations)
-    p.add_argument("--crop-px", type=int, default=d.crop_px)
-    p.add_argument(
-        "--full-fraction",
-        type=float,
-        default=d.full_fraction,
+    add_number(p, "--n-aberrations", limits=COUNT, default=d.n_aberrations)
+    add_number(p, "--crop-px", limits=CROP_PX, default=d.crop_px)
+    add_number(p, "--full-fraction", limits=FRACTION, default=d.full_fraction,
         help="final fraction of the budget trained on full 224 px tiles",
     )
-    p.add_argument("--ckpt-minutes", type=float, default=d.ckpt_minutes)
-    p.add_argument("--val-minutes", type=float, default=d.val_minutes)
+    add_number(p, "--ckpt-minutes", limits=MINUTES, default=d.ckpt_minutes)
+    add_number(p, "--val-minutes", limits=MINUTES, default=d.val_minutes)
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.ckpt")
     p.add_argument(
         "--evaluate", default=None, metavar="WEIGHTS",
         help="do not train: evaluate WEIGHTS (.safetensors) on the held-out test set and "
         "rewrite its model card",
     )
-    p.add_argument("--device", default=d.device, help="cpu or cuda")
-    p.add_argument(
-        "--threads", type=int, default=d.threads, help="0: 1 while a GPLWS training runs, else 2"
+    p.add_argument("--device", default=d.device, type=check_device_text, help="cpu or cuda")
+    add_number(p, "--threads", limits=TRAIN_THREADS, default=d.threads, help="0: 1 while a GPLWS training runs, else 2"
     )
-    p.add_argument("--n-test-fields", type=int, default=d.n_test_fields)
-    p.add_argument("--n-test-aberrations", type=int, default=d.n_test_aberrations)
-    p.add_argument("--n-val-fields", type=int, default=d.n_val_fields)
+    add_number(p, "--n-test-fields", limits=COUNT, default=d.n_test_fields)
+    add_number(p, "--n-test-aberrations", limits=COUNT, default=d.n_test_aberrations)
+    add_number(p, "--n-val-fields", limits=COUNT, default=d.n_val_fields)
     p.add_argument("--jiang", default=None, help="Jiang et al. 2018 dataset folder (real tiles)")
     p.add_argument(
         "--stacks", nargs="*", default=[], help="focal stacks with focus positions (real tiles)"
     )
-    p.add_argument(
-        "--stack-focus-step",
-        type=float,
-        default=None,
+    add_number(p, "--stack-focus-step", limits=STACK_STEP, default=None,
         help="focus step (µm) when the stacks lack it",
     )
-    p.add_argument("--real-fraction", type=float, default=d.real_fraction)
+    add_number(p, "--real-fraction", limits=FRACTION, default=d.real_fraction)
     p.add_argument("--weights-out", default=None, help="write weights + model card here at the end")
-    p.add_argument("--aux-abs-weight", type=float, default=d.aux_abs_weight)
-    p.add_argument("--aux-sign-weight", type=float, default=d.aux_sign_weight)
-    p.add_argument(
-        "--signed-weight", type=float, default=d.signed_weight,
+    add_number(p, "--aux-abs-weight", limits=LOSS_WEIGHT, default=d.aux_abs_weight)
+    add_number(p, "--aux-sign-weight", limits=LOSS_WEIGHT, default=d.aux_sign_weight)
+    add_number(p, "--signed-weight", limits=LOSS_WEIGHT, default=d.signed_weight,
         help="weight of the MSE on the signed defocus (µm²); with MSE terms of 5-20 µm² the "
         "sign's cross-entropy is drowned unless the MSE weights are small (e.g. 0.04 = (1/5 µm)²)",
     )
-    p.add_argument(
-        "--phase-rad", type=float, nargs=2, default=list(d.phase_rad), metavar=("LO", "HI"),
+    add_number(p, "--phase-rad", limits=PHASE_RAD, nargs=2, default=list(d.phase_rad), metavar=("LO", "HI"),
         help="peak phase delay range (rad) of simulated brightfield specimens "
         "(default %(default)s)",
     )
-    p.add_argument(
-        "--p-phase", type=float, default=d.p_phase,
+    add_number(p, "--p-phase", limits=FRACTION, default=d.p_phase,
         help="probability that a simulated brightfield field is also a phase object",
     )
-    p.add_argument(
-        "--p-near", type=float, default=d.p_near,
+    add_number(p, "--p-near", limits=FRACTION, default=d.p_near,
         help="fraction of simulated defocus values drawn within ±5.5 µm (the rest uniform in "
         "±10 µm; 0 = uniform over the whole range, as the held-out test set)",
     )
-    p.add_argument(
-        "--sign-stage-fraction", type=float, default=d.sign_stage_fraction,
+    add_number(p, "--sign-stage-fraction", limits=FRACTION, default=d.sign_stage_fraction,
         help="first fraction of the budget trained on magnitude + sign only, every brightfield "
         "field a strong phase object (see --sign-stage-phase-rad)",
     )
-    p.add_argument(
-        "--sign-stage-phase-rad", type=float, nargs=2, default=list(d.sign_stage_phase_rad),
+    add_number(p, "--sign-stage-phase-rad", limits=PHASE_RAD, nargs=2, default=list(d.sign_stage_phase_rad),
         metavar=("LO", "HI"), help="phase range (rad) during the sign stage (default %(default)s)",
     )
     p.add_argument(
@@ -245,7 +248,7 @@ def build_ldse_parser() -> argparse.ArgumentParser:
         help="start from these weights (a .ckpt's EMA model or a .safetensors file), "
         "fresh optimiser",
     )
-    p.add_argument("--log-every", type=int, default=d.log_every)
+    add_number(p, "--log-every", limits=COUNT, default=d.log_every)
     return p
 
 

@@ -6,7 +6,9 @@ What it does
 :func:`autofocus` cuts a frame into 224×224 tiles (:mod:`napari_gplws.defocus.tiles`;
 ``stride`` option, the last row and column aligned with the frame's edges so the whole
 field is covered), rejects mostly blank tiles
-(:func:`~napari_gplws.defocus.tiles.content_fraction`), runs the rest through LDSE-NET
+(:func:`~napari_gplws.defocus.tiles.content_fraction`; a region that no tile is centred in,
+as on frames of a few hundred pixels, gets one tile of its own pixels,
+:func:`~napari_gplws.defocus.tiles.region_tiles`), runs the rest through LDSE-NET
 (:func:`~napari_gplws.defocus.predict.predict_defocus`) and aggregates per region of a
 ``grid`` (3×3 by default; a tile belongs to the region holding its centre): the **median**
 defocus of the region's tiles, the **number** of tiles used and the **spread** (robust
@@ -39,14 +41,28 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.defocus._checks import (
+    MAX_BATCH,
+    MAX_TILE_PX,
+    check_fraction,
+    check_grid,
+    check_int,
+    check_pixel_size,
+)
 from napari_gplws.defocus.predict import predict_defocus
-from napari_gplws.defocus.regions import best_focus_from_curve, region_focus_curves, region_index
+from napari_gplws.defocus.regions import (
+    best_focus_from_curve,
+    region_bounds,
+    region_focus_curves,
+    region_index,
+)
 from napari_gplws.defocus.result import AutofocusResult
 from napari_gplws.defocus.tiles import (
     MIN_CONTENT,
     TILE_PX,
     content_fraction,
     cut_tiles,
+    region_tiles,
     tile_origins,
 )
 from napari_gplws.errors import StackError
@@ -78,11 +94,12 @@ def _as_frames(
 
 
 def _model_pixel_size(weights: str | Path) -> float | None:
-    try:
-        from napari_gplws.models.registry import model_card
+    from napari_gplws.models.registry import model_card
 
-        return float(model_card(weights).get("optics", {}).get("pixel_size_um"))
-    except Exception:  # noqa: BLE001 - no card: no resampling
+    card = model_card(weights)  # a broken card is a ModelError, not "no resampling"
+    try:
+        return float(card["optics"]["pixel_size_um"])
+    except (KeyError, TypeError, ValueError):  # no pixel size in the card: no resampling
         return None
 
 
@@ -150,15 +167,20 @@ def autofocus(
     Raises
     ------
     StackError
-        Bad shapes or frame index. ModelError: weights or device unavailable.
+        Bad shapes or frame index, or an argument outside its range (``stride`` and
+        ``tile_px`` 16…4096 px, ``min_content`` 0…1, ``batch_size`` 1…4096, ``grid``
+        1…32 per side, ``pixel_size_um`` > 0). ModelError: weights or device unavailable.
     Cancelled
         When ``cancel()`` returned True.
     """
     t_start = time.perf_counter()
+    grid = check_grid(grid)
+    tile_px = check_int("tile_px", tile_px, 32, MAX_TILE_PX)
+    stride = tile_px if stride is None else check_int("stride", stride, 16, MAX_TILE_PX)
+    min_content = check_fraction("min_content", min_content)
+    batch_size = check_int("batch_size", batch_size, 1, MAX_BATCH)
+    pixel_size_um = check_pixel_size(pixel_size_um)
     frames, positions, is_stack, source, px_stack = _as_frames(image_or_stack, focus_positions)
-    grid = (int(grid[0]), int(grid[1]))
-    if grid[0] < 1 or grid[1] < 1:
-        raise StackError(f"grid must be at least (1, 1); got {grid}.")
     n = len(frames)
     if frame is not None:
         if not is_stack and frame not in (0, -1):
@@ -200,6 +222,13 @@ def autofocus(
     stride = int(tile_px if stride is None else stride)
     origins = tile_origins((h, w), tile_px, stride)
     regions = region_index(origins, tile_px, (h, w), grid)
+    # Regions that no tile is centred in (frames of a few hundred pixels) get one tile of
+    # their own pixels (tiles.region_tiles), so every region with content gets an estimate.
+    n_regular, empty = len(origins), _uncovered_regions(regions, grid, (h, w))
+    if empty:
+        _, extra = region_tiles(frames[0], [b for _, b in empty], tile_px)
+        origins = np.concatenate([origins, extra])
+        regions = np.concatenate([regions, np.array([ij for ij, _ in empty], np.int64)])
     m = len(origins)
     timings: dict[str, float] = {}
 
@@ -230,7 +259,10 @@ def autofocus(
     tile_content = np.zeros((len(todo), m), np.float32)
     for f, k in enumerate(todo):
         check_cancel(cancel)
-        tiles = cut_tiles(frames[k], origins, tile_px)
+        tiles = cut_tiles(frames[k], origins[:n_regular], tile_px)
+        if empty:
+            own, _ = region_tiles(frames[k], [b for _, b in empty], tile_px)
+            tiles = np.concatenate([tiles, own])
         content = content_fraction(tiles)
         tile_content[f] = content
         keep = content >= min_content
@@ -326,6 +358,20 @@ def _combine_frames(
             out["best"][i, j] = f.best_focus_um
             out["residual"][i, j] = f.rms_residual_um
     return out
+
+
+def _uncovered_regions(
+    regions: np.ndarray, grid: tuple[int, int], shape_yx: tuple[int, int]
+) -> list[tuple[tuple[int, int], tuple[int, int, int, int]]]:
+    """``((row, col), bounds)`` of the regions that hold no tile's centre."""
+    covered = {(int(i), int(j)) for i, j in regions}
+    bounds = region_bounds(shape_yx, grid)
+    return [
+        ((i, j), bounds[i][j])
+        for i in range(grid[0])
+        for j in range(grid[1])
+        if (i, j) not in covered and bounds[i][j][1] > bounds[i][j][0] and bounds[i][j][3] > bounds[i][j][2]
+    ]
 
 
 def _robust_stats(values: np.ndarray) -> tuple[float, float]:

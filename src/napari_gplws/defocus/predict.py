@@ -20,8 +20,9 @@ import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
 from napari_gplws._shared.device import resolve_device
+from napari_gplws.defocus._checks import MAX_BATCH, check_fraction, check_int
 from napari_gplws.defocus.tiles import MIN_CONTENT, content_fraction
-from napari_gplws.errors import StackError
+from napari_gplws.errors import ModelError, StackError
 
 __all__ = ["predict_defocus"]
 
@@ -72,9 +73,10 @@ def predict_defocus(
     Raises
     ------
     StackError
-        Tiles of the wrong shape.
+        Tiles of the wrong shape, ``batch_size`` outside 1…4096 or ``min_content``
+        outside 0…1.
     ModelError
-        Weights missing or device unavailable.
+        Weights missing, damaged or giving non-finite output, or device unavailable.
     Cancelled
         When ``cancel()`` returned True.
 
@@ -84,6 +86,8 @@ def predict_defocus(
     >>> predict_defocus(tiles, device="cpu").shape  # doctest: +SKIP
     (2,)
     """
+    batch_size = check_int("batch_size", batch_size, 1, MAX_BATCH)
+    min_content = check_fraction("min_content", min_content)
     a = np.asarray(tiles)
     if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3 and a.shape[0] != 3 and a.shape[1] > 3):
         a = a[None]
@@ -115,4 +119,10 @@ def predict_defocus(
             mag[sel] = m.float().cpu().numpy()
             out[sel] = (m * torch.tanh(s)).float().cpu().numpy()
             report(progress, b + 1, total)
+    if not (np.isfinite(out[idx]).all() and np.isfinite(mag[idx]).all()):
+        raise ModelError(
+            f"LDSE-NET ('{weights}') gave NaN or infinite defocus for finite tiles; its weights "
+            "are damaged or unsuitable. Use the packaged weights (reinstall napari-gplws) or "
+            "retrain them with `gplws train ldse`."
+        )
     return (out, mag) if return_magnitude else out

@@ -158,8 +158,13 @@ def predict_depth(
 
     Raises
     ------
+    StackError
+        An argument outside its range: ``tile_size`` 32…8192 px (or None), ``overlap``
+        0…8192 px, ``smooth_px`` 0…100, ``tile_batch`` 1…256 (or None), ``tta`` 1/2/4/8,
+        or focus positions spanning more than 10¹² µm.
     ModelError
-        Missing weights or unavailable device.
+        Missing or damaged weights (also when the network gives NaN or infinite values),
+        or an unavailable device.
     Cancelled
         ``cancel()`` returned True.
 
@@ -171,6 +176,7 @@ def predict_depth(
     >>> r.depth.shape, r.units  # doctest: +SKIP
     ((64, 64), 'µm')
     """
+    _check_arguments(stack, tile_size, overlap, smooth_px, tile_batch)
     if aif_mode not in ("attention", "select"):
         raise StackError(f"aif_mode must be 'attention' or 'select'; got {aif_mode!r}.")
     tta = DEFAULT_TTA if tta is None else tta
@@ -199,6 +205,40 @@ def predict_depth(
             cpu_run = _RunOptions(amp=None, tile_batch=1, compile=False)
             return _predict(stack, "cpu", tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel, cpu_run)
         raise
+
+
+#: Tile side limits of :func:`predict_depth` in pixels, and the most tiles per forward pass.
+MIN_TILE, MAX_TILE, MAX_TILE_BATCH = 32, 8192, 256
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_arguments(
+    stack: Any, tile_size: Any, overlap: Any, smooth_px: Any, tile_batch: Any
+) -> None:
+    """Refuse arguments outside their range before any work (see :func:`predict_depth`)."""
+    if tile_size is not None and not (_whole(tile_size) and MIN_TILE <= tile_size <= MAX_TILE):
+        raise StackError(
+            f"tile_size must be a whole number of pixels from {MIN_TILE} to {MAX_TILE}, or None "
+            f"to choose it from the memory available; got {tile_size!r}."
+        )
+    if not (_whole(overlap) and 0 <= overlap <= MAX_TILE):
+        raise StackError(f"overlap must be a whole number of pixels from 0 to {MAX_TILE}; got {overlap!r}.")
+    if not (isinstance(smooth_px, (int, float, np.number)) and np.isfinite(smooth_px) and 0 <= smooth_px <= 100):
+        raise StackError(f"smooth_px must be a number of pixels from 0 to 100; got {smooth_px!r}.")
+    if tile_batch is not None and not (_whole(tile_batch) and 1 <= tile_batch <= MAX_TILE_BATCH):
+        raise StackError(
+            f"tile_batch must be a whole number from 1 to {MAX_TILE_BATCH}, or None; got {tile_batch!r}."
+        )
+    positions = np.asarray(getattr(stack, "positions", []), np.float64)
+    span = np.ptp(positions) if positions.size else 0.0
+    if not np.isfinite(span) or span > 1e12:
+        raise StackError(
+            f"The focus positions of {getattr(stack, 'source', None) or 'the stack'} span "
+            f"{span:g} µm, beyond what a depth map can hold; check the focus step and positions."
+        )
 
 
 #: Views of test-time augmentation, in the order they are added: (quarter turns, mirror).
@@ -455,6 +495,12 @@ def _predict(
     index = np.clip(idx_acc, 0, n - 1).astype(np.float32)
     # depth = Σ p_k·position_k (relative to the first position for float32 precision)
     depth = (dep_acc.astype(np.float64) + pos0).astype(np.float32)
+    if not (np.isfinite(depth).all() and np.isfinite(conf_acc).all()):
+        raise ModelError(
+            f"GPLWS-Net ('{weights}') gave NaN or infinite depth for {stack.source or 'the stack'}; "
+            "its weights are damaged or unsuitable. Use the packaged weights (reinstall "
+            "napari-gplws) or retrain them with `gplws train gplws`."
+        )
     if attention:
         aif = _cast_like(aif_acc, frames.dtype)  # type: ignore[arg-type]
     else:

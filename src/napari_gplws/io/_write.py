@@ -1,7 +1,9 @@
 """Writing depth maps, images and whole stacks as ImageJ/Fiji-compatible TIFFs with units.
 
 Every file is replaced atomically (see :mod:`napari_gplws._shared.files`), so a reader
-sees either the old file or the complete new one.
+sees either the old file or the complete new one. Float data holding NaN or infinity is
+refused before anything is written (a depth map may hold NaN for "no data" only when the
+caller says so with ``allow_nan=True``): a non-finite result is an error, not a file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,21 @@ from napari_gplws.io._units import _check_pixel_size, _is_our_sidecar, _jsonable
 from napari_gplws.stack import FocalStack, uniform_positions
 
 
+def _refuse_non_finite(arr: np.ndarray, what: str, p: Path, *, allow_nan: bool = False) -> None:
+    """Raise :class:`GplwsError` when float ``arr`` holds infinity (or NaN unless allowed)."""
+    if arr.dtype.kind not in "fc":
+        return
+    bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad:
+        kind = "infinite" if allow_nan else "NaN or infinite"
+        raise GplwsError(
+            f"The {what} to be written to '{p}' has {n_bad} {kind} value(s) of {arr.size}; "
+            "nothing was written. A non-finite result usually means that the focus positions "
+            "are out of range or that the network's weights are damaged; check them and run again."
+        )
+
+
 def write_depth_tiff(
     path: str | os.PathLike[str],
     depth: np.ndarray,
@@ -30,6 +47,7 @@ def write_depth_tiff(
     pixel_size_um: float | None,
     metadata: Mapping[str, Any] | None = None,
     overwrite: bool = True,
+    allow_nan: bool = False,
 ) -> Path:
     """Write a depth (height) map as a float32 TIFF that Fiji opens with its calibration.
 
@@ -43,7 +61,8 @@ def write_depth_tiff(
     path
         Target ``.tif`` path. Its folder must exist.
     depth
-        ``(H, W)`` depth map, any real dtype (stored as float32; NaN allowed for no data).
+        ``(H, W)`` depth map, any real dtype (stored as float32), finite everywhere (see
+        ``allow_nan``) and within float32's range.
     units
         Unit of the depth values: ``"µm"`` or ``"frame"`` (any non-empty text is stored).
     pixel_size_um
@@ -52,6 +71,8 @@ def write_depth_tiff(
         Extra JSON-able facts (method, source, focus positions…). NumPy values are converted.
     overwrite
         Replace an existing file (atomically). When ``False`` and the file exists, raise.
+    allow_nan
+        Accept NaN pixels as "no data" (infinity is always refused).
 
     Returns
     -------
@@ -61,7 +82,8 @@ def write_depth_tiff(
     Raises
     ------
     GplwsError
-        ``depth`` is not 2-D/real, ``units`` is empty, the pixel size is not positive, the
+        ``depth`` is not 2-D/real, holds NaN (unless allowed) or infinity (also after the
+        conversion to float32), ``units`` is empty, the pixel size is not positive, the
         file exists and ``overwrite`` is ``False``, or writing fails.
     """
     import tifffile
@@ -76,7 +98,9 @@ def write_depth_tiff(
     if not units or not isinstance(units, str):
         raise GplwsError(f'State the units of the depth map written to \'{p}\' ("µm" or "frame").')
     px = _check_pixel_size(pixel_size_um, p)
-    data = np.asarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.asarray(arr, dtype=np.float32)
+    _refuse_non_finite(data, "depth map", p, allow_nan=allow_nan)
     info = _jsonable(dict(metadata or {}))
     info.update(units=units, pixel_size_um=px, kind="depth", written_by=_WRITTEN_BY)
     ij: dict[str, Any] = {"axes": "YX", "Info": json.dumps(info, ensure_ascii=False)}
@@ -203,8 +227,8 @@ def write_image_tiff(
     Raises
     ------
     GplwsError
-        Wrong shape or dtype, bad pixel size, existing file with ``overwrite=False``, or a
-        failed write.
+        Wrong shape or dtype, NaN or infinite values in a float image, bad pixel size,
+        existing file with ``overwrite=False``, or a failed write.
     """
     import tifffile
 
@@ -216,6 +240,7 @@ def write_image_tiff(
             f"An image must be (H, W) or (H, W, 3) integer or float; got shape {img.shape} "
             f"dtype {img.dtype} for '{p}'."
         )
+    _refuse_non_finite(img, "image", p)
     px = _check_pixel_size(pixel_size_um, p)
     info = _jsonable(dict(metadata or {}))
     info.update(pixel_size_um=px, written_by=_WRITTEN_BY)
@@ -288,6 +313,7 @@ def save_stack(path: str | os.PathLike[str], stack: FocalStack, *, overwrite: bo
             f"save_stack writes TIFF; give a name ending in .tif or .ome.tif, not '{p.name}'."
         )
     frames = stack.frames
+    _refuse_non_finite(frames, "stack", p)
     rgb = stack.is_rgb
     n = stack.n_frames
     px = stack.pixel_size_um

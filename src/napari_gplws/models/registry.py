@@ -11,6 +11,13 @@ counts and the metrics they reached.
 * LDSE-NET (single-tile defocus): :func:`load_ldse` / :func:`save_ldse` (format
   ``ldse/1``), default :data:`DEFAULT_LDSE`.
 
+A weights file is checked before it is used: a file that cannot be read (empty, truncated,
+random bytes), broken configuration JSON, missing or extra tensors, tensors of the wrong
+shape or dtype, and NaN or infinite values each give a :class:`~napari_gplws.errors.ModelError`
+naming the file and the fix, never a traceback or a map of NaN. A folder may be given
+instead of a file when it holds exactly one ``.safetensors`` file; its configuration may
+then also come from a ``config.json`` beside it.
+
 Loaded models are cached per (network, file, device), in eval mode with gradients off,
 behind one lock, so that threads share one copy; writing weights clears the cache. This
 module knows files and caching only; it does not train (:mod:`napari_gplws.training`) or
@@ -64,23 +71,56 @@ _LOCK = threading.Lock()
 # Finding weights and cards
 # ------------------------------------------------------------------------------------------
 def weights_path(name_or_path: str | Path = DEFAULT_GPLWS) -> Path:
-    """Path of a weights file: a packaged name (``"gplws_default"``) or a path to a file.
+    """Path of a weights file: a packaged name (``"gplws_default"``), a file or a folder.
 
     Parameters
     ----------
     name_or_path
         A name in :data:`WEIGHTS_DIR` (without suffix), or a path; a path ending in
-        ``.safetensors`` or naming an existing file is returned as it is.
+        ``.safetensors`` or naming an existing file is returned as it is; a folder must
+        hold exactly one ``.safetensors`` file, which is returned.
 
     Returns
     -------
     Path
         The file's path (it need not exist).
+
+    Raises
+    ------
+    ModelError
+        A folder with no ``.safetensors`` file, or with several.
     """
     p = Path(name_or_path)
+    if p.is_dir():
+        found = sorted(p.glob("*.safetensors"))
+        if len(found) != 1:
+            what = "no .safetensors file" if not found else (
+                f"{len(found)} .safetensors files ({', '.join(f.name for f in found[:4])})"
+            )
+            raise ModelError(
+                f"The weights folder '{p}' holds {what}; give the path of one weights file "
+                "(…/name.safetensors) instead of the folder."
+            )
+        return found[0]
     if p.suffix == ".safetensors" or p.is_file():
         return p
     return WEIGHTS_DIR / f"{name_or_path}.safetensors"
+
+
+_FIX = (
+    "Replace it with an intact copy (reinstall napari-gplws for the packaged weights) or "
+    "train new weights with `gplws train {net}`."
+)
+
+
+def _read_json(path: Path, what: str, net: str) -> Any:
+    """Parse a JSON file beside the weights, or raise a :class:`ModelError` naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(
+            f"The {what} '{path}' cannot be read ({exc}). " + _FIX.format(net=net)
+        ) from None
 
 
 def has_default_weights(network: str = "gplws") -> bool:
@@ -94,7 +134,12 @@ def model_card(name_or_path: str | Path = DEFAULT_GPLWS) -> dict[str, Any]:
     card = weights_path(name_or_path).with_suffix(".json")
     if not card.is_file():
         return {}
-    return json.loads(card.read_text(encoding="utf-8"))
+    data = _read_json(card, "model card", "gplws|ldse")
+    if not isinstance(data, dict):
+        raise ModelError(
+            f"The model card '{card}' is not a JSON object. " + _FIX.format(net="gplws|ldse")
+        )
+    return data
 
 
 def read_weights(
@@ -119,23 +164,107 @@ def read_weights(
     Raises
     ------
     ModelError
-        The file cannot be read, or its ``format`` metadata is not ``expected_format``.
+        The file cannot be read (empty, truncated, not safetensors), or its ``format``
+        metadata is not ``expected_format``.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    net = "ldse" if expected_format == LDSE_FORMAT else "gplws"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelError(f"Cannot open the weights file '{path}': {exc.strerror or exc}.") from None
+    if size == 0:
+        raise ModelError(f"The weights file '{path}' is empty. " + _FIX.format(net=net))
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         state = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - turned into a message for a person
-        raise ModelError(f"Cannot read the weights file '{path}': {exc}.") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelError(
+            f"The weights file '{path}' is damaged or not a safetensors file ({detail}). "
+            + _FIX.format(net=net)
+        ) from None
     if meta.get("format") != expected_format:
         raise ModelError(
             f"'{path}' does not hold {network} weights (format {meta.get('format')!r}, "
-            f"expected {expected_format!r})."
+            f"expected {expected_format!r}). Give a {network} weights file."
         )
     return state, meta
+
+
+def _config_dict(path: Path, meta: dict[str, str], net: str) -> dict[str, Any]:
+    """The network configuration: the file's metadata, else a ``config.json`` beside it."""
+    text, source = meta.get("config"), f"configuration in the metadata of '{path}'"
+    beside = path.parent / "config.json"
+    if text is None and beside.is_file():
+        data = _read_json(beside, "configuration file", net)
+        source = f"configuration file '{beside}'"
+    else:
+        try:
+            data = json.loads(text or "{}")
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"The {source} is not valid JSON ({exc}). " + _FIX.format(net=net)) from None
+    if not isinstance(data, dict):
+        raise ModelError(f"The {source} is not a JSON object. " + _FIX.format(net=net))
+    return data
+
+
+def _build(path: Path, net: str, make: Callable[[], Any]) -> Any:
+    """``make()`` (a network from its configuration), with bad configurations as ModelError."""
+    try:
+        return make()
+    except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelError(
+            f"The configuration stored with '{path}' does not describe a valid network "
+            f"({type(exc).__name__}: {detail}). " + _FIX.format(net=net)
+        ) from None
+
+
+def _check_state(path: Path, state: dict[str, Any], model: Any, network: str, net: str) -> None:
+    """Refuse tensors that do not fit ``model``: missing, extra, wrong shape or dtype, NaN/Inf.
+
+    ``load_state_dict`` alone would cast a wrong dtype silently and load NaN values that
+    turn every map into NaN; this checks every tensor first (a few ms for these networks).
+    """
+    import torch
+
+    ref = model.state_dict()
+    problems = []
+    missing = [k for k in ref if k not in state]
+    extra = [k for k in state if k not in ref]
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s) ({', '.join(missing[:3])})")
+    if extra:
+        problems.append(f"{len(extra)} unexpected tensor(s) ({', '.join(extra[:3])})")
+    shape = [k for k in ref if k in state and tuple(state[k].shape) != tuple(ref[k].shape)]
+    if shape:
+        k = shape[0]
+        problems.append(
+            f"{len(shape)} tensor(s) of the wrong shape ({k}: {tuple(state[k].shape)}, "
+            f"expected {tuple(ref[k].shape)})"
+        )
+    dtype = [k for k in ref if k in state and k not in shape and state[k].dtype != ref[k].dtype]
+    if dtype:
+        k = dtype[0]
+        problems.append(
+            f"{len(dtype)} tensor(s) of the wrong dtype ({k}: {state[k].dtype}, expected {ref[k].dtype})"
+        )
+    if not problems:
+        bad = [
+            k for k, v in state.items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
+        if bad:
+            problems.append(f"NaN or infinite values in {len(bad)} tensor(s) ({', '.join(bad[:3])})")
+    if problems:
+        raise ModelError(
+            f"The weights in '{path}' do not fit {network}: {'; '.join(problems)}. "
+            + _FIX.format(net=net)
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -203,14 +332,10 @@ def load_gplws(
         from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
 
         state, meta = read_weights(path, GPLWS_FORMAT, "fused GPLWS-Net")
-        config = GPLWSConfig.from_dict(json.loads(meta.get("config", "{}")))
-        model = GPLWSNet(config).reparameterize()
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(
-                f"The weights in '{path}' do not fit GPLWS-Net {config}: {exc}"
-            ) from None
+        cfg = _config_dict(path, meta, "gplws")
+        model = _build(path, "gplws", lambda: GPLWSNet(GPLWSConfig.from_dict(cfg)).reparameterize())
+        _check_state(path, state, model, "GPLWS-Net", "gplws")
+        model.load_state_dict(state, strict=True)
         return _frozen(model.to(torch.device(device)).eval())
 
     return _cached(("gplws", str(path.resolve()), str(device)), build)
@@ -250,11 +375,10 @@ def load_ldse(name_or_path: str | Path = DEFAULT_LDSE, device: str = "cpu") -> A
         from napari_gplws.models.ldse import LDSEConfig, LDSENet
 
         state, meta = read_weights(path, LDSE_FORMAT, "LDSE-NET")
-        model = LDSENet(LDSEConfig.from_dict(json.loads(meta.get("config", "{}"))))
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"The weights in '{path}' do not fit LDSE-NET: {exc}") from None
+        cfg = _config_dict(path, meta, "ldse")
+        model = _build(path, "ldse", lambda: LDSENet(LDSEConfig.from_dict(cfg)))
+        _check_state(path, state, model, "LDSE-NET", "ldse")
+        model.load_state_dict(state, strict=True)
         # channels-last memory layout: about 1.5× faster convolutions on CPU (oneDNN).
         model = model.to(torch.device(device), memory_format=torch.channels_last).eval()
         return _frozen(model)
