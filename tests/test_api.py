@@ -59,3 +59,15 @@ def test_report_is_json_able(small_synthetic):
     r = napari_gplws.reconstruct(small_synthetic.stack, method="glv")
     rep = json.loads(json.dumps(r.report()))
     assert rep["units"]["depth"] == "µm" and rep["method"] == "glv"
+
+
+def test_save_writes_nothing_when_any_output_is_not_finite(tmp_path, small_synthetic):
+    import napari_gplws
+    from napari_gplws.errors import GplwsError
+
+    r = napari_gplws.reconstruct(small_synthetic.stack, method="sml")
+    r.confidence = r.confidence.copy()
+    r.confidence[0, 0] = np.nan
+    with pytest.raises(GplwsError, match="confidence.*nothing was written"):
+        r.save(tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

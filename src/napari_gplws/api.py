@@ -27,7 +27,7 @@ from napari_gplws.dff.methods import (
     default_method,
     resolve_method,
 )
-from napari_gplws.errors import StackError
+from napari_gplws.errors import GplwsError, StackError
 from napari_gplws.stack import FocalStack
 
 # The method registry lives in dff.methods; re-exported here as part of the public API.
@@ -130,6 +130,14 @@ class Reconstruction:
         from napari_gplws._shared.files import atomic_write
         from napari_gplws.io import write_depth_tiff, write_image_tiff
 
+        for name, arr in (("depth", self.depth), ("all-in-focus image", self.aif),
+                          ("confidence", self.confidence)):
+            a = np.asarray(arr)
+            if a.dtype.kind == "f" and not np.isfinite(a.astype(np.float32, copy=False)).all():
+                raise GplwsError(
+                    f"The {name} of this reconstruction has NaN or infinite values; nothing was "
+                    f"written to '{folder}'. Check the focus positions and the input frames."
+                )
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         s = self.stack
