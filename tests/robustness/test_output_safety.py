@@ -272,3 +272,14 @@ def test_cli_refuses_an_output_inside_a_zarr_input(small_zarr):
     r = _gplws("reconstruct", str(small_zarr), "-o", str(small_zarr / "results"), "--method", "sml")
     assert r.returncode != 0 and "inside the zarr store" in r.stderr
     assert _tree_digest(small_zarr) == before
+
+
+def test_out_of_core_result_that_is_not_finite_is_an_error_not_a_file(small_zarr, tmp_path):
+    from napari_gplws.dff import reconstruct_zarr
+
+    n = zarr.open_array(str(small_zarr), mode="r").shape[0]
+    out = tmp_path / "o.zarr"
+    huge = np.linspace(0.0, 1e39, n)  # depths beyond float32: infinite in the output
+    with pytest.raises(GplwsError, match="NaN or infinite"):
+        reconstruct_zarr(small_zarr, out, chunk=64, focus_um=huge)
+    assert not out.exists()

@@ -5,6 +5,7 @@ group and :class:`OutOfCoreResult`.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_gplws._shared.files import check_output_against_inputs, claim_output_dir, mark_output
+from napari_gplws.errors import StackError
 from napari_gplws.io.zarr import ZarrStack
 from napari_gplws.stack import index_to_position
 
@@ -178,3 +180,31 @@ def _new_output_group(
     mark_output(outp)
     work = group.create_array(_WORK, shape=(n_work, h, w), chunks=(1, chunk, chunk), dtype="float32")
     return outp, group, work
+
+
+def _require_finite(block: np.ndarray, what: str) -> np.ndarray:
+    """Pass a chunk of an output through, or stop the run when it holds NaN or infinity."""
+    if not np.isfinite(block).all():
+        raise StackError(
+            f"The {what} has NaN or infinite values; the output was not kept. Check the focus "
+            "positions and the input frames."
+        )
+    return block
+
+
+def store_outputs(outp: Path, arrays: Sequence[Any], targets: Sequence[Any]) -> None:
+    """Write the result arrays into the output group, checking depth and confidence are
+    finite chunk by chunk; on any failure the (new, half-written) group is removed."""
+    import dask.array as da
+
+    depth, conf, *rest = arrays
+    checked = [
+        depth.map_blocks(_require_finite, "depth", dtype=depth.dtype),
+        conf.map_blocks(_require_finite, "confidence", dtype=conf.dtype),
+        *rest,
+    ]
+    try:
+        da.store(checked, list(targets), lock=False)
+    except BaseException:
+        shutil.rmtree(outp, ignore_errors=True)
+        raise

@@ -40,6 +40,7 @@ from napari_gplws.dff._chunks import (
     _select,
     _to_depth,
     _trim,
+    store_outputs,
 )
 from napari_gplws.dff._engine import _Engine, _Runner
 from napari_gplws.dff.measures import (
@@ -252,7 +253,7 @@ def reconstruct_zarr(
     za = group.create_array("aif", shape=(h, w) + frames.shape[3:], chunks=zchunks + frames.shape[3:], dtype=frames.dtype)
     cb = DaskTaskProgress(progress, 100, 200)
     with dask.config.set(scheduler="threads", num_workers=nthreads), cb.cb:
-        da.store([depth, conf, aif], [zd, zc, za], lock=False)
+        store_outputs(outp, [depth, conf, aif], [zd, zc, za])
     timings["write"] = time.perf_counter() - t0
     if not keep_work:
         del group[_WORK]

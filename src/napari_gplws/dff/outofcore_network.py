@@ -27,6 +27,7 @@ from napari_gplws.dff._chunks import (
     _new_output_group,
     _select,
     _trim,
+    store_outputs,
 )
 from napari_gplws.errors import StackError
 from napari_gplws.io.zarr import ZarrStack, open_zarr_stack
@@ -264,7 +265,7 @@ def predict_zarr(
     za = group.create_array("aif", shape=(h, w) + frames.shape[3:], chunks=zchunks + frames.shape[3:], dtype=frames.dtype)
     cb = DaskTaskProgress(progress, 100, 200)
     with dask.config.set(scheduler="threads", num_workers=nthreads), cb.cb:
-        da.store([depth, conf, aif], [zd, zc, za], lock=False)
+        store_outputs(outp, [depth, conf, aif], [zd, zc, za])
     timings["write"] = time.perf_counter() - t0
     del group[_WORK]
     timings["total"] = time.perf_counter() - t_start
