@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gplws._shared.files import backup_outputs
+from napari_gplws._shared.files import OutputLock, backup_outputs
 from napari_gplws.cli._common import (
     FOCUS_START,
     FOCUS_STEP,
@@ -226,11 +226,12 @@ def cli_autofocus(args: argparse.Namespace) -> int:
         _refuse_infinite(res, Path(args.output))
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        backup = backup_outputs(out, OUTPUT_NAMES)
-        res.to_csv(out / OUTPUT_NAMES[0])
-        res.to_json(out / OUTPUT_NAMES[1])
-        img = data.frames[shown] if isinstance(data, FocalStack) else first
-        plot_heatmap(res, out / OUTPUT_NAMES[2], frame=shown, image=img)
+        with OutputLock(out):  # one writer per output folder
+            backup = backup_outputs(out, OUTPUT_NAMES)
+            res.to_csv(out / OUTPUT_NAMES[0])
+            res.to_json(out / OUTPUT_NAMES[1])
+            img = data.frames[shown] if isinstance(data, FocalStack) else first
+            plot_heatmap(res, out / OUTPUT_NAMES[2], frame=shown, image=img)
         print(
             f"wrote {out / OUTPUT_NAMES[0]}, {OUTPUT_NAMES[1]}, {OUTPUT_NAMES[2]}"
             + (f" (earlier files moved to {backup})" if backup else "")
