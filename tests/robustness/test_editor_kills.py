@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 import pytest
+from gplws_testdata import make_dataset
 
 import napari_gplws.annotate as an
-from gplws_testdata import make_dataset
 
 CHILD = r"""
 import sys, numpy as np
