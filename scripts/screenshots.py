@@ -8,13 +8,16 @@ so the docs stay true:
 
 * ``sample_depth.png`` — the sample and its depth map (core API);
 * ``depth_widget.png`` — the Depth from focus dock after Run, with the surface parameters of a
-  drawn rectangle;
-* ``surface_3d.png`` — after "View surface in 3D": the textured surface, true aspect ratio;
-* ``height_profile.png`` — the Height profile dock with a line across the depth map;
+  drawn rectangle; the scale bar reads µm;
+* ``surface_3d.png`` — after "View surface in 3D" on a simulated plate with drilled holes:
+  height up toward the objective, so the holes look like holes; true aspect ratio;
+* ``height_profile.png`` — the Height profile dock with a line across a hole: going down into
+  it is a negative step;
 * ``gt_editor.png``, ``gt_editor_snapped.png`` — the Ground truth editor;
 * ``focal_error_map.png`` — the Focal error map dock on a simulated tilted specimen;
   ``focal_error_rmse.png`` — its "reconstruction vs ground truth" mode on the sample;
-  ``focal_error_pair.png`` — two frames 4 µm apart, direction from their focus positions.
+  ``focal_error_pair.png`` — two frames 4 µm apart, direction from their focus positions;
+  ``focal_error_512.png`` — one 512-px frame: all nine regions get a value.
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ def sample_and_depth(viewer) -> None:
         np.asarray(stack_layer.data), focus_positions=focus, method="sml"
     )
     px = stack_layer.metadata["pixel_size_um"]
-    viewer.add_image(result.aif, name="all-in-focus", scale=(px, px))
+    viewer.add_image(result.aif, name="all-in-focus", scale=(px, px), units=("µm", "µm"))
     viewer.add_image(
         result.depth,
         name=f"depth ({result.units})",
         scale=(px, px),
+        units=("µm", "µm"),
         colormap="turbo",
         opacity=0.6,
         metadata={"units": result.units, "method": result.method},
@@ -78,6 +82,7 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 def shoot(viewer, name: str, canvas_only: bool = False) -> None:
+    viewer.scale_bar.visible = True  # it must read µm
     settle()
     path = OUT / name
     viewer.screenshot(str(path), canvas_only=canvas_only)
@@ -104,7 +109,42 @@ def widgets(napari) -> None:
     viewer.reset_view()
     shoot(viewer, "depth_widget.png")
 
-    viewer.layers.remove("sample stack region")
+    viewer.window.remove_dock_widget(dock)
+    viewer.close()
+    holes(napari)
+
+
+def holes(napari) -> None:
+    """``surface_3d.png`` and ``height_profile.png``: a plate with three drilled holes 18 µm
+    deep and a 9 µm pocket (simulated: 0.5 µm pixels, 20 frames 1.5 µm apart),
+    reconstructed through the dock."""
+    from napari_gplws.sim.defocus_render import defocus_render
+    from napari_gplws.training.gplws_data import render_texture
+
+    h = w = 256
+    yy, xx = np.mgrid[:h, :w]
+    depth = np.full((h, w), 6.0)  # the plate's top, 6 µm below the first frame
+    for cy, cx, r in ((70, 70, 30), (80, 185, 22), (180, 120, 36)):
+        depth[np.hypot(yy - cy, xx - cx) < r] = 24.0  # drilled holes, 18 µm deep
+    depth[175:225, 200:240] = 15.0  # a shallower square pocket
+    focus = np.arange(20) * 1.5
+    rng = np.random.default_rng(5)
+    frames = defocus_render(render_texture(h, w, rng, 0.0), depth, focus, blur_px_per_um=0.5)
+    frames = np.clip(frames * 255, 0, 255).astype(np.uint8)
+    sim_depth = depth
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 900)
+    viewer.add_image(
+        frames, name="plate", scale=(1.5, 0.5, 0.5), units=("µm", "µm", "µm"),
+        axis_labels=("z", "y", "x"),
+        metadata={"focus_um": focus.tolist(), "pixel_size_um": 0.5, "units": "µm"},
+    )  # fmt: skip
+    dock, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Depth from focus")
+    w.method_combo.setCurrentIndex(w.method_combo.findData("sml"))
+    done: list[str] = []
+    w.finished.connect(done.append)
+    w.run_button.click()
+    wait_for(lambda: bool(done))
     w.view3d_button.click()
     settle(1.0)
     shoot(viewer, "surface_3d.png")
@@ -112,22 +152,27 @@ def widgets(napari) -> None:
 
     viewer.window.remove_dock_widget(dock)
     _, p = viewer.window.add_plugin_dock_widget("napari-gplws", "Height profile")
-    p.depth_combo.setCurrentIndex(p.depth_combo.findText("sample stack depth"))
+    depth = viewer.layers["plate depth"]
     line = p.add_line_layer()
-    h, wd = viewer.layers["sample stack depth"].data.shape
-    line.data = [
-        np.array([[0.2 * h, 0.1 * wd], [0.8 * h, 0.9 * wd]])
-    ]  # a diagonal across the waves
+    # Across the deepest hole: from the top surface, through the hole, back to the top.
+    line.data = [np.array([[180.0, 40.0], [180.0, 200.0]])]  # across the largest hole
+    assert sim_depth[180, 120] > sim_depth[180, 40]
     settle(0.5)
-    p.marker_a.setValue(0.3 * p.profile.length)
-    p.marker_b.setValue(0.55 * p.profile.length)
-    p.half_width.setValue(2.0)
+    d = np.asarray(p.profile.distance)
+    h = np.asarray(p.profile.height)
+    p.marker_a.setValue(float(d[2]))
+    p.marker_b.setValue(float(d[np.nanargmin(h)]))
+    p.half_width.setValue(1.0)
     viewer.layers.selection.active = line
+    viewer.layers["plate"].visible = False
+    depth.visible = True
+    viewer.reset_view()
     shoot(viewer, "height_profile.png")
+    print(p.step_label.text())
     csv_path = OUT.parent.parent / "build" / "height_profile_example.csv"
     csv_path.parent.mkdir(exist_ok=True)
     p.export_csv(str(csv_path))
-    print("".join(csv_path.read_text(encoding="utf-8").splitlines(keepends=True)[:6]))
+    print("".join(csv_path.read_text(encoding="utf-8").splitlines(keepends=True)[:7]))
     viewer.close()
 
 
@@ -166,7 +211,9 @@ def gt_editor(napari) -> None:
         if i == 0:
             gt[30:70, 90:140] = 18.0  # a mislabelled patch
         iio.imwrite(d / "depth.png", np.rint(gt * 100).astype(np.uint16))
-        (d / "focus.json").write_text(json.dumps({"focus_start_um": 0.0, "focus_step_um": 2.0}))
+        (d / "focus.json").write_text(
+            json.dumps({"focus_start_um": 0.0, "focus_step_um": 2.0, "pixel_size_um": 1.0})
+        )
 
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1500, 950)
@@ -229,7 +276,7 @@ def run_focal_error_dock(napari, frames, focus, name: str, frames_mode: str = "a
     viewer.window.resize(1500, 950)
     viewer.add_image(
         frames, name=name, scale=(focus[1] - focus[0], px, px),
-        translate=(focus[0], 0.0, 0.0),
+        translate=(focus[0], 0.0, 0.0), units=("µm", "µm", "µm"),
         metadata={"focus_um": focus.tolist(), "pixel_size_um": px, "units": "µm"},
     )  # fmt: skip
     _, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Focal error map")
@@ -329,6 +376,44 @@ def focal_error_pair(napari) -> None:
     viewer.close()
 
 
+def focal_error_512(napari) -> None:
+    """``focal_error_512.png``: one 512-px frame of the tilted tissue (each region sharpest
+    at its own focus, the frame at 2 µm): every one of the nine regions gets a value."""
+    from napari_gplws.sim.defocus_tiles import DefocusSimulator
+    from napari_gplws.sim.psf_bank import psf_bank
+
+    best = 2.0 + 0.6 * (np.arange(3)[None, :] - 1) + 0.3 * (np.arange(3)[:, None] - 1)
+    bank = psf_bank(n_configs=1, seed=0, defocus_max_um=4.0, step_um=0.25, size_px=113)
+    sim = DefocusSimulator(
+        bank, ("he_tissue",), p_jpeg=0.0, p_partial=0.0, p_phase=0.0, defocus_max_um=4.0
+    )
+    rng = np.random.default_rng(3)
+    frame = np.zeros((3 * 171, 3 * 171), np.uint8)
+    for i in range(3):
+        for j in range(3):
+            tiles, _, _ = sim.render_field(rng, [2.0 - best[i, j]], tile_px=171, aberration=0)
+            frame[171 * i : 171 * (i + 1), 171 * j : 171 * (j + 1)] = tiles[0]
+    frame = frame[:512, :512]
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 950)
+    viewer.add_image(
+        frame, name="tissue 512 px", scale=(0.25, 0.25), units=("µm", "µm"),
+        metadata={"pixel_size_um": 0.25},
+    )  # fmt: skip
+    _, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Focal error map")
+    w.device_combo.setCurrentText("cpu")
+    done: list[str] = []
+    w.finished.connect(done.append)
+    w.run_button.click()
+    wait_for(lambda: bool(done))
+    viewer.layers.selection.active = viewer.layers["tissue 512 px defocus map"]
+    viewer.reset_view()
+    shoot(viewer, "focal_error_512.png")
+    print("true defocus (µm):\n", np.round(2.0 - best, 2))
+    print(w.result.autofocus.format_table(0))
+    viewer.close()
+
+
 def main() -> int:
     warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
     warnings.filterwarnings("ignore", message=".*System theme detection.*")
@@ -344,6 +429,7 @@ def main() -> int:
     gt_editor(napari)
     focal_error_map(napari)
     focal_error_pair(napari)
+    focal_error_512(napari)
     return 0
 
 

@@ -1,8 +1,13 @@
-"""npe2 reader: opens focus stacks (TIFF, OME-TIFF, ImageJ TIFF, .npy, .npz, folders of frames).
+"""npe2 reader: opens focus stacks (TIFF, OME-TIFF, ImageJ TIFF, .npy, .npz, folders of frames)
+and single images (a one-plane TIFF, PNG, JPEG or BMP: one frame, e.g. for the Focal error map).
 
-A thin adapter over :func:`napari_gplws.io._read.read_stack`: it decides from the path alone
+A thin adapter over :func:`napari_gplws.io.read_stack`: it decides from the path alone
 whether the plugin can read it and turns a :class:`~napari_gplws.stack.FocalStack` into a
-napari layer-data tuple that carries the physical units. It imports nothing from napari.
+napari layer-data tuple that carries the physical units: ``scale`` and ``translate`` in µm
+where known, ``units`` (``"µm"``, or ``"pixel"`` where unknown, so napari's scale bar
+reads µm) and ``axis_labels`` ``z, y, x``. A single image opens as a 2-D layer marked
+``metadata["kind"] = "frame"``; the Depth from focus dock then says that it needs a stack.
+It imports nothing from napari.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
         (including ``*.ome.tif``), ``*.npy``, ``*.npz`` and folders holding BMP/PNG/TIFF/JPEG
         frames. Files are not opened here.
     """
-    from napari_gplws.io import is_stack_path
+    from napari_gplws.io import FRAME_EXTENSIONS, is_stack_path
 
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -39,9 +44,80 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
             from napari_gplws.io.zarr import is_zarr_path
 
             return read_zarr_stack if is_zarr_path(path) else None
-        return read_focus_stack if is_stack_path(path) else None
+        if is_stack_path(path):
+            return read_focus_stack
+        p = Path(os.fspath(path))
+        return read_single_image if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS else None
     except (TypeError, ValueError):
         return None
+
+
+def _geometry(
+    focus: Any, pixel_size_um: float | None, step_um: float | None
+) -> dict[str, Any]:
+    """``scale``, ``translate``, ``units`` and ``axis_labels`` of a stack layer.
+
+    The stack axis is in µm when the focus positions are known (scale: the median step;
+    translate: the first position when they increase), else in frames ("pixel" for napari).
+    """
+    px = pixel_size_um or None
+    lat = "µm" if px else "pixel"
+    z_known = bool(step_um)
+    rising = focus is not None and len(focus) > 1 and float(focus[-1]) > float(focus[0])
+    z0 = float(focus[0]) if z_known and rising else 0.0
+    return {
+        "scale": (abs(step_um) if z_known else 1.0, px or 1.0, px or 1.0),
+        "translate": (z0, 0.0, 0.0),
+        "units": ("µm" if z_known else "pixel", lat, lat),
+        "axis_labels": ("z", "y", "x"),
+    }
+
+
+def read_single_image(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Open one image file (one-plane TIFF, PNG, JPEG, BMP) as a 2-D frame layer.
+
+    A frame is what the Focal error map analyses; depth from focus needs a stack, and the
+    Depth from focus dock says so when only frames are open. ``metadata`` has ``kind`` =
+    ``"frame"``, ``pixel_size_um`` (from a TIFF's calibration, else ``None``) and ``source``.
+
+    Raises
+    ------
+    StackError
+        The file cannot be read or is not one 2-D (RGB) image.
+    """
+    import numpy as np
+
+    from napari_gplws.errors import StackError
+    from napari_gplws.io import read_image_tiff
+
+    path = path[0] if isinstance(path, (list, tuple)) else path
+    p = Path(os.fspath(path))
+    px = None
+    if p.suffix.lower() in (".tif", ".tiff"):
+        data, info = read_image_tiff(p)
+        px = info.get("pixel_size_um")
+    else:
+        import imageio.v3 as iio
+
+        try:
+            data = np.asarray(iio.imread(p))
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means an unusable file
+            raise StackError(f"Cannot read the image '{p}' ({type(exc).__name__}: {exc}).") from None
+        if data.ndim == 3 and data.shape[-1] == 4:
+            data = data[..., :3]  # alpha carries no image
+    rgb = data.ndim == 3 and data.shape[-1] == 3
+    if data.ndim != 2 + rgb:
+        raise StackError(f"'{p}' is not one 2-D image (shape {data.shape}).")
+    lat = "µm" if px else "pixel"
+    kwargs = {
+        "name": p.stem,
+        "rgb": rgb,
+        "scale": (px or 1.0, px or 1.0),
+        "units": (lat, lat),
+        "axis_labels": ("y", "x"),
+        "metadata": {"kind": "frame", "pixel_size_um": px, "source": str(p)},
+    }
+    return [(data, kwargs, "image")]
 
 
 def read_zarr_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
@@ -67,7 +143,7 @@ def read_zarr_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     kwargs = {
         "name": p.name[: -len(".zarr")] if p.name.lower().endswith(".zarr") else p.name,
         "rgb": zs.frames.ndim == 4,
-        "scale": (abs(step) if step else 1.0, px or 1.0, px or 1.0),
+        **_geometry(fu, px, step),
         "metadata": {
             "focus_um": None if fu is None else [float(v) for v in fu],
             "pixel_size_um": px,
@@ -87,7 +163,8 @@ def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     list of (data, add_kwargs, "image")
         ``data`` is the ``(N, H, W)`` or ``(N, H, W, 3)`` frames in the file's dtype;
         ``add_kwargs`` has ``name`` (file stem or folder name), ``rgb``, ``scale`` =
-        ``(focus step µm or 1, pixel size µm or 1, pixel size µm or 1)`` and ``metadata`` =
+        ``(focus step µm or 1, pixel size µm or 1, pixel size µm or 1)``, ``translate`` (the
+        first focus position when they increase evenly), ``units``, ``axis_labels`` and ``metadata`` =
         ``{"focus_um": list or None, "pixel_size_um": float or None, "units": "µm" or
         "frame", "source": path, "gplws": {...what the reader found...}}``.
 
@@ -96,12 +173,21 @@ def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     StackError
         The file cannot be used; the message says why and how to fix it (napari shows it).
     """
+    from napari_gplws.errors import StackError
     from napari_gplws.io import read_stack
 
     if isinstance(path, (list, tuple)):
         path = path[0]
-    stack = read_stack(path)
     p = Path(os.fspath(path))
+    try:
+        stack = read_stack(path)
+    except StackError:
+        if p.is_file() and p.suffix.lower() in (".tif", ".tiff"):
+            try:  # a one-plane TIFF is a frame, not a broken stack
+                return read_single_image(p)
+            except StackError:
+                pass
+        raise
     name = p.name
     low = name.lower()
     for ext in (".ome.tiff", ".ome.tif"):
@@ -111,11 +197,10 @@ def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     else:
         name = p.stem if p.is_file() else p.name
     px = stack.pixel_size_um
-    z = stack.focus_step_um
     add_kwargs = {
         "name": name,
         "rgb": stack.is_rgb,
-        "scale": (z if z else 1.0, px if px else 1.0, px if px else 1.0),
+        **_geometry(stack.focus_um, px, stack.focus_step_um),
         "metadata": {
             "focus_um": None if stack.focus_um is None else [float(v) for v in stack.focus_um],
             "pixel_size_um": px,

@@ -29,7 +29,8 @@ def make_sample():
 
 
 def sample_stack() -> list[tuple[Any, dict, str]]:
-    """Layer-data tuples: the focus stack (z scaled in µm) and the ground-truth depth (µm)."""
+    """Layer-data tuples: the focus stack (z scaled in µm) and the ground-truth depth (µm),
+    with ``units`` and ``axis_labels`` so napari's scale bar reads µm."""
     sample = make_sample()
     stack = sample.stack
     px = stack.pixel_size_um or 1.0
@@ -46,6 +47,8 @@ def sample_stack() -> list[tuple[Any, dict, str]]:
                 "name": "sample stack",
                 "scale": (stack.focus_step_um, px, px),
                 "translate": (float(stack.focus_um[0]), 0.0, 0.0),
+                "units": ("µm", "µm", "µm"),
+                "axis_labels": ("z", "y", "x"),
                 "metadata": meta,
             },
             "image",
@@ -55,6 +58,8 @@ def sample_stack() -> list[tuple[Any, dict, str]]:
             {
                 "name": "sample ground truth depth (µm)",
                 "scale": (px, px),
+                "units": ("µm", "µm"),
+                "axis_labels": ("y", "x"),
                 "colormap": "viridis",
                 "visible": False,
                 "metadata": {"units": "µm", "pixel_size_um": stack.pixel_size_um, "kind": "depth"},

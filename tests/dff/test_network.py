@@ -209,8 +209,11 @@ def test_bf16_autocast_on_cpu_stays_within_one_percent_of_fp32():
 def test_precision_names_are_checked():
     from napari_gplws.dff.network import resolve_precision
     from napari_gplws.errors import ModelError
+    from napari_gplws.models.gplws import cpu_has_bf16
 
-    assert resolve_precision("auto", "cpu") is None
+    # auto on the CPU: bf16 where the CPU has native bfloat16 instructions, else fp32
+    assert resolve_precision("auto", "cpu") is (torch.bfloat16 if cpu_has_bf16() else None)
+    assert resolve_precision("fp32", "cpu") is None
     with pytest.raises(ModelError, match="fp16.*CUDA"):
         resolve_precision("fp16", "cpu")
     with pytest.raises(ModelError, match="Unknown precision"):

@@ -120,7 +120,7 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
     w = str(save_gplws(GPLWSNet(GPLWSConfig(widths=(8, 8, 16, 16))).eval(), tmp_path / "w.safetensors"))
     s = synthetic_stack(family="waves", n_frames=5, shape=(100, 40), seed=3, rgb=True).stack
     src = _save(tmp_path / "s.zarr", s.frames, focus_um=s.focus_um.tolist())
-    ref = predict_depth(s, device="cpu", tile_size=64, overlap=16, weights=w, tta=1)
+    ref = predict_depth(s, device="cpu", tile_size=64, overlap=16, weights=w)  # default views and precision
     assert ref.params["tiles"] > 1 and np.ptp(ref.depth) > 0
     r = predict_zarr(src, tmp_path / "o.zarr", tile_size=64, overlap=16, weights=w, chunk=40, threads=2)
     o = r.open()
@@ -130,6 +130,7 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
     assert aif.dtype == ref.aif.dtype and aif.shape == ref.aif.shape
     assert np.abs(aif.astype(np.int16) - ref.aif).max() <= 1
     assert r.units == "µm" and r.params["tiles"] == ref.params["tiles"]
+    assert r.params["tta"] == ref.params["tta"] == 2 and r.params["precision"] == ref.params["precision"]
 
 
 def test_units_overrides_layout_checks_and_zarr_is_not_a_frame_folder(tmp_path):

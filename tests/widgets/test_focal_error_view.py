@@ -92,8 +92,11 @@ def test_weights_status_and_warning(tmp_path):
     assert view.weights_status(tmp_path / "mine.safetensors") == "not trained"
     assert view.weights_status(tmp_path / "plain.safetensors") is None
     assert view.weights_status(tmp_path / "missing.safetensors") is None
-    assert view.weights_warning("not trained") == "⚠ LDSE-NET weights: not trained"
-    assert view.weights_warning(None) == ""
+    # One plain line in the dock; the card's own words go in its tooltip.
+    line = view.weights_warning("not trained")
+    assert "\n" not in line and "two frames" in line and "not trained" not in line
+    assert "LDSE-NET weights: not trained" in view.weights_details("not trained")
+    assert view.weights_warning(None) == "" == view.weights_details(None)
 
 
 # ------------------------------------------------------------------------------------------

@@ -213,12 +213,13 @@ def test_weights_status_is_shown_as_a_warning(viewer, tmp_path):
 
     w = open_dock(viewer)
     status = model_card("ldse_default").get("status")
-    if status:
-        assert not w.weights_label.isHidden() and status in w.weights_label.text()
+    if status:  # one plain line; the card's words behind it, in the tooltip
+        assert not w.weights_label.isHidden() and status in w.weights_label.toolTip()
+        assert "\n" not in w.weights_label.text()
     card = tmp_path / "mine.json"
     card.write_text(json.dumps({"status": "sign not learnt yet"}), encoding="utf-8")
     w.weights = tmp_path / "mine.safetensors"
-    assert w.weights_label.text().endswith("sign not learnt yet")
+    assert w.weights_label.toolTip().startswith("LDSE-NET weights: sign not learnt yet")
     (tmp_path / "plain.json").write_text("{}", encoding="utf-8")
     w.weights = tmp_path / "plain.safetensors"
     assert w.weights_label.isHidden()
@@ -432,7 +433,7 @@ def test_bad_input_gives_a_notification_not_a_crash(viewer, qtbot):
     new = errors_shown()[n_before:]
     assert len(new) == 1 and "NaN" in new[0] and "broken" in new[0]
     assert [ly.name for ly in viewer.layers] == ["broken"]
-    assert w.run_button.isEnabled() and "Failed" in w.status_label.text()
+    assert w.run_button.isEnabled() and w.status_label.text() == new[0]  # no stale line
 
     # A zero focus step is refused before anything runs.
     w.focus_step.setValue(0.0)

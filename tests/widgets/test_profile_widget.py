@@ -41,12 +41,13 @@ def test_line_gives_a_profile_in_um_and_a_step_height(viewer, qtbot, tmp_path, m
     assert p.length == pytest.approx(80 * PX)
     plotted = w.axes.lines[0].get_ydata()
     np.testing.assert_allclose(plotted, p.height)
-    assert plotted[0] == pytest.approx(2.0) and plotted[-1] == pytest.approx(7.0)
+    # Height is up toward the objective: height = −depth (the right half is 5 µm deeper).
+    assert plotted[0] == pytest.approx(-2.0) and plotted[-1] == pytest.approx(-7.0)
     # Markers default to 25 % and 75 % of the line: either side of the step.
-    assert w.step_height() == pytest.approx(5.0)
-    assert "5 µm" in w.step_label.text()
+    assert w.step_height() == pytest.approx(-5.0)
+    assert "-5 µm" in w.step_label.text()
     w.half_width.setValue(3.0)
-    assert w.step_height() == pytest.approx(5.0)
+    assert w.step_height() == pytest.approx(-5.0)
     # Both markers on the same terrace: no step.
     w.marker_b.setValue(5.0)
     assert w.step_height() == pytest.approx(0.0)
@@ -56,7 +57,7 @@ def test_line_gives_a_profile_in_um_and_a_step_height(viewer, qtbot, tmp_path, m
     with qtbot.waitSignal(w.updated, timeout=10_000):
         line.data = [np.array([[data[0, 0], 5.0], [data[0, 0], 40.0]])]  # left terrace only
     assert w.profile.length == pytest.approx(35 * PX)
-    assert np.allclose(w.axes.lines[0].get_ydata(), 2.0)
+    assert np.allclose(w.axes.lines[0].get_ydata(), -2.0)
 
     from qtpy.QtWidgets import QFileDialog
 
@@ -68,10 +69,12 @@ def test_line_gives_a_profile_in_um_and_a_step_height(viewer, qtbot, tmp_path, m
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "# source: terrace depth"
     header = next(ln for ln in lines if not ln.startswith("#"))
-    assert header == "distance_µm,height_µm,x_µm,y_µm,row,col"
+    assert header == "distance_µm,height_µm,depth_µm,x_µm,y_µm,row,col"
+    assert "# height = −depth (up toward the objective); depth grows away from the objective" in lines
     rows = [ln.split(",") for ln in lines[lines.index(header) + 1 :]]
     assert len(rows) == len(w.profile.distance)
-    assert float(rows[0][2]) == pytest.approx(20.0 + 5.0 * PX)  # world x = translate + col·px
+    assert float(rows[0][1]) == pytest.approx(-2.0) and float(rows[0][2]) == pytest.approx(2.0)
+    assert float(rows[0][3]) == pytest.approx(20.0 + 5.0 * PX)  # world x = translate + col·px
 
 
 def test_profile_follows_the_chosen_depth_layer_and_survives_its_removal(viewer, qtbot):
@@ -83,4 +86,5 @@ def test_profile_follows_the_chosen_depth_layer_and_survives_its_removal(viewer,
     viewer.layers.remove(depth.name)
     qtbot.waitUntil(lambda: w.profile is None, timeout=10_000)
     assert not w.export_button.isEnabled()
-    assert "Draw a line" in w.step_label.text()
+    assert w.depth_combo.currentIndex() == -1  # cleared, and the dock says why
+    assert "'terrace depth' was removed" in w.step_label.text()

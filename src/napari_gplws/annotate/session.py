@@ -479,39 +479,41 @@ class EditSession:
         return self.prediction_um
 
     def suspect_map(self, threshold_um: float) -> np.ndarray:
-        """Pixels where the map disagrees with every available reference by > ``threshold_um``.
+        """Pixels whose label disagrees with every reference by > ``threshold_um`` where the
+        focus curve peaks clearly (:func:`napari_gplws.annotate.guidance.suspicion`).
 
         References: the focus-curve peak and the model prediction (each used if computed).
+        Low-texture pixels are "unknown", never suspect.
         """
-        refs = [r for r in (self.peak_um, self.prediction_um) if r is not None]
-        if not refs:
-            raise GplwsError("Compute the focus curves or a prediction first.")
-        out = np.ones(self.shape, bool)
-        for r in refs:
-            out &= ~(np.abs(self.depth - r) <= threshold_um)
-        return out
+        from napari_gplws.annotate.guidance import suspicion
+
+        refs = (self.peak_um, self.prediction_um)
+        return suspicion(self.depth, refs, self.curves, threshold_um).suspect
 
     def suspect_fraction(self, threshold_um: float) -> float:
         """Fraction of pixels in the suspect map."""
         return float(self.suspect_map(threshold_um).mean())
 
     def next_suspect_region(self, threshold_um: float) -> dict[str, Any] | None:
-        """The largest suspect region not returned before: ``{"bbox", "centroid", "pixels"}``.
+        """The suspect region most worth a look (size × disagreement × confidence) not
+        returned before: ``{"bbox", "centroid", "pixels", "disagreement_um", "confidence",
+        "score"}``.
 
         ``bbox`` is ``(y0, y1, x0, x1)`` (end exclusive), ``centroid`` ``(y, x)``. None when
         no region remains.
         """
-        sm = self.suspect_map(threshold_um) & ~self._visited
-        lab, n = ndi.label(sm)
-        if n == 0:
+        from napari_gplws.annotate.guidance import rank_regions, suspicion
+
+        refs = (self.peak_um, self.prediction_um)
+        guide = suspicion(self.depth, refs, self.curves, threshold_um)
+        ranked = rank_regions(guide, exclude=self._visited)
+        if not ranked:
             return None
-        sizes = np.bincount(lab.ravel())[1:]
-        i = int(np.argmax(sizes)) + 1
-        reg = lab == i
-        self._visited |= reg
-        bb = _bbox(reg)
-        cy, cx = ndi.center_of_mass(reg)
-        return {"bbox": bb, "centroid": (float(cy), float(cx)), "pixels": int(sizes[i - 1])}
+        best = ranked[0]
+        y0, y1, x0, x1 = best["bbox"]
+        labels, _ = ndi.label(guide.suspect & ~self._visited)
+        self._visited[y0:y1, x0:x1] |= labels[y0:y1, x0:x1] == best.pop("label")
+        return best
 
     def reset_suspects(self) -> None:
         """Forget which suspect regions were visited."""

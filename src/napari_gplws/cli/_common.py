@@ -343,17 +343,49 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_pattern_text(text: str) -> str:
+    """argparse ``type=`` for ``--pattern``: a file-name pattern such as ``'im_*.bmp'``."""
+    if not text.strip() or "/" in text or "\\" in text or len(text) > 255:
+        raise argparse.ArgumentTypeError(
+            f"must be a file-name pattern such as 'im_*.bmp' (no folder part, at most 255 "
+            f"characters); got '{text}'"
+        )
+    return text
+
+
+def add_pattern_option(p: argparse.ArgumentParser) -> None:
+    """``--pattern``: which files of a folder are the frames."""
+    p.add_argument(
+        "--pattern", type=check_pattern_text, default=None, metavar="GLOB",
+        help="for a folder of frames: the frames' file-name pattern, quoted, e.g. 'im_*.bmp' "
+             "(default: the folder's majority format; the files left out are named)",
+    )
+
+
 def _read_input(args: argparse.Namespace):
+    import warnings
+
     from napari_gplws.io import parse_axis_pick, read_stack
 
-    return read_stack(
-        args.input,
-        focus_um=_parse_positions(args.focus_positions),
-        focus_start_um=args.focus_start,
-        focus_step_um=args.focus_step,
-        pixel_size_um=args.pixel_size,
-        axis_pick=parse_axis_pick(args.axis_pick) or None,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the files left out are printed below
+        stack = read_stack(
+            args.input,
+            focus_um=_parse_positions(args.focus_positions),
+            focus_start_um=args.focus_start,
+            focus_step_um=args.focus_step,
+            pixel_size_um=args.pixel_size,
+            axis_pick=parse_axis_pick(args.axis_pick) or None,
+            pattern=getattr(args, "pattern", None),
+        )
+    left = stack.metadata.get("left_out") or []
+    if left:  # printed even with -q: it says what was (not) reconstructed
+        shown = ", ".join(left[:8]) + (" …" if len(left) > 8 else "")
+        print(
+            f"Read {stack.n_frames} frames; other files in the folder, not read: {shown}",
+            file=sys.stderr,
+        )
+    return stack
 
 
 def add_gpu_options(p: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ from napari_gplws.cli._common import (
     add_align_options,
     add_gpu_options,
     add_number,
+    add_pattern_option,
     check_device_text,
     check_method_text,
     check_output_folder,
@@ -64,6 +65,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     add_number(p, "--focus-step", limits=FOCUS_STEP, metavar="UM", help="focus step between frames in µm")
     add_number(p, "--focus-start", limits=FOCUS_START, metavar="UM", help="focus position of frame 0 in µm")
     add_number(p, "--pixel-size", limits=PIXEL_SIZE, metavar="UM", help="lateral pixel size in µm")
+    add_pattern_option(p)
     add_number(p, "--chunk", limits=CHUNK, default=1024, metavar="PX",
                help="zarr stacks (reconstructed out of core): chunk side over y/x in pixels "
                     "(default 1024)")
@@ -97,7 +99,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             refine=not args.no_refine, tile_size=args.tile_size,
             precision=args.precision, compile=args.compile, tta=args.tta,
             read_options={"focus_step_um": args.focus_step, "focus_start_um": args.focus_start,
-                          "pixel_size_um": args.pixel_size},
+                          "pixel_size_um": args.pixel_size, "pattern": args.pattern},
             force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True),
             chunk=args.chunk, align=args.align, align_model=args.align_model,
             reference=args.reference, crop_common=args.crop_common,

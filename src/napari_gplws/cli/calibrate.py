@@ -1,6 +1,6 @@
 """The ``gplws calibrate`` command: calibrate autofocus (LDSE-NET) to your own microscope.
 
-``gplws calibrate STACK [STACK …] -o my_scope.safetensors --minutes 8`` reads focus stacks
+``gplws calibrate STACK [STACK …] -o my_scope.safetensors --minutes 9.5`` reads focus stacks
 of one microscope (TIFF, OME, folders of frames, anything :func:`napari_gplws.io.read_stack`
 reads; focus positions from metadata, a sidecar or the stack options, which then apply to
 every stack), runs :func:`napari_gplws.training.calibrate.calibrate` with a progress bar,
@@ -40,6 +40,7 @@ _L = {
     "val_fraction": Limits(float, 0.05, 0.5),
     "lr": Limits(float, 1e-6, 1e-2),
     "weight": Limits(float, 0.0, 10.0),
+    "fraction": Limits(float, 0.0, 1.0),
 }
 #: Prefix of the machine-readable progress lines (``--progress-lines``, used by the dock).
 PROGRESS_PREFIX = "GPLWS-PROGRESS"
@@ -52,8 +53,8 @@ def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
                         "recommended), each a file or folder read_stack understands")
     p.add_argument("-o", "--output", required=True, metavar="WEIGHTS.safetensors",
                    help="calibrated weights to write (the model card goes beside it)")
-    add_number(p, "--minutes", limits=_L["minutes"], default=8.0,
-               help="time box of the fine-tuning, wall clock (default 8)")
+    add_number(p, "--minutes", limits=_L["minutes"], default=9.5,
+               help="time box of the fine-tuning, wall clock (default 9.5)")
     p.add_argument("--base-weights", default="ldse_default", metavar="NAME|PATH",
                    help="LDSE-NET weights to start from (default: the packaged ldse_default)")
     p.add_argument("--optics", default=None, metavar="TEXT",
@@ -67,6 +68,9 @@ def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
     add_number(p, "--seed", limits=_L["seed"], default=0, help="random seed (split, batches)")
     add_number(p, "--val-fraction", limits=_L["val_fraction"], default=0.25,
                help="share of stacks held out to score and choose the weights")
+    add_number(p, "--min-content", limits=_L["fraction"], default=None,
+               help="blank-tile threshold, as in gplws autofocus (default 0.2; lower it for "
+                    "sparse fluorescence)")
     g = p.add_argument_group("fine-tuning recipe (the defaults are the measured ones)")
     add_number(g, "--lr", limits=_L["lr"], default=None, help="learning rate")
     add_number(g, "--sign-weight", limits=_L["weight"], default=None,
@@ -108,19 +112,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise GplwsError(f"-o/--output '{out}' must end in .safetensors.")
     cfg = CalibrationConfig(minutes=args.minutes, threads=args.threads, seed=args.seed,
                             val_fraction=args.val_fraction)
-    for name in ("lr", "sign_weight", "pair_weight", "abs_weight", "unfreeze"):
+    for name in ("lr", "sign_weight", "pair_weight", "abs_weight", "unfreeze", "min_content"):
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.check()
     print(f"starting from weights: {args.base_weights}; reading {len(args.stacks)} stacks…",
           flush=True)
-    stacks = _read(args)
     stop = {"now": False}
 
     def on_term(_sig: int, _frame: Any) -> None:
         stop["now"] = True  # the loop saves its checkpoint, then stops
 
     old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        stacks = _read(args)
+    except BaseException:
+        signal.signal(signal.SIGTERM, old)
+        raise
     bar = None
     if not args.quiet and not args.progress_lines:
         from tqdm import tqdm

@@ -30,6 +30,7 @@ from napari_gplws.cli._common import (
     add_align_options,
     add_gpu_options,
     add_number,
+    add_pattern_option,
     check_device_text,
     check_method_text,
 )
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"with --out-of-core, keep the converted TIFF as OUTDIR/{KEPT_INPUT_ZARR}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_stack_options(p)
+    add_pattern_option(p)
     add_align_options(p)
     p.set_defaults(func=cmd_reconstruct)
 

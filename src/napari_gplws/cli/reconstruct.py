@@ -40,6 +40,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             from napari_gplws.io.zarr import is_zarr_path
 
             if args.out_of_core or is_zarr_path(args.input):
+                if getattr(args, "pattern", None):
+                    raise UsageError(
+                        "--pattern chooses the frames of a folder; it does not apply out of "
+                        "core (zarr inputs, --out-of-core TIFFs). Drop --pattern."
+                    )
                 if getattr(args, "align", "off") != "off":
                     raise UsageError(
                         "--align works on stacks read into memory; it is not available out of "

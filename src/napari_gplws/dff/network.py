@@ -14,7 +14,11 @@
 * on a GPU (the fast path): bf16/fp16 autocast (:func:`resolve_precision`), tiles of one
   size batched together, host-to-device copies through pinned memory, the all-in-focus
   image computed on the device, and optionally ``torch.compile``;
-* calls ``progress(done, total)`` after each tile and ``cancel()`` before each tile
+* on the CPU (the fast path, :mod:`._tile_net`): the focus prior computed with OpenCV/SciPy
+  filters once per tile, the test-time-augmentation views of a tile as one batch, the
+  convolutions through oneDNN (bf16 where the CPU has native bfloat16 instructions), tiles
+  of balanced sizes bounded so that one view of a tile takes about half a second;
+* calls ``progress(done, total)`` after each view of each tile and ``cancel()`` before each
   (raising :class:`~napari_gplws.errors.Cancelled`).
 
 It does not define the network (:mod:`napari_gplws.models.gplws`), train it
@@ -43,18 +47,24 @@ from napari_gplws.dff._tiles import (
     _robust_range,
     _to_luma,
     auto_tile_size,
+    balanced_tile,
     tile_grid,
 )
 from napari_gplws.errors import ModelError, StackError
 from napari_gplws.stack import FocalStack
 
 __all__ = ["GPLWSResult", "predict_depth", "resolve_precision"]
+# OpenMP threads that spin while waiting make two threads slower than one on a busy
+# machine (measured: 0.83 s against 0.25 s for the network on 20×256×256 at a load of 5 on
+# 2 cores); sleeping waits cost little when idle. Effective when PyTorch is not yet loaded;
+# an explicit setting is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DEFAULT_OVERLAP = 96
 #: Gaussian smoothing (pixels) of the depth map after blending; see :func:`predict_depth`.
 DEFAULT_SMOOTH_PX = 2.0
 #: Views of test-time augmentation by default: with 2 views the packaged weights reach the
-#: accuracy target (RMSE ≤ 0.6× the best classical method on the held-out benchmark), at
-#: twice the cost of one view, which still meets the speed targets (see docs/gplws.md).
+#: accuracy target (RMSE ≤ 0.6× the best classical method on the held-out benchmark: 0.587×;
+#: one view gives 0.600×), at twice the cost of the convolutions (see docs/gplws.md).
 DEFAULT_TTA = 2
 
 
@@ -117,8 +127,10 @@ def predict_depth(
     device
         ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     tile_size
-        Tile side in pixels (multiple of 16 is best); ``None`` chooses it from the memory
-        available; frames no larger than the tile run in one piece.
+        Tile side in pixels (multiple of 32 is best); ``None`` chooses tiles from the memory
+        available (on the CPU at most about 16 M frame-pixels each, so progress moves about
+        every half second) and of balanced sizes; frames no larger than the tile run in one
+        piece.
     overlap
         Overlap between tiles in pixels (blended with raised-cosine weights).
     aif_mode
@@ -131,11 +143,12 @@ def predict_depth(
     weights
         Packaged weights name or path to a ``.safetensors`` file.
     progress, cancel
-        ``progress(done, total)`` after each tile; ``cancel()`` checked before each batch
-        of tiles.
+        ``progress(done, total)`` after each view of each tile (``total`` = tiles × views);
+        ``cancel()`` checked before each of them.
     precision
-        ``"auto"`` (bf16 autocast on CUDA devices that support it, else fp16; fp32 on CPU
-        and MPS), ``"fp32"``, ``"fp16"`` (CUDA only) or ``"bf16"`` (CUDA or CPU). The
+        ``"auto"`` (bf16 autocast on CUDA devices that support it, else fp16; on the CPU bf16
+        convolutions where the CPU has native bfloat16 instructions, else fp32; fp32 on MPS),
+        ``"fp32"``, ``"fp16"`` (CUDA only) or ``"bf16"`` (CUDA or CPU). The focus prior, the
         softmax and everything after it always run in fp32.
     tile_batch
         Tiles of the same size run through the network together, this many at a time;
@@ -146,9 +159,10 @@ def predict_depth(
         first call pays the compilation, worth it for many stacks of one size).
     tta
         Test-time augmentation: average the outputs over 1 (off), 2 (plus a mirror image),
-        4 (plus the two 180° turns) or 8 (all flips and 90° turns) views of the stack. Each
-        view costs one more pass; 2 views lower the error by about 3 % and 8 by about 5 %
-        on the validation stacks (see docs/gplws.md). ``None``: :data:`DEFAULT_TTA` (2).
+        4 (plus the two 180° turns) or 8 (all flips and 90° turns) views of each tile. The
+        views share the tile's normalisation and focus prior and, for small tiles, run as
+        one batch; each costs one more pass of the convolutions. 2 views lower the held-out
+        error by about 2 % (see docs/gplws.md). ``None``: :data:`DEFAULT_TTA` (2).
 
     Returns
     -------
@@ -180,15 +194,11 @@ def predict_depth(
     if aif_mode not in ("attention", "select"):
         raise StackError(f"aif_mode must be 'attention' or 'select'; got {aif_mode!r}.")
     tta = DEFAULT_TTA if tta is None else tta
-    if tta not in TTA_VIEWS:
-        raise StackError(f"tta must be one of {sorted(TTA_VIEWS)}; got {tta!r}.")
+    if tta not in (1, 2, 4, 8):
+        raise StackError(f"tta must be one of 1, 2, 4 or 8; got {tta!r}.")
     dev = resolve_device(device)
     amp = resolve_precision(precision, dev)
-    run = _RunOptions(amp=amp, tile_batch=tile_batch, compile=bool(compile))
-    if tta > 1:
-        views = dict(device=dev, tile_size=tile_size, overlap=overlap, smooth_px=smooth_px, weights=weights,
-                     cancel=cancel, precision=precision, tile_batch=tile_batch, compile=compile)
-        return _predict_tta(stack, tta, aif_mode, progress, views)
+    run = _RunOptions(amp=amp, tile_batch=tile_batch, compile=bool(compile), tta=tta)
     try:
         return _predict(stack, dev, tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel, run)
     except Exception as exc:
@@ -202,7 +212,7 @@ def predict_depth(
                 stacklevel=2,
             )
             torch.cuda.empty_cache()
-            cpu_run = _RunOptions(amp=None, tile_batch=1, compile=False)
+            cpu_run = _RunOptions(amp=resolve_precision("auto", "cpu"), tile_batch=1, compile=False, tta=tta)
             return _predict(stack, "cpu", tile_size, overlap, aif_mode, smooth_px, weights, progress, cancel, cpu_run)
         raise
 
@@ -241,86 +251,23 @@ def _check_arguments(
         )
 
 
-#: Views of test-time augmentation, in the order they are added: (quarter turns, mirror).
-TTA_VIEWS: dict[int, tuple[tuple[int, bool], ...]] = {
-    1: ((0, False),),
-    2: ((0, False), (0, True)),
-    4: ((0, False), (0, True), (2, False), (2, True)),
-    8: ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True)),
-}
-
-
-def _view(a: np.ndarray, turns: int, mirror: bool, axes: tuple[int, int]) -> np.ndarray:
-    if mirror:
-        a = np.flip(a, axes[1])
-    return np.ascontiguousarray(np.rot90(a, turns, axes=axes))
-
-
-def _unview(a: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
-    a = np.rot90(a, -turns, axes=(0, 1))
-    return np.ascontiguousarray(np.flip(a, 1) if mirror else a)
-
-
-def _predict_tta(
-    stack: FocalStack, tta: int, aif_mode: str, progress: ProgressFn, options: dict[str, Any]
-) -> GPLWSResult:
-    """Average of :func:`predict_depth` (called with ``options``) over the ``tta`` views of
-    :data:`TTA_VIEWS`."""
-    import dataclasses
-
-    views = TTA_VIEWS[tta]
-    t0 = time.perf_counter()
-    acc: dict[str, np.ndarray] = {}
-    timings: dict[str, float] = {}
-    first: GPLWSResult | None = None
-    for v, (turns, mirror) in enumerate(views):
-        def sub_progress(done: int, total: int, v: int = v) -> None:
-            report(progress, v * total + done, len(views) * total)
-
-        frames = _view(stack.frames, turns, mirror, (1, 2))
-        r = predict_depth(
-            dataclasses.replace(stack, frames=frames), aif_mode="attention", progress=sub_progress, tta=1,
-            **options,
-        )
-        first = first or r
-        for stage, sec in r.timings.items():
-            timings[stage] = timings.get(stage, 0.0) + sec
-        for name in ("index", "depth", "confidence", "aif"):
-            a = _unview(np.asarray(getattr(r, name), np.float32), turns, mirror)
-            acc[name] = acc[name] + a if name in acc else a
-    assert first is not None
-    mean = {k: v / len(views) for k, v in acc.items()}
-    n = stack.frames.shape[0]
-    index = np.clip(mean["index"], 0, n - 1).astype(np.float32)
-    if aif_mode == "attention":
-        aif = _cast_like(mean["aif"], stack.frames.dtype)
-    else:
-        k = np.clip(np.rint(index).astype(np.intp), 0, n - 1)
-        yy, xx = np.indices(index.shape)
-        aif = np.asarray(stack.frames[k, yy, xx])
-    return GPLWSResult(
-        index=index,
-        depth=mean["depth"].astype(np.float32),
-        confidence=mean["confidence"].astype(np.float32),
-        aif=aif,
-        units=first.units,
-        timings={**timings, "total": time.perf_counter() - t0},
-        device=first.device,
-        params={**first.params, "tta": tta, "aif_mode": aif_mode},
-    )
-
-
 @dataclass(frozen=True)
 class _RunOptions:
-    """How the network runs: autocast dtype (``None`` = fp32), tiles per batch, compile."""
+    """How the network runs: autocast dtype (``None`` = fp32), tiles per batch, compile,
+    test-time-augmentation views."""
 
     amp: Any = None
     tile_batch: int | None = None
     compile: bool = False
+    tta: int = 1
 
 
 def resolve_precision(precision: str, device: str) -> Any:
     """The autocast dtype for ``precision`` on ``device`` (``None`` means plain fp32).
+
+    ``"auto"``: bf16 on CUDA devices that support it, else fp16; on the CPU bf16 where the
+    CPU has native bfloat16 instructions (AVX-512 BF16 or AMX; same held-out error as fp32,
+    about twice as fast), else fp32; fp32 on MPS.
 
     Raises
     ------
@@ -332,6 +279,10 @@ def resolve_precision(precision: str, device: str) -> Any:
     p = (precision or "auto").lower()
     cuda = device.startswith("cuda")
     if p == "auto":
+        if device == "cpu":
+            from napari_gplws.models.gplws import cpu_has_bf16
+
+            return torch.bfloat16 if cpu_has_bf16() else None
         if not cuda:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -379,6 +330,20 @@ def _batches(spans: list[tuple[tuple[int, int], tuple[int, int]]], size: int) ->
     return out
 
 
+def _tile_layout(h: int, w: int, n: int, tile_size: int | None, overlap: int, dev: str, align: int, views: int):
+    """``(tile, overlap, y spans, x spans)``: the given tile size on the usual grid, or (auto)
+    the fewest tiles within the memory and time budget, of balanced (multiple of ``align``)
+    sizes so that little is computed twice."""
+    if tile_size:
+        tile = max(16, int(tile_size))
+        ov = max(0, min(int(overlap), tile // 2))
+        return tile, ov, tile_grid(h, tile, ov, align), tile_grid(w, tile, ov, align)
+    tile = auto_tile_size(n, dev, views=views)
+    ov = max(0, min(int(overlap), tile // 2))
+    ty, tx = (balanced_tile(length, tile, ov, align) for length in (h, w))
+    return max(ty, tx), ov, tile_grid(h, ty, ov, align), tile_grid(w, tx, ov, align)
+
+
 def _predict(
     stack: FocalStack,
     dev: str,
@@ -393,7 +358,7 @@ def _predict(
 ) -> GPLWSResult:
     import torch
 
-    from napari_gplws.models.gplws import depth_from_logits
+    from napari_gplws.dff._tile_net import TTA_VIEWS, tile_outputs
     from napari_gplws.models.registry import load_gplws
 
     t_start = time.perf_counter()
@@ -401,6 +366,8 @@ def _predict(
     if dev == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
         torch.set_num_threads(os.cpu_count() or 1)
     model = load_gplws(weights, dev, compile=run.compile)
+    fast_cpu = dev == "cpu" and not run.compile and hasattr(model, "forward_features")
+    views = TTA_VIEWS[run.tta]
     frames = stack.frames
     n, h, w = frames.shape[:3]
     positions = np.asarray(stack.positions, np.float64)
@@ -409,11 +376,8 @@ def _predict(
     scale = max(hi - lo, 1e-6 * (abs(hi) + 1.0))
     t_norm = time.perf_counter() - t0
 
-    tile = int(tile_size) if tile_size else auto_tile_size(n, dev)
-    tile = max(16, tile)
-    ov = max(0, min(int(overlap), tile // 2))
     align = int(getattr(model, "multiple", 1))
-    ys, xs = tile_grid(h, tile, ov, align), tile_grid(w, tile, ov, align)
+    tile, ov, ys, xs = _tile_layout(h, w, n, tile_size, overlap, dev, align, len(views))
     total = len(ys) * len(xs)
     single = total == 1
     per_batch = int(run.tile_batch) if run.tile_batch else _auto_tile_batch(n, tile, dev)
@@ -427,28 +391,30 @@ def _predict(
     aif_shape = (h, w, 3) if stack.is_rgb else (h, w)
     aif_acc = np.zeros(aif_shape, np.float32) if attention else None
     pos0 = float(positions[0])
-    rel_t = torch.as_tensor(positions - pos0, dtype=torch.float32, device=dev).reshape(1, n, 1, 1)
-    on_gpu = dev != "cpu"
-    t_net = t_aif = 0.0
+    # Progress: one step per view of every tile; cancel is checked before each of them.
+    steps = total * len(views)
     done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        report(progress, min(done, steps), steps)
+        if done < steps:
+            check_cancel(cancel)
+
+    t_net = t_aif = 0.0
     with torch.inference_mode():
         for batch in batches:
             check_cancel(cancel)
             t1 = time.perf_counter()
             raws = [frames[:, y0:y1, x0:x1] for (y0, y1), (x0, x1) in batch]
-            x = np.stack([(_to_luma(r) - lo) / scale for r in raws])[:, None]
-            xt = _to_device(x.astype(np.float32, copy=False), dev)
-            with torch.autocast(xt.device.type, dtype=run.amp or torch.float32, enabled=run.amp is not None):
-                logits = model(xt)
-            index_t, conf_t, prob = depth_from_logits(logits.float())
-            dep_t = (prob * rel_t).sum(dim=1)
-            if attention and on_gpu:
-                # AiF on the device: only (H, W[, 3]) comes back, not the (N, H, W) probabilities.
-                raw_t = _to_device(np.stack(raws).astype(np.float32, copy=False), dev)
-                eq = "bnyx,bnyxc->byxc" if raw_t.ndim == 5 else "bnyx,bnyx->byx"
-                aif_b = torch.einsum(eq, prob, raw_t).cpu().numpy()
-            index_b, dep_b, conf_b = index_t.cpu().numpy(), dep_t.cpu().numpy(), conf_t.cpu().numpy()
-            prob_b = prob.cpu().numpy() if attention and not on_gpu else None
+            x = np.stack([(_to_luma(r) - lo) / scale for r in raws]).astype(np.float32, copy=False)
+            out = tile_outputs(
+                model, x, views, dev, run.amp, fast_cpu, positions - pos0,
+                raw=np.stack(raws) if attention else None, luma_range=(lo, scale), to_device=_to_device, step=step,
+            )
+            index_b, dep_b, conf_b = (out[k].cpu().numpy() for k in ("index", "depth", "confidence"))
+            aif_b = out["aif"].cpu().numpy() if attention else None
             t2 = time.perf_counter()
             t_net += t2 - t1
             for b, ((y0, y1), (x0, x1)) in enumerate(batch):
@@ -463,23 +429,13 @@ def _predict(
                     conf_acc[y0 : y0 + th, x0 : x0 + tw] += wt * conf
                     wsum[y0 : y0 + th, x0 : x0 + tw] += wt  # type: ignore[index]
                 if attention:
-                    if prob_b is None:
-                        a = aif_b[b]
-                    else:
-                        p = prob_b[b]  # (N, th, tw)
-                        rawf = np.asarray(raws[b], np.float32)
-                        if rawf.ndim == 4:
-                            a = np.einsum("nyx,nyxc->yxc", p, rawf)
-                        else:
-                            a = np.einsum("nyx,nyx->yx", p, rawf)
+                    a = aif_b[b]  # type: ignore[index]
                     if single:
                         aif_acc = a
                     else:
                         wa = wt[..., None] if a.ndim == 3 else wt
                         aif_acc[y0 : y0 + th, x0 : x0 + tw] += wa * a  # type: ignore[index]
-                done += 1
             t_aif += time.perf_counter() - t2
-            report(progress, done, total)
     t3 = time.perf_counter()
     if not single:
         idx_acc = idx_acc / wsum
@@ -519,6 +475,6 @@ def _predict(
         device=dev,
         params={"tile_size": tile, "overlap": ov, "tiles": total, "tile_batch": per_batch,
                 "precision": str(run.amp).replace("torch.", "") if run.amp is not None else "fp32",
-                "compiled": run.compile, "tta": 1, "aif_mode": aif_mode, "smooth_px": float(smooth_px),
-                "weights": str(weights)},
+                "compiled": run.compile, "tta": run.tta, "aif_mode": aif_mode, "smooth_px": float(smooth_px),
+                "weights": str(weights), "runtime": "onednn" if fast_cpu else "torch"},
     )

@@ -54,21 +54,21 @@ def _net_pass(
     device: str,
     attention: bool,
     n_out: int,
+    views: tuple[tuple[int, bool], ...] = ((0, False),),
+    amp: Any = None,
     block_info: Any = None,
 ) -> np.ndarray:
     """Blend of all whole-image tiles that touch this chunk: (n_out, h, w) float32 sums."""
     import torch
 
+    from napari_gplws.dff._tile_net import tile_outputs
     from napari_gplws.dff._tiles import _ramp, _to_luma
-    from napari_gplws.models.gplws import depth_from_logits
     from napari_gplws.models.registry import load_gplws
 
     (cy0, cy1), (cx0, cx1) = block_info[0]["array-location"]
     h_img, w_img = (int(v) for v in frames.shape[1:3])
-    n = int(frames.shape[0])
     model = load_gplws(weights, device)  # cached once per process
     acc = np.zeros((n_out, cy1 - cy0, cx1 - cx0), np.float32)
-    rel_t = torch.as_tensor(positions - positions[0], dtype=torch.float32, device=device).reshape(1, n, 1, 1)
     with torch.inference_mode():
         for y0, y1 in ys:
             if y1 <= cy0 or y0 >= cy1:
@@ -77,24 +77,20 @@ def _net_pass(
                 if x1 <= cx0 or x0 >= cx1:
                     continue
                 raw = _read_region(frames, y0, y1, x0, x1)
-                x = (_to_luma(raw) - lo) / scale
-                xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)[None, None]
-                with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
-                    logits = model(xt)
-                index_t, conf_t, prob = depth_from_logits(logits.float())
-                index = index_t[0].cpu().numpy()
-                dep = (prob * rel_t).sum(dim=1)[0].cpu().numpy()
-                conf = conf_t[0].cpu().numpy()
+                x = ((_to_luma(raw) - lo) / scale).astype(np.float32, copy=False)[None]
+                out = tile_outputs(
+                    model, x, views, device, amp, rel_positions=positions - positions[0],
+                    raw=raw[None] if attention else None, luma_range=(lo, scale),
+                )
+                index, dep, conf = (out[k][0].cpu().numpy() for k in ("index", "depth", "confidence"))
                 wt = np.outer(_ramp(y1 - y0, y0, h_img, overlap), _ramp(x1 - x0, x0, w_img, overlap))
                 parts = [wt * index, wt * dep, wt * conf, wt]
                 if attention:
-                    p = prob[0].cpu().numpy()
-                    rawf = np.asarray(raw, np.float32)
-                    if rawf.ndim == 4:
-                        a = np.einsum("nyx,nyxc->yxc", p, rawf)
+                    a = out["aif"][0].cpu().numpy()
+                    if a.ndim == 3:
                         parts += [wt * a[..., c] for c in range(3)]
                     else:
-                        parts.append(wt * np.einsum("nyx,nyx->yx", p, rawf))
+                        parts.append(wt * a)
                 # intersection of tile and chunk
                 iy0, iy1 = max(y0, cy0), min(y1, cy1)
                 ix0, ix1 = max(x0, cx0), min(x1, cx1)
@@ -143,6 +139,8 @@ def predict_zarr(
     aif_mode: str = "attention",
     smooth_px: float | None = None,
     weights: str | os.PathLike[str] = "gplws_default",
+    tta: int | None = None,
+    precision: str = "auto",
     chunk: int = 1024,
     threads: int | None = None,
     focus_um: Sequence[float] | np.ndarray | None = None,
@@ -153,8 +151,8 @@ def predict_zarr(
     """GPLWS-Net depth, confidence and all-in-focus image of a zarr stack, chunk by chunk.
 
     Equal (to float tolerance) to :func:`napari_gplws.dff.network.predict_depth` with the same
-    ``tile_size``, ``overlap``, ``aif_mode`` and ``smooth_px`` and ``tta=1`` on the whole stack
-    in memory (out of core the network runs one view: no test-time augmentation).
+    ``tile_size``, ``overlap``, ``aif_mode``, ``smooth_px``, ``tta`` and ``precision`` on the
+    whole stack in memory: the same tiles, test-time-augmentation views and CPU fast path.
 
     Parameters
     ----------
@@ -162,7 +160,7 @@ def predict_zarr(
         As in :func:`reconstruct_zarr`.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
-    tile_size, overlap, aif_mode, smooth_px, weights
+    tile_size, overlap, aif_mode, smooth_px, weights, tta, precision
         As in :func:`napari_gplws.dff.network.predict_depth` (``None``: its defaults). Memory per task
         grows with ``N·tile_size²`` (network) and ``chunk²`` (accumulators).
 
@@ -181,16 +179,26 @@ def predict_zarr(
     import dask.array as da
 
     from napari_gplws._shared.device import resolve_device
+    from napari_gplws.dff._tile_net import TTA_VIEWS
     from napari_gplws.dff._tiles import tile_grid
     from napari_gplws.dff.classical import default_threads
-    from napari_gplws.dff.network import DEFAULT_OVERLAP, DEFAULT_SMOOTH_PX
+    from napari_gplws.dff.network import (
+        DEFAULT_OVERLAP,
+        DEFAULT_SMOOTH_PX,
+        DEFAULT_TTA,
+        resolve_precision,
+    )
     from napari_gplws.models.registry import load_gplws
 
     t_start = time.perf_counter()
     if aif_mode not in ("attention", "select"):
         raise StackError(f"aif_mode must be 'attention' or 'select'; got {aif_mode!r}.")
     zs = source if isinstance(source, ZarrStack) else open_zarr_stack(source, focus_um=focus_um, pixel_size_um=pixel_size_um)
+    tta = DEFAULT_TTA if tta is None else tta
+    if tta not in TTA_VIEWS:
+        raise StackError(f"tta must be one of 1, 2, 4 or 8; got {tta!r}.")
     dev = resolve_device(device)
+    amp = resolve_precision(precision, dev)
     model = load_gplws(weights, dev)
     ov_req = DEFAULT_OVERLAP if overlap is None else int(overlap)
     sigma = DEFAULT_SMOOTH_PX if smooth_px is None else float(smooth_px)
@@ -232,6 +240,7 @@ def predict_zarr(
         partial(
             _net_pass, frames=frames, ys=ys, xs=xs, lo=lo, scale=scale, overlap=ov,
             positions=positions, weights=weights, device=dev, attention=attention, n_out=n_out,
+            views=TTA_VIEWS[tta], amp=amp,
         ),
         dummy, new_axis=0, chunks=((n_out,), cy, cx), dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
@@ -272,7 +281,8 @@ def predict_zarr(
     params = {
         "method": "gplws", "tile_size": tile, "overlap": ov, "tiles": len(ys) * len(xs),
         "aif_mode": aif_mode, "smooth_px": sigma, "weights": str(weights), "device": dev,
-        "chunk": int(chunk), "threads": nthreads,
+        "chunk": int(chunk), "threads": nthreads, "tta": tta,
+        "precision": str(amp).replace("torch.", "") if amp is not None else "fp32",
     }
     units = zs.units
     for arr, kind in ((zd, "depth"), (zc, "confidence"), (za, "aif")):

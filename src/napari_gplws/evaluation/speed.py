@@ -90,14 +90,19 @@ def _case(
 
 def _run_case_subprocess(
     method: str, size: Sequence[int], repeats: int, device: str, precision: str = "auto", compile: bool = False,
-    tta: int | None = None,
+    tta: int | None = None, src: str | None = None,
 ) -> dict:
     code = (
         "import json,sys; from napari_gplws.evaluation.speed import _case; "
         f"print('BENCH'+json.dumps(_case({method!r}, {size[0]}, {size[1]}, {size[2]}, {repeats}, {device!r}, "
         f"{precision!r}, {bool(compile)!r}, {tta!r})))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # Sleeping OpenMP waits, as in the product (napari_gplws.dff.network sets the same when it
+    # loads first); the child imports PyTorch before the network module.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH"):
             return json.loads(line[5:])
@@ -120,12 +125,16 @@ def run_bench(
     compile: bool = False,
     tta: int | None = None,
     autofocus: bool = True,
+    before_src: str | None = None,
 ) -> str:
     """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table.
 
     ``device``, ``precision``, ``compile`` and ``tta`` apply to the network; the classical baseline
     always runs on the CPU. The ``stacks/s`` column is ``1 / median``. With ``autofocus`` a
-    second table gives LDSE-NET's speed (:func:`autofocus_table`).
+    second table gives LDSE-NET's speed (:func:`autofocus_table`). With ``before_src`` (the
+    ``src`` folder of another copy of napari-gplws, e.g. an earlier release unpacked with
+    ``git archive``) the network also runs from that copy, as ``gplws (before)``, in the same
+    run, so before/after ratios come from one sitting.
     """
     sizes = list(sizes or DEFAULT_SIZES)
     methods = list(methods or available_methods())
@@ -145,12 +154,19 @@ def run_bench(
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     echo(header)
     echo(lines[1])
+    runs = [(m, None) for m in methods]
+    if before_src and "gplws" in methods:
+        runs.insert(runs.index(("gplws", None)), ("gplws", before_src))
     for size in sizes:
         base = None
-        for method in methods:
+        for method, src in runs:
             # The 30×2048×2048 case is slow for repeats; the median of fewer runs is enough there.
             reps = repeats if size[1] * size[2] < 2048 * 2048 else min(repeats, 2)
-            row = _run_case_subprocess(method, size, reps, device, precision, compile, tta)
+            row = _run_case_subprocess(method, size, reps, device, precision, compile, tta, src)
+            if src:
+                row["method"] = method = "gplws (before)"
+            else:
+                method = row.get("method", method)
             if "error" in row:
                 line = f"| {method} | {row['size']} | error: {row['error'].splitlines()[-1] if row['error'] else '?'} |||||||| "
             else:

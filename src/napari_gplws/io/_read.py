@@ -4,7 +4,11 @@ What goes in
     * a multi-page TIFF, an OME-TIFF or an ImageJ hyperstack TIFF (read with tifffile);
     * a folder of frames (``.bmp``, ``.png``, ``.tif``/``.tiff``, ``.jpg``/``.jpeg``), taken
       in *natural* order of their names (``1, 2, …, 10, …, 100``);
-    * a ``.npy`` array or a ``.npz`` archive.
+    * a ``.npy`` array or a ``.npz`` archive;
+    * a glob path (``frames/im_*.bmp``) or a folder with a ``pattern``; a folder that also
+      holds other images (a mask, a ground truth) gives the frames of its majority format
+      and naming scheme and names the files it left out;
+    * vendor files (Zeiss CZI, Nikon ND2, Leica LIF, …) through bioio (:mod:`.vendor`).
 
 Physical units come from, in this order of precedence (the first that says something wins,
 separately for the focus positions and for the pixel size):
@@ -27,8 +31,10 @@ This module does no image processing and never imports napari or Qt.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,9 +47,10 @@ from napari_gplws.io._paths import (
     FRAME_EXTENSIONS,
     STACK_EXTENSIONS,
     AxisPick,
-    _frame_kind,
     _normalise_picks,
     _suffix,
+    choose_frames,
+    has_glob,
 )
 from napari_gplws.io._tiff import _drop_extra_samples, _open_tiff, _read_tiff_stack
 from napari_gplws.io._units import (
@@ -53,6 +60,7 @@ from napari_gplws.io._units import (
     read_sidecar,
     sidecar_path,
 )
+from napari_gplws.io.vendor import VENDOR_FORMATS, read_vendor
 from napari_gplws.io.zarr import is_zarr_path
 from napari_gplws.stack import FocalStack
 
@@ -72,6 +80,8 @@ def read_stack(
     pixel_size_um: float | None = None,
     axis_pick: AxisPick | None = None,
     exclude: Sequence[str] = (),
+    pattern: str | None = None,
+    reader: str = "auto",
 ) -> FocalStack:
     """Read a focus stack from a file or a folder of frames.
 
@@ -79,8 +89,13 @@ def read_stack(
     ----------
     path
         A ``.tif``/``.tiff`` (multi-page, OME-TIFF or ImageJ hyperstack), ``.npy`` or
-        ``.npz`` file, or a folder of ``.bmp``/``.png``/``.tif``/``.jpg`` frames (one frame
-        per file, natural name order; hidden files and ``.json`` files are ignored).
+        ``.npz`` file, a folder of ``.bmp``/``.png``/``.tif``/``.jpg`` frames (one frame
+        per file, natural name order; hidden files and ``.json`` files are ignored), a glob
+        path whose last part is a file-name pattern (``"frames/im_*.bmp"``), or a vendor
+        file (``.czi``, ``.nd2``, ``.lif``, … through bioio: ``pip install
+        'napari-gplws[formats]'``). A folder that also holds other images takes the files
+        of its clear majority format and naming scheme and names the others in
+        ``metadata["left_out"]`` (with a warning).
     focus_um
         ``(N,)`` focus-drive positions in µm, one per frame in acquisition order. Overrides
         the sidecar and the file's metadata. Give either this or ``focus_step_um``.
@@ -99,8 +114,15 @@ def read_stack(
         an axis that is absent is accepted when its index is 0 (a length-1 axis that was
         squeezed away) and rejected otherwise. When, after picking, a single axis besides
         Y, X and colour samples is left, it is the focus axis whatever its letter (Z, T, I…).
+        For vendor files: ``S`` (or ``P``) scene, ``C`` channel, ``T`` time point.
     exclude
         For a folder: names of files that are not frames (e.g. a ground-truth map).
+    pattern
+        For a folder: a file-name pattern (``"im_*.bmp"``, case-insensitive); exactly the
+        matching image files are the frames.
+    reader
+        ``"auto"`` (by extension) or ``"bioio"``: read any file bioio can open (OME-TIFF,
+        OME-Zarr, vendor formats) through bioio, units from its metadata.
 
     Returns
     -------
@@ -129,6 +151,16 @@ def read_stack(
     >>> s = read_stack("movie.tif", axis_pick={"T": 0})  # doctest: +SKIP
     """
     p = Path(os.fspath(path))
+    if reader not in ("auto", "bioio"):
+        raise StackError(f"reader={reader!r} is not one of 'auto', 'bioio'.")
+    if pattern is not None and not p.exists() and has_glob(p.name):
+        raise StackError(
+            f"Give the file-name pattern either in the path ('{p}') or as pattern="
+            f"'{pattern}', not both."
+        )
+    if not p.exists() and has_glob(p.name) and not has_glob(str(p.parent)):
+        p, pattern = p.parent, p.name  # a glob path: its folder, with a pattern
+    _check_link_loop(p)
     if not p.exists():
         hint = ""
         if p.parent.is_dir():
@@ -138,13 +170,19 @@ def read_stack(
             if near:
                 hint = f" Files with a similar name there: {', '.join(near[:5])}."
         raise StackError(f"'{p}' does not exist; check the path (and its spelling).{hint}")
-    if p.is_dir() and is_zarr_path(p):
+    if pattern is not None and not p.is_dir():
+        raise StackError(
+            f"A file-name pattern ('{pattern}') selects frames inside a folder, but '{p}' is a "
+            "file; give the folder (or drop the pattern)."
+        )
+    if p.is_dir() and is_zarr_path(p) and reader != "bioio":
         raise StackError(
             f"'{p}' is a zarr store; it is reconstructed chunk by chunk, not read into memory: "
             f"run `gplws reconstruct '{p}' -o OUTDIR` (or `gplws batch`), or from Python "
             "napari_gplws.dff.outofcore.reconstruct_out_of_core."
         )
-    if p.is_file() and _suffix(p) not in STACK_EXTENSIONS:
+    vendor = reader == "bioio" or (p.is_file() and _suffix(p) in VENDOR_FORMATS)
+    if p.is_file() and _suffix(p) not in STACK_EXTENSIONS and not vendor:
         if _suffix(p) in FRAME_EXTENSIONS:
             raise StackError(
                 f"'{p}' is a single image; depth from focus needs a stack. Put all frames of "
@@ -152,8 +190,9 @@ def read_stack(
             )
         raise StackError(
             f"'{p}' has an unsupported file type '{p.suffix}'. Supported: multi-page TIFF, "
-            "OME-TIFF, ImageJ TIFF, .npy, .npz, or a folder of BMP/PNG/TIFF/JPEG frames; "
-            "convert other formats to TIFF (e.g. with Fiji/Bio-Formats)."
+            "OME-TIFF, ImageJ TIFF, .npy, .npz, a folder of BMP/PNG/TIFF/JPEG frames, and "
+            f"through bioio ({', '.join(sorted(VENDOR_FORMATS))}); convert other formats to "
+            "TIFF (e.g. with Fiji/Bio-Formats)."
         )
     picks = _normalise_picks(axis_pick, p)
     args: dict[str, Any] = {}
@@ -171,19 +210,21 @@ def read_stack(
             "(--focus-um or --focus-step)."
         )
     # The sidecar is checked before the (possibly large) pixel data is loaded.
-    if p.is_dir():
+    if p.is_dir() and not vendor:
         sidecar = _folder_sidecar(p)
     else:
         sidecar = sidecar_path(p)
         sidecar = sidecar if sidecar.is_file() else None
     side = read_sidecar(sidecar) if sidecar is not None else {}
 
-    if p.is_dir():
+    if vendor:
+        frames, file_meta, fmt_meta = read_vendor(p, picks)
+    elif p.is_dir():
         if any(v != 0 for v in picks.values()):
             raise StackError(
                 f"axis_pick {picks} for '{p}': a folder of frames has no extra axes to pick from."
             )
-        frames, file_meta, fmt_meta = _read_folder(p, exclude)
+        frames, file_meta, fmt_meta = _read_folder(p, exclude, pattern)
     else:
         ext = _suffix(p)
         if ext in _TIFF_EXTENSIONS:
@@ -232,11 +273,15 @@ def read_stack(
         raise FocusPositionError(f"{exc} (The positions came from the {focus_from}.)") from None
 
 
-def list_frame_files(folder: str | os.PathLike[str], exclude: Sequence[str] = ()) -> list[Path]:
+def list_frame_files(
+    folder: str | os.PathLike[str], exclude: Sequence[str] = (), pattern: str | None = None
+) -> list[Path]:
     """List the frame files of a folder in natural order of their names.
 
     Files named in ``exclude`` (e.g. a ground-truth depth map kept beside the frames) are
-    skipped.
+    skipped; with ``pattern`` (``"im_*.bmp"``) only matching files count. Without one, a
+    folder that also holds other images takes its clear majority format and naming scheme
+    (see :func:`frame_selection`, which also says what was left out).
 
     Only files with an extension in :data:`FRAME_EXTENSIONS` count (case-insensitive);
     hidden files (starting with ``.``), sidecars and sub-folders are ignored. Natural order
@@ -245,21 +290,38 @@ def list_frame_files(folder: str | os.PathLike[str], exclude: Sequence[str] = ()
     Raises
     ------
     StackError
-        The folder cannot be listed, holds no frame files, or mixes image formats.
+        The folder cannot be listed, holds no frame files, or mixes image formats with no
+        clear majority.
+    """
+    return frame_selection(folder, exclude, pattern)[0]
+
+
+def frame_selection(
+    folder: str | os.PathLike[str], exclude: Sequence[str] = (), pattern: str | None = None
+) -> tuple[list[Path], list[str], str]:
+    """The frame files of a folder, the visible files left out, and how they were chosen.
+
+    Returns
+    -------
+    (frames, left_out, why)
+        Frame paths in natural order; the names of the folder's other files (images and
+        anything else, sidecar and ``exclude`` names aside); ``"all"``, ``"pattern"``,
+        ``"majority format"`` or ``"naming scheme"``.
     """
     from natsort import natsorted, ns
+
+    from napari_gplws.io._units import SIDECAR_NAMES
 
     d = Path(os.fspath(folder))
     try:
         entries = [e for e in os.scandir(d) if not e.name.startswith(".")]
     except OSError as exc:
         raise StackError(f"Cannot list the folder '{d}': {exc}.") from None
-    files = [
-        Path(e.path)
-        for e in entries
-        if e.is_file() and _suffix(Path(e.name)) in FRAME_EXTENSIONS and e.name not in exclude
+    regular = [e.name for e in entries if _is_file(e)]
+    images = [
+        n for n in regular if _suffix(Path(n)) in FRAME_EXTENSIONS and n not in exclude
     ]
-    if not files:
+    if not images:
         others = sorted(e.name for e in entries)
         seen = (
             f" It holds: {', '.join(others[:8])}{' …' if len(others) > 8 else ''}."
@@ -270,17 +332,33 @@ def list_frame_files(folder: str | os.PathLike[str], exclude: Sequence[str] = ()
             f"The folder '{d}' has no image frames (.bmp, .png, .tif, .tiff, .jpg, .jpeg).{seen} "
             "Point to the folder that holds the frames, or to a stack file."
         )
-    kinds: dict[str, int] = {}
-    for f in files:
-        k = _frame_kind(f)
-        kinds[k] = kinds.get(k, 0) + 1
-    if len(kinds) > 1:
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
-        raise StackError(
-            f"The folder '{d}' mixes image formats ({counts} files); a stack's frames share one "
-            "format. Move the files that are not frames (e.g. a depth map) out of the folder."
-        )
-    return natsorted(files, key=lambda f: f.name, alg=ns.IGNORECASE)
+    chosen, _, why = choose_frames(images, d, pattern)
+    keep = set(chosen)
+    left = [
+        n for n in regular if n not in keep and n not in exclude and n not in SIDECAR_NAMES
+    ]
+    files = natsorted((d / n for n in chosen), key=lambda f: f.name, alg=ns.IGNORECASE)
+    return files, natsorted(left, alg=ns.IGNORECASE), why
+
+
+def _is_file(e: os.DirEntry) -> bool:
+    """``DirEntry.is_file()``, False for a broken link or a loop of links."""
+    try:
+        return e.is_file()
+    except OSError:
+        return False
+
+
+def _check_link_loop(p: Path) -> None:
+    """Refuse a path that is (or passes through) a loop of symbolic links."""
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StackError(
+                f"'{p}' is a symbolic link that leads back to itself (a loop of links); "
+                "point to the real file or folder, or fix the link."
+            ) from None
 
 
 def is_stack_path(path: str | os.PathLike[str]) -> bool:
@@ -294,13 +372,13 @@ def is_stack_path(path: str | os.PathLike[str]) -> bool:
         try:
             return any(
                 not e.name.startswith(".")
-                and e.is_file()
+                and _is_file(e)
                 and _suffix(Path(e.name)) in FRAME_EXTENSIONS
                 for e in os.scandir(p)
             )
         except OSError:
             return False
-    return _suffix(p) in STACK_EXTENSIONS
+    return _suffix(p) in STACK_EXTENSIONS or _suffix(p) in VENDOR_FORMATS
 
 
 def parse_axis_pick(spec: str | Sequence[str] | Mapping[str, int] | None) -> dict[str, int]:
@@ -341,10 +419,18 @@ def parse_axis_pick(spec: str | Sequence[str] | Mapping[str, int] | None) -> dic
 # Folder of frames
 # =========================================================================================
 def _read_folder(
-    d: Path, exclude: Sequence[str] = ()
+    d: Path, exclude: Sequence[str] = (), pattern: str | None = None
 ) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     """Read every frame file of a folder into one preallocated ``(N, H, W[, 3])`` array."""
-    files = list_frame_files(d, exclude)
+    files, left_out, why = frame_selection(d, exclude, pattern)
+    images_left = [n for n in left_out if _suffix(Path(n)) in FRAME_EXTENSIONS]
+    if images_left and pattern is None:
+        shown = ", ".join(images_left[:5]) + (" …" if len(images_left) > 5 else "")
+        warnings.warn(
+            f"Read {len(files)} frames of '{d}' ({why}); left out {len(images_left)} other "
+            f"image file(s): {shown}. Give a pattern (--pattern) to choose otherwise.",
+            UserWarning, stacklevel=3,
+        )
     first = _read_frame(files[0])
     if len(files) < 2:
         raise StackError(
@@ -366,7 +452,11 @@ def _read_folder(
         "format": "folder",
         "axes": "ZYXS" if out.ndim == 4 else "ZYX",
         "files": [f.name for f in files],
+        "left_out": left_out,
+        "frames_chosen_by": why,
     }
+    if pattern is not None:
+        meta["pattern"] = pattern
     return out, {}, meta
 
 

@@ -4,8 +4,11 @@ The one finder and reader of ground-truth files, used by training, evaluation an
 truth editor alike: :func:`find_gt` picks the file by name patterns (:data:`GT_PATTERNS`),
 :func:`read_gt` returns depth in µm and how the file stored it (:class:`GTEncoding`: frame
 index × scale in 8/16-bit images, or float µm), :func:`encode_gt` and :func:`write_gt` write
-a corrected map back in the same encoding. :class:`Micro3DDataset` walks a whole dataset
-(optionally one split of it) and yields stacks with depth as fractional frame index.
+a corrected map back in the same encoding. :func:`propose_gt_scale` recognises the
+common encodings from the stored values and the number of frames (frame index, index × 10,
+× 100 or × 1000, float µm) and proposes the index scale. :class:`Micro3DDataset` walks a
+whole dataset (optionally one split of it) and yields stacks with depth as fractional frame
+index.
 """
 
 from __future__ import annotations
@@ -55,6 +58,122 @@ class GTEncoding:
     dtype: str
     suffix: str
     scale: float = 1.0
+
+
+#: Index scales :func:`propose_gt_scale` tries: stored value × scale = frame index.
+GT_SCALES: tuple[float, ...] = (1.0, 0.1, 0.01, 0.001)
+#: Share of the stored values that must land inside the stack for an encoding to fit.
+GT_FIT = 0.95
+
+
+@dataclass(frozen=True)
+class GTScaleProposal:
+    """What :func:`propose_gt_scale` found.
+
+    Attributes
+    ----------
+    kind
+        ``"index"`` (stored value × ``scale`` = frame index), ``"um"`` (float µm) or
+        ``"unknown"`` (no common encoding fits).
+    scale
+        The index scale to use (``"index"``; 1.0 otherwise).
+    in_range
+        Share of the stored values that the *given* scale puts inside the stack's range.
+    fits
+        Whether the given scale fits (at least :data:`GT_FIT` of the values inside).
+    message
+        A sentence for people: what was found and what to do.
+    """
+
+    kind: str
+    scale: float
+    in_range: float
+    fits: bool
+    message: str
+
+
+def _share_inside(values: np.ndarray, lo: float, hi: float) -> float:
+    tol = 1e-6 * max(1.0, abs(hi - lo))
+    return float(np.mean((values >= lo - tol) & (values <= hi + tol))) if values.size else 0.0
+
+
+def propose_gt_scale(
+    raw: np.ndarray,
+    n_frames: int,
+    scale: float = 1.0,
+    focus_um: np.ndarray | None = None,
+) -> GTScaleProposal:
+    """Check a ground-truth file's stored values against the stack and propose its encoding.
+
+    Integer files store the frame index times a factor: the proposal is the largest of
+    :data:`GT_SCALES` (1, 0.1, 0.01, 0.001) that puts at least :data:`GT_FIT` of the
+    values inside ``[0, n_frames − 1]``. Float files hold µm (values inside the focus
+    positions' range) or, failing that, a fractional frame index.
+
+    Parameters
+    ----------
+    raw
+        The stored values (:func:`read_gt_raw`); NaN and inf are ignored.
+    n_frames
+        Frames in the sample's stack.
+    scale
+        The index scale in use (frame index per stored unit), checked first.
+    focus_um
+        The frames' focus positions (µm), to recognise float µm.
+
+    Returns
+    -------
+    GTScaleProposal
+
+    Examples
+    --------
+    >>> raw = (np.arange(20) * 100).astype(np.uint16)
+    >>> p = propose_gt_scale(raw, 20)
+    >>> p.kind, p.scale, p.fits
+    ('index', 0.01, False)
+    """
+    a = np.asarray(raw)
+    v = a[np.isfinite(a)].astype(np.float64) if a.dtype.kind == "f" else a.astype(np.float64).ravel()
+    top = float(max(int(n_frames) - 1, 0))
+    if a.dtype.kind == "f":
+        if focus_um is not None and len(focus_um):
+            f = np.asarray(focus_um, np.float64)
+            share = _share_inside(v, float(f.min()), float(f.max()))
+            if share >= GT_FIT:
+                return GTScaleProposal(
+                    "um", 1.0, share, True,
+                    f"The ground truth holds µm ({share:.0%} of the values lie within the focus "
+                    "positions); no index scale is needed.",
+                )  # fmt: skip
+        share = _share_inside(v, 0.0, top)
+        return GTScaleProposal(
+            "um" if share < GT_FIT else "index", 1.0, share, share >= GT_FIT,
+            "The ground truth holds floats that are not within the focus positions; "
+            + ("they look like frame indices." if share >= GT_FIT else "check the focus positions."),
+        )  # fmt: skip
+    share = _share_inside(v * float(scale), 0.0, top)
+    fits = share >= GT_FIT
+    best = next((s for s in GT_SCALES if _share_inside(v * s, 0.0, top) >= GT_FIT), None)
+    if best is None:
+        return GTScaleProposal(
+            "unknown", float(scale), share, fits,
+            f"With index scale {scale:g}, {share:.0%} of the stored values fall inside the "
+            f"{n_frames} frames, and no common encoding (index, index × 10, × 100, × 1000) fits; "
+            "check the ground-truth files and the number of frames.",
+        )  # fmt: skip
+    if fits:  # the scale in use fits; a larger one may too, but that is the user's call
+        return GTScaleProposal(
+            "index", float(scale), share, True,
+            f"Index scale {scale:g} fits: {share:.0%} of the stored values fall inside the "
+            f"{n_frames} frames.",
+        )  # fmt: skip
+    factor = "" if best == 1.0 else f" × {1 / best:g}"
+    return GTScaleProposal(
+        "index", best, share, fits,
+        f"With index scale {scale:g}, only {share:.0%} of the stored values fall inside the "
+        f"{n_frames} frames (0–{n_frames - 1}); the file looks like frame index{factor}: "
+        f"use index scale {best:g}.",
+    )  # fmt: skip
 
 
 def find_gt(folder: str | os.PathLike[str], patterns: Sequence[str] = GT_PATTERNS) -> Path:

@@ -21,7 +21,9 @@ Coordinate conventions
   (``v`` = 0 at the bottom row of the image).
 * Exported files use a right-handed ``(x, y, z)`` frame in the same units: ``x`` to the right,
   ``y`` up the image (row 0 at the top, so ``y`` grows towards row 0), ``z`` = depth, with the
-  lateral origin at the bottom-left pixel centre; face normals point to ``+z``.
+  lateral origin at the bottom-left pixel centre; face normals point to ``+z``. A mesh made
+  with ``height_sign`` (−1: height up toward the objective, +1: inverted) exports
+  ``z = height_sign · depth`` instead, so other programs show a hole as a hole.
 
 It does not compute depth (:mod:`napari_gplws.dff.classical`, :mod:`napari_gplws.dff.network`) nor surface roughness
 (:mod:`napari_gplws.metrology.roughness`), and it knows nothing of napari.
@@ -72,6 +74,8 @@ class SurfaceMesh:
         Grid spacing in pixels of the height map.
     shape : (int, int)
         ``(H, W)`` of the height map.
+    height_sign : float or None
+        Exported ``z`` is ``height_sign · depth`` (height); ``None`` exports depth.
     """
 
     vertices: np.ndarray
@@ -81,6 +85,7 @@ class SurfaceMesh:
     lateral_units: str
     step: int
     shape: tuple[int, int]
+    height_sign: float | None = None
 
     @property
     def true_aspect(self) -> bool:
@@ -90,6 +95,8 @@ class SurfaceMesh:
     def export_xyz(self) -> np.ndarray:
         """``(V, 3)`` float64 ``(x, y, z)`` in the right-handed export frame (module docstring)."""
         z, y, x = (self.vertices[:, i].astype(np.float64) for i in range(3))
+        if self.height_sign is not None:
+            z = z * float(self.height_sign)
         return np.column_stack([x - x.min(), y.max() - y, z])
 
 
@@ -133,6 +140,7 @@ def height_map_mesh(
     lateral_units: str = "µm",
     max_side: int = DEFAULT_MAX_SIDE,
     z_scale: float = 1.0,
+    height_sign: float | None = None,
 ) -> SurfaceMesh:
     """A coarse triangle mesh of a height map, in world units.
 
@@ -154,6 +162,9 @@ def height_map_mesh(
         sampling does not alias fine noise.
     z_scale
         Multiplies ``z`` (1 = true aspect ratio).
+    height_sign
+        ``-1`` or ``+1``: exported files hold height ``height_sign · depth`` (see the
+        module docstring); ``None`` (default) exports depth. The vertices stay depth.
 
     Returns
     -------
@@ -180,6 +191,8 @@ def height_map_mesh(
         raise GplwsError(f"max_side must be at least 2; got {max_side}.")
     if not np.isfinite(z_scale) or z_scale == 0:
         raise GplwsError(f"z_scale must be a non-zero number; got {z_scale}.")
+    if height_sign not in (None, -1, 1, -1.0, 1.0):
+        raise GplwsError(f"height_sign must be -1, +1 or None; got {height_sign}.")
     h, w = d.shape
     step = max(1, int(np.ceil((max(h, w) - 1) / (int(max_side) - 1))))
     rows, cols = _grid_index(h, step), _grid_index(w, step)
@@ -207,6 +220,7 @@ def height_map_mesh(
         lateral_units=str(lateral_units),
         step=step,
         shape=(h, w),
+        height_sign=None if height_sign is None else float(height_sign),
     )
     return _orient_up(mesh)
 
@@ -227,6 +241,7 @@ def _orient_up(mesh: SurfaceMesh) -> SurfaceMesh:
             lateral_units=mesh.lateral_units,
             step=mesh.step,
             shape=mesh.shape,
+            height_sign=mesh.height_sign,
         )
     return mesh
 
@@ -340,6 +355,7 @@ def export_mesh(
     except ImportError:
         raise GplwsError("Mesh export needs the 'trimesh' package: pip install trimesh") from None
 
+    mesh = _orient_up(mesh)  # normals to +z whichever way z is exported
     xyz = mesh.export_xyz()
     tm = trimesh.Trimesh(vertices=xyz, faces=mesh.faces, process=False, validate=False)
     if suffix == ".ply" and texture is not None:

@@ -8,6 +8,15 @@ anisotropic pixels handled). :func:`step_height` gives the height difference bet
 marker positions, each optionally averaged over a short stretch of the profile, and
 :func:`write_profile_csv` saves a profile with its units and markers.
 
+Height and depth
+----------------
+Depth grows away from the objective (it is the focus position where a pixel is sharpest).
+What a person reads is **height**, up toward the objective, so that going down into a hole
+gives a negative step: :func:`height_from_depth` makes ``height = −depth``, or ``+depth``
+with ``inverted=True`` for stands whose focus drive runs the other way, and
+:func:`height_convention` says in words which one a plot or a file shows. A profile
+records what it holds (:attr:`HeightProfile.quantity`) and the CSV names it.
+
 It does not draw anything (the Height profile widget does) and knows nothing of napari.
 """
 
@@ -25,7 +34,35 @@ from scipy import ndimage as ndi
 
 from napari_gplws.errors import GplwsError
 
-__all__ = ["HeightProfile", "height_at", "height_profile", "step_height", "write_profile_csv"]
+__all__ = [
+    "HeightProfile",
+    "height_at",
+    "height_convention",
+    "height_from_depth",
+    "height_profile",
+    "step_height",
+    "write_profile_csv",
+]
+
+
+def height_from_depth(depth: np.ndarray, *, inverted: bool = False) -> np.ndarray:
+    """Height (up toward the objective) of a depth map: ``−depth``; ``+depth`` when
+    ``inverted`` (stands where a larger focus position is closer to the objective).
+
+    Examples
+    --------
+    >>> height_from_depth(np.array([2.0, 5.0])).tolist()
+    [-2.0, -5.0]
+    """
+    d = np.asarray(depth, dtype=np.float64)
+    return d.copy() if inverted else -d
+
+
+def height_convention(inverted: bool = False) -> str:
+    """The height convention in words, for plots, labels and file headers."""
+    if inverted:
+        return "height = +depth (inverted: larger focus position is higher)"
+    return "height = −depth (up toward the objective)"
 
 
 @dataclass(frozen=True)
@@ -42,6 +79,12 @@ class HeightProfile:
         Pixel coordinates of the samples.
     units, distance_units : str
         ``"µm"``/``"frame"`` and ``"µm"``/``"px"``.
+    quantity : str
+        What :attr:`height` holds: ``"height"`` (the default), ``"depth"``, or ``"value"``
+        for a map that is not a depth map (grey levels…).
+    depth_sign : float or None
+        For a height made from a depth map: ``height = depth_sign · depth`` (−1, or +1
+        inverted); ``None`` otherwise.
     """
 
     distance: np.ndarray
@@ -50,6 +93,8 @@ class HeightProfile:
     cols: np.ndarray
     units: str
     distance_units: str
+    quantity: str = "height"
+    depth_sign: float | None = None
 
     @property
     def length(self) -> float:
@@ -78,6 +123,8 @@ def height_profile(
     units: str = "µm",
     distance_units: str = "µm",
     samples_per_pixel: float = 1.0,
+    quantity: str = "height",
+    depth_sign: float | None = None,
 ) -> HeightProfile:
     """Sample a height map along a polyline.
 
@@ -95,6 +142,9 @@ def height_profile(
         Units of the heights and of the distances, recorded in the result.
     samples_per_pixel
         Sampling density along each segment (per pixel of its longer pixel extent).
+    quantity, depth_sign
+        Recorded in the result (see :class:`HeightProfile`): pass the output of
+        :func:`height_from_depth` with ``depth_sign=-1.0`` (or ``+1.0`` inverted).
 
     Returns
     -------
@@ -153,6 +203,8 @@ def height_profile(
         cols=cc,
         units=str(units),
         distance_units=str(distance_units),
+        quantity=str(quantity),
+        depth_sign=None if depth_sign is None else float(depth_sign),
     )
 
 
@@ -209,8 +261,11 @@ def write_profile_csv(
 ) -> Path:
     """Write a profile as CSV: ``distance, height, x, y, row, col`` with units in the header.
 
-    Lines starting with ``#`` before the header state the source, the units and, when
-    ``markers`` are given, the marker positions and the step height between them.
+    The second column is named after :attr:`HeightProfile.quantity` (``height_µm``,
+    ``depth_µm`` or ``value``); a height made from a depth map also gets a ``depth``
+    column, so both are in the file. Lines starting with ``#`` before the header state the
+    source, what the columns hold (the height convention), the units and, when ``markers``
+    are given, the marker positions and the step between them.
     ``x``/``y`` are world coordinates (``translate + index · spacing``).
 
     Raises
@@ -226,31 +281,41 @@ def write_profile_csv(
     dy, dx = (float(v) for v in spacing_yx)
     ty, tx = (float(v) for v in translate_yx)
     du, hu = profile.distance_units, profile.units
+    q, sign = profile.quantity, profile.depth_sign
+
+    def col(name: str) -> str:
+        return f"{name}_{hu}" if hu else name
+
+    def num(v: float) -> str:
+        return "" if not np.isfinite(v) else f"{v:.6g}"
+
     try:
         with p.open("w", newline="", encoding="utf-8") as fh:
             if source:
                 fh.write(f"# source: {source}\n")
-            fh.write(f"# height units: {hu}; distance units: {du}\n")
+            if sign is not None:
+                fh.write(f"# {height_convention(inverted=sign > 0)}; depth grows away from the objective\n")
+            elif q == "value":
+                fh.write("# the map has no depth units: the values are not heights\n")
+            fh.write(f"# {q} units: {hu or 'none'}; distance units: {du}\n")
             if markers is not None:
                 a, b = markers
                 step = step_height(profile, a, b, half_width)
+                what = "step height" if q == "height" else f"{q} difference"
                 fh.write(
                     f"# marker A: {a:.6g} {du}; marker B: {b:.6g} {du}; averaged over ±{half_width:g} {du}; "
-                    f"step height B−A: {step:.6g} {hu}\n"
+                    f"{what} B−A: {step:.6g} {hu}\n".replace(" \n", "\n")
                 )
             wr = csv.writer(fh)
-            wr.writerow([f"distance_{du}", f"height_{hu}", f"x_{du}", f"y_{du}", "row", "col"])
+            header = [f"distance_{du}", col(q)]
+            if sign is not None:
+                header.append(col("depth"))
+            wr.writerow([*header, f"x_{du}", f"y_{du}", "row", "col"])
             for s, z, r, c in zip(profile.distance, profile.height, profile.rows, profile.cols):
-                wr.writerow(
-                    [
-                        f"{s:.6g}",
-                        "" if not np.isfinite(z) else f"{z:.6g}",
-                        f"{tx + c * dx:.6g}",
-                        f"{ty + r * dy:.6g}",
-                        f"{r:.4f}",
-                        f"{c:.4f}",
-                    ]
-                )
+                row = [f"{s:.6g}", num(z)]
+                if sign is not None:
+                    row.append(num(z / sign))
+                wr.writerow([*row, f"{tx + c * dx:.6g}", f"{ty + r * dy:.6g}", f"{r:.4f}", f"{c:.4f}"])
     except OSError as exc:
         raise GplwsError(f"Could not write '{p}': {exc}.") from None
     return p

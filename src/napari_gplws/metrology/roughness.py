@@ -253,11 +253,14 @@ def write_parameters_csv(
     results: SurfaceParameters | Iterable[SurfaceParameters],
     *,
     source: str = "",
+    surface: str = "",
 ) -> Path:
     """Write one row per measured region: label, region, pixels, area and every parameter.
 
     Columns: ``source, region, row0, row1, col0, col1, n_pixels, area_<unit>², Sa_<unit>, …,
-    Ssk, Sku``; the units are in the column names so the file stands on its own.
+    Ssk, Sku``; the units are in the column names so the file stands on its own. With
+    ``surface`` (what the map holds, e.g. ``"height = −depth (up toward the objective)"``,
+    which decides what is a peak and what a pit) a last column ``surface`` says so.
 
     Raises
     ------
@@ -284,6 +287,9 @@ def write_parameters_csv(
         f"area_{first.lateral_units}2",
     ]
     header += [f"{k}_{first.units}" if k not in _UNITLESS else k for k in PARAMETERS]
+    extra = [surface] if surface else []
+    if surface:
+        header.append("surface")
     try:
         with p.open("w", newline="", encoding="utf-8") as fh:
             wr = csv.writer(fh)
@@ -292,6 +298,7 @@ def write_parameters_csv(
                 wr.writerow(
                     [source, res.label, *res.region, res.n_pixels, f"{res.area:.6g}"]
                     + [f"{res.values[k]:.6g}" for k in PARAMETERS]
+                    + extra
                 )
     except OSError as exc:
         raise GplwsError(f"Could not write '{p}': {exc}.") from None

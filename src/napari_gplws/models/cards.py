@@ -12,7 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["card_markdown", "count_parameters", "ldse_card_markdown"]
+__all__ = [
+    "calibration_card_markdown",
+    "card_markdown",
+    "count_parameters",
+    "ldse_card_markdown",
+    "weights_summary_line",
+]
 
 
 def count_parameters(model: Any) -> int:
@@ -89,6 +95,8 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
     str
         Markdown text ending with a newline.
     """
+    if card.get("kind") == "ldse-calibration":
+        return calibration_card_markdown(card)
     lines = [card_markdown(card).rstrip(), ""]
     for key in ("run_history", "sign_convention", "other_optics"):
         if key in card:
@@ -248,4 +256,74 @@ def ldse_card_markdown(card: dict[str, Any]) -> str:
                 f"{_fmt(v.get('sign_acc_confident_ge1'))} "
                 f"({_fmt(v.get('confident_fraction_ge1'), 2)}) |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def weights_summary_line(card: dict[str, Any], name: str) -> str:
+    """One plain line about LDSE-NET weights: which ones, and their held-out figures.
+
+    For a calibration card: the stacks it was calibrated on and its held-out sign
+    accuracy, signed MAE and magnitude MAE, with the starting weights' figures on the same
+    fields. For other cards: the card's name and summary.
+    """
+    if name.endswith(".safetensors"):  # a path: its file name says enough
+        name = name.replace("\\", "/").rsplit("/", 1)[-1][: -len(".safetensors")]
+    ho = card.get("held_out") or {}
+    if card.get("kind") != "ldse-calibration" or not ho:
+        return f"{name}: {card.get('name', 'LDSE-NET')}" + (
+            f" — {card['summary']}" if card.get("summary") else ""
+        )
+
+    def figs(m: dict[str, Any]) -> str:
+        return (
+            f"sign {_fmt(m.get('sign_acc_ge1'), 2)} (|z| ≥ 1 µm), MAE {_fmt(m.get('mae_le5'), 2)} µm"
+            f" and |z| MAE {_fmt(m.get('mag_mae_le5'), 2)} µm (|z| ≤ 5 µm)"
+        )
+
+    n = len(card.get("stacks", []))
+    where = f"{ho['stacks']} held-out stacks" if ho.get("stacks") else "held-out fields"
+    return (
+        f"{name}: calibrated on {n} stacks; on {where}: {figs(ho.get('after', {}))}; "
+        f"{card.get('base_weights', 'the starting weights')} there: "
+        f"sign {_fmt(ho.get('before', {}).get('sign_acc_ge1'), 2)}, "
+        f"MAE {_fmt(ho.get('before', {}).get('mae_le5'), 2)} µm"
+    )
+
+
+def calibration_card_markdown(card: dict[str, Any]) -> str:
+    """Render the card of calibrated LDSE-NET weights (held-out figures, stacks, options)."""
+    lines = [card_markdown(card).rstrip(), ""]
+    for key in ("base_weights", "sign_convention", "cpu_time_min", "summary_line"):
+        if key in card:
+            lines.append(f"- **{key}**: {card[key]}")
+    lines.append(f"- **optics**: {json.dumps(card.get('optics', {}), ensure_ascii=False)}")
+    ho = card.get("held_out", {})
+    b, a = ho.get("before", {}), ho.get("after", {})
+    lines += [
+        "",
+        (f"## Held-out fields of the calibration stacks ({ho.get('split', '')}, "
+         f"{ho.get('tiles', 0)} tiles)"),
+        "",
+        f"| metric | {card.get('base_weights', 'before')} | calibrated |",
+        "|---|---|---|",
+        f"| sign accuracy, \\|z\\| ≥ 1 µm | {_fmt(b.get('sign_acc_ge1'))} | {_fmt(a.get('sign_acc_ge1'))} |",
+        f"| signed MAE, \\|z\\| ≤ 5 µm | {_fmt(b.get('mae_le5'))} | {_fmt(a.get('mae_le5'))} |",
+        f"| magnitude MAE, \\|z\\| ≤ 5 µm | {_fmt(b.get('mag_mae_le5'))} | {_fmt(a.get('mag_mae_le5'))} |",
+        "",
+        ("These fields also chose the kept weights among the evaluations, so the figures are "
+         "a little optimistic; score fields taken afterwards for an unbiased figure."),
+        "",
+        "## Stacks",
+        "",
+        "| stack | frames | focus range (µm) | step (µm) | tiles | held out |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in card.get("stacks", []):
+        lo, hi = s.get("focus_range_um", [float("nan")] * 2)
+        lines.append(
+            f"| {s.get('source')} | {s.get('frames')} | {lo:g} … {hi:g} | "
+            f"{s.get('focus_step_um')} | {s.get('tiles')} | {'yes' if s.get('held_out') else ''} |"
+        )
+    if card.get("calibration"):
+        lines += ["", "## Options", "", "```", json.dumps(card["calibration"], indent=1), "```"]
     return "\n".join(lines) + "\n"

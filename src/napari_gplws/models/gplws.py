@@ -36,6 +36,7 @@ not load weights (see :mod:`.registry`) or choose devices and tiles (see
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,8 +54,11 @@ __all__ = [
     "GroupParallelBlock",
     "RepConv3d",
     "count_parameters",
+    "cpu_has_bf16",
     "depth_from_logits",
+    "depth_to_space",
     "normalize_stack",
+    "onednn_features",
 ]
 
 #: Rec. 601 luma weights used to turn a colour stack into the network's single channel.
@@ -245,11 +249,14 @@ def _space_to_depth(x: torch.Tensor, s: int) -> torch.Tensor:
     return x.reshape(b, c * s * s, n, h // s, w // s)
 
 
-def _depth_to_space(x: torch.Tensor, s: int) -> torch.Tensor:
-    """(B, s², N, h, w) -> (B, N, s·h, s·w)."""
+def depth_to_space(x: torch.Tensor, s: int) -> torch.Tensor:
+    """The network's sub-pixel head layout ``(B, s², N, h, w)`` -> ``(B, N, s·h, s·w)``."""
     b, _, n, h, w = x.shape
     x = x.reshape(b, s, s, n, h, w).permute(0, 3, 4, 1, 5, 2)
     return x.reshape(b, n, h * s, w * s)
+
+
+_depth_to_space = depth_to_space
 
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
@@ -358,15 +365,14 @@ class GPLWSNet(nn.Module):
             x = _pad_hw(x, ph, pw)
         if self.config.focus_prior:
             x = torch.cat([x, self.focus_energy(x)], dim=1)
-        x0 = self.enc0(self.stem(_space_to_depth(x, self.s2d)))
-        x1 = self.enc1(self.down1(x0))
-        x2 = self.enc2(self.down2(x1))
-        x3 = self.enc3(self.down3(x2))
-        y = self.dec2(_up2(self.proj3(x3)) + x2)
-        y = self.dec1(_up2(self.proj2(y)) + x1)
-        y = self.dec0(_up2(self.proj1(y)) + x0)
-        logits = _depth_to_space(self.head(y), self.s2d)
+        logits = _depth_to_space(self.forward_features(_space_to_depth(x, self.s2d)), self.s2d)
         return logits[..., :h, :w]
+
+    def forward_features(self, s: torch.Tensor) -> torch.Tensor:
+        """The convolutional part: space-to-depth input ``(B, s²·C', N, h, w)`` (C' = 2 with
+        the focus prior: the intensity's s² channels, then the prior's) to the head's
+        sub-pixel logits ``(B, s², N, h, w)``; ``h``, ``w`` multiples of 8."""
+        return _features(self, s, _up2)
 
     @torch.no_grad()
     def reparameterize(self) -> GPLWSNet:
@@ -380,6 +386,61 @@ class GPLWSNet(nn.Module):
             if isinstance(mod, RepConv3d):
                 mod.fuse()
         return self
+
+
+def _features(net: Any, s: torch.Tensor, up: Any) -> torch.Tensor:
+    """The U-shaped body of :class:`GPLWSNet` with the blocks of ``net`` (the network or
+    its oneDNN copy) and ``up`` as the ×2 upsampling: one definition for both."""
+    x0 = net.enc0(net.stem(s))
+    x1 = net.enc1(net.down1(x0))
+    x2 = net.enc2(net.down2(x1))
+    x3 = net.enc3(net.down3(x2))
+    y = net.dec2(up(net.proj3(x3)) + x2)
+    y = net.dec1(up(net.proj2(y)) + x1)
+    y = net.dec0(up(net.proj1(y)) + x0)
+    return net.head(y)
+
+
+def _up2_onednn(x: torch.Tensor) -> torch.Tensor:
+    return _up2(x.to_dense()).to_mkldnn()
+
+
+_ONEDNN_LOCK = threading.Lock()
+
+
+def onednn_features(model: GPLWSNet, s: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """:meth:`GPLWSNet.forward_features` of a fused network on the CPU through oneDNN.
+
+    The activations stay in oneDNN's blocked layout from the first convolution to the
+    head (no layout conversion around every convolution, and every convolution, also the
+    strided and 1×1×1 ones, runs in oneDNN: PyTorch would send small ones of a single
+    stack to its slower native kernel). The same numbers as ``forward_features`` up to
+    float rounding; with ``bf16`` the convolutions run in bfloat16 (fast on CPUs with
+    native bfloat16 instructions; see :func:`cpu_has_bf16`), the result is float32.
+    A oneDNN copy of the weights is made once per model and kept with it.
+    """
+    from torch.utils import mkldnn as mkldnn_utils
+
+    key = "bf16" if bf16 else "fp32"
+    with _ONEDNN_LOCK:
+        copies = model.__dict__.setdefault("_onednn_copies", {})
+        if key not in copies:
+            import copy
+
+            twin = copy.deepcopy(model).eval()
+            copies[key] = mkldnn_utils.to_mkldnn(twin, torch.bfloat16 if bf16 else torch.float)
+        net = copies[key]
+    x = s.to(torch.bfloat16) if bf16 else s.float()
+    out = _features(net, x.contiguous().to_mkldnn(), _up2_onednn).to_dense()
+    return out.float()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively in oneDNN (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an old or a non-oneDNN build of PyTorch
+        return False
 
 
 def _pad_hw(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:

@@ -14,7 +14,8 @@ How a widget is built, so that the next one slots in the same way:
 
 * a ``QWidget`` subclass whose ``__init__`` takes ``napari_viewer`` and which has a
   ``reset_choices()`` method (napari calls it when layers are added, removed, reordered or
-  renamed) to refill its layer pickers from :mod:`._layers` (``stack_layers``,
+  renamed) to refill its layer pickers (:class:`._layer_combo.LayerCombo`, which keeps a
+  choice while layers are replaced and never jumps to a neighbour) from :mod:`._layers` (``stack_layers``,
   ``depth_layers``, ``shapes_layers``, or a new finder next to them);
 * Run starts a :class:`._worker.Job` around a closure ``task(progress, cancel)`` that calls
   the core function with those two callbacks: progress bar in napari's activity area, Cancel

@@ -1,5 +1,5 @@
 """Small Qt helpers shared by the dock widgets: the device list, layer combos, spin boxes,
-the collapsible "Advanced" section, error notifications.
+the collapsible "Advanced" section, the scroll area every dock sits in, error notifications.
 
 What it is for: keeping the widgets thin and alike. The device list is filled without
 blocking the GUI on ``import torch`` (a few seconds the first time): a plain daemon thread
@@ -8,14 +8,24 @@ imports torch and lists the devices, and a timer on the GUI thread picks the lis
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from typing import Any
 
-from qtpy.QtCore import QObject, QTimer
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QVBoxLayout, QWidget
-
-from napari_gplws.widgets import _layers
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractSpinBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QLayout,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 _DEVICES: list[str] = []
 _PROBE: threading.Thread | None = None
@@ -89,29 +99,89 @@ def collapsible_group(title: str, rows: list[tuple[str, QWidget]]) -> QGroupBox:
     return group
 
 
+def make_scrollable(dock: QWidget, layout: QLayout) -> QScrollArea:
+    """Lay ``layout`` out inside a scroll area that fills ``dock``.
+
+    A dock taller than the screen then scrolls instead of stretching napari's window (the
+    docks fit a 1080-px screen, several at a time).
+    """
+    body = QWidget()
+    body.setLayout(layout)
+    for box in body.findChildren(QAbstractSpinBox):
+        _SpinFit(box)
+    for combo in body.findChildren(QComboBox):
+        # Long entries (layer names, "from layer (20 positions …)") must not widen the dock.
+        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # it scrolls up and down only
+    area.setWidget(body)
+    _FitWidth(body, area)
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return area
+
+
+class _FitWidth(QObject):
+    """Keeps a scroll area as wide as its content needs (it scrolls vertically only)."""
+
+    def __init__(self, body: QWidget, area: QScrollArea) -> None:
+        super().__init__(body)
+        self._body, self._area = body, area
+        body.installEventFilter(self)
+        self._fit()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() in (QEvent.LayoutRequest, QEvent.Polish, QEvent.Show):
+            QTimer.singleShot(0, self._fit)
+        return False
+
+    def _fit(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the dock is gone
+            bar = self._area.verticalScrollBar().sizeHint().width()
+            self._area.setMinimumWidth(self._body.minimumSizeHint().width() + bar)
+
+
+class _SpinFit(QObject):
+    """Keeps a spin box at least as wide as its longest value.
+
+    napari's theme gives spin boxes a small fixed minimum width, so a narrow dock squeezed
+    them and clipped their values ("3.50("). Each time the box is (re)styled, its minimum
+    width is set again to Qt's own minimum, which fits the longest value of its range with
+    prefix and suffix.
+    """
+
+    def __init__(self, box: QAbstractSpinBox) -> None:
+        super().__init__(box)
+        self._box = box
+        box.installEventFilter(self)
+        self._fit()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() in (QEvent.Polish, QEvent.StyleChange, QEvent.FontChange):
+            QTimer.singleShot(0, self._fit)
+        return False
+
+    def _fit(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the box is gone
+            self._box.setMinimumWidth(self._box.minimumSizeHint().width())
+
+
 def spin(lo: float, hi: float, decimals: int, suffix: str) -> QDoubleSpinBox:
-    """A float spin box that only reports a value when editing is finished."""
+    """A float spin box that only reports a value when editing is finished.
+
+    No fixed minimum width: Qt's own minimum fits the longest value of the range with its
+    suffix, so a value is never clipped.
+    """
     s = QDoubleSpinBox()
-    s.setMinimumWidth(100)
     s.setRange(lo, hi)
     s.setDecimals(decimals)
     s.setSuffix(suffix)
     s.setKeyboardTracking(False)
     return s
-
-
-def refill(combo: QComboBox, layers: list[Any]) -> None:
-    """Replace a combo's layer items, keeping the current layer selected when it is still there."""
-    current = combo.currentData()
-    combo.blockSignals(True)
-    combo.clear()
-    for ly in layers:
-        combo.addItem(ly.name, ly)
-    i = find_data(combo, current) if current is not None else -1
-    combo.setCurrentIndex(i if i >= 0 else (0 if layers else -1))
-    combo.blockSignals(False)
-    if not _layers.same(combo.currentData(), current):
-        combo.currentIndexChanged.emit(combo.currentIndex())
 
 
 def find_data(combo: QComboBox, obj: Any) -> int:

@@ -1,8 +1,12 @@
 """What a Depth from focus run hands to the dock: the result and its napari layer data.
 
 Qt-free: :class:`RunResult` is built on the worker thread, and :func:`result_layers`
-turns it into the layer-data tuples the dock adds (depth, all-in-focus, confidence and the
-textured surface), each sharing the input stack's world geometry and units.
+turns it into the layers the dock adds (depth, all-in-focus, confidence and the textured
+surface), each sharing the input stack's world geometry: the same y/x scale and translate,
+``units`` (µm where known, so napari's scale bar reads µm) and ``axis_labels``. The
+surface's z axis is the stack's own (frame index × its z scale and translate), so the hidden
+surface adds no step to the z slider and each point sits in the frame where it is in focus;
+:func:`surface_data_vertices` does that conversion.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import numpy as np
 
 if TYPE_CHECKING:
     pass
+
+#: Axis names of the plugin's layers.
+AXIS_LABELS_YX = ("y", "x")
+AXIS_LABELS_ZYX = ("z", "y", "x")
 
 
 @dataclass
@@ -28,8 +36,27 @@ class RunResult:
     scale_yx: tuple[float, float]
     translate_yx: tuple[float, float]
     pixel_size_um: float | None
+    #: The stack layer's z axis: ``(scale, translate, unit)``.
+    stack_z: tuple[float, float, str] = (1.0, 0.0, "pixel")
     layers: dict[str, Any] = field(default_factory=dict)
     pending_layers: dict[str, Any] = field(default_factory=dict)
+
+
+def lateral_unit(pixel_size_um: float | None) -> str:
+    """napari's unit of the y/x axes: ``"µm"`` when the pixel size is known, else pixels."""
+    return "µm" if pixel_size_um else "pixel"
+
+
+def surface_data_vertices(res: RunResult) -> np.ndarray:
+    """The mesh's vertices in the surface layer's data coordinates: ``z`` in frame index of
+    the stack (the depth converted through the focus positions), ``y``/``x`` in pixels."""
+    from napari_gplws.stack import position_to_index
+
+    rec, v = res.reconstruction, np.asarray(res.mesh.vertices, np.float64)
+    focus = rec.stack.focus_um
+    z = v[:, 0] if focus is None or rec.units != "µm" else position_to_index(v[:, 0], focus)
+    (sy, sx), (ty, tx) = res.scale_yx, res.translate_yx
+    return np.column_stack([z, (v[:, 1] - ty) / sy, (v[:, 2] - tx) / sx]).astype(np.float32)
 
 
 def result_layers(res: RunResult) -> dict[str, Any]:
@@ -54,7 +81,11 @@ def result_layers(res: RunResult) -> dict[str, Any]:
         "source": name,
         "seconds": round(float(rec.timings.get("total", 0.0)), 3),
     }
-    geo = {"scale": res.scale_yx, "translate": res.translate_yx}
+    lat = lateral_unit(res.pixel_size_um)
+    geo = {
+        "scale": res.scale_yx, "translate": res.translate_yx, "units": (lat, lat),
+        "axis_labels": AXIS_LABELS_YX,
+    }  # fmt: skip
     lo, hi = res.depth_range
     depth = Image(
         rec.depth, name=f"{name} depth", colormap="viridis",
@@ -69,10 +100,13 @@ def result_layers(res: RunResult) -> dict[str, Any]:
         visible=False, metadata={**meta, "units": "", "kind": "confidence"}, **geo,
     )  # fmt: skip
     mesh = res.mesh
+    z_scale, z_translate, z_unit = res.stack_z
     surface = Surface(
-        (mesh.vertices, mesh.faces, np.ones(len(mesh.vertices), np.float32)),
+        (surface_data_vertices(res), mesh.faces, np.ones(len(mesh.vertices), np.float32)),
         name=f"{name} surface", texture=res.texture, texcoords=mesh.texcoords,
         colormap="gray", contrast_limits=(0.0, 1.0), shading="smooth", visible=False,
+        scale=(z_scale, *res.scale_yx), translate=(z_translate, *res.translate_yx),
+        units=(z_unit, lat, lat), axis_labels=AXIS_LABELS_ZYX,
         metadata={
             **meta, "kind": "surface", "z_units": mesh.z_units,
             "lateral_units": mesh.lateral_units, "grid_step_px": mesh.step,

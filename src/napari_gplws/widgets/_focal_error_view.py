@@ -10,7 +10,10 @@ metadata), so it is tested without a display:
 * the finished analysis as a :class:`FocalMapResult` (:func:`defocus_map_result`,
   :func:`rmse_map_result`), its layers (:func:`output_layers`) and the dock's summary texts
   and table (:func:`summary_texts`);
-* the warning about the packaged weights (:func:`weights_warning`).
+* the text of each region for what the heatmap shows (:func:`texts_for`: signed values, or
+  unsigned ones in *magnitude* mode);
+* the one-line note about the packaged weights (:func:`weights_warning`), with the model
+  card's details for its tooltip (:func:`weights_details`).
 
 What it is not: the dock itself, its controls and its background job
 (:mod:`napari_gplws.widgets.focal_error_widget`), or any computation of defocus or error
@@ -221,6 +224,8 @@ class FocalMapResult:
     overall_rmse: float | None = None
     #: Image brightness in [0, 1] under each text (for its colour).
     backdrop: np.ndarray | None = None
+    #: napari ``units`` of the heatmap's axes (those of the input layer), if known.
+    axis_units: tuple[str, ...] | None = None
     layers: dict[str, Any] = field(default_factory=dict)
 
     def values_at_points(self, show: str) -> np.ndarray:
@@ -432,19 +437,23 @@ def output_layers(res: FocalMapResult, show: str) -> dict[str, Any]:
     from napari.layers import Image, Points
 
     look = heatmap_look(res.grids[show], show)
+    geo: dict[str, Any] = {"scale": res.scale, "translate": res.translate}
+    if res.axis_units is not None and len(res.axis_units) == len(res.scale):
+        geo["units"] = res.axis_units
+        geo["axis_labels"] = ("z", "y", "x")[-len(res.scale) :]
     rmse = res.analysis == ANALYSIS_RMSE
     base = f"{res.input_name} {'RMSE' if rmse else 'defocus'}"
     kind = "region rmse map" if rmse else "defocus map"
     heatmap = Image(
-        res.grids[show], name=f"{base} map", scale=res.scale, translate=res.translate,
+        res.grids[show], name=f"{base} map", **geo,
         rgb=False, opacity=HEATMAP_OPACITY, blending="translucent", interpolation2d="nearest",
         metadata={**res.metadata, "kind": kind, "shows": show}, **look,
     )  # fmt: skip
     colours = point_text_colours(res, show, look, HEATMAP_OPACITY)
     values = Points(
-        res.points, name=f"{base} values", scale=res.scale, translate=res.translate,
+        res.points, name=f"{base} values", **geo,
         size=0.05, face_color="transparent", border_color="transparent", border_width=0,
-        features={"label": res.texts, "text_colour": colours},
+        features={"label": texts_for(res, show), "text_colour": colours},
         text={"string": "{label}", "color": {"feature": "text_colour"}, "size": TEXT_SIZE,
               "anchor": "center"},
         metadata={**res.metadata, "kind": f"{kind} values"},
@@ -515,9 +524,34 @@ def summary_texts(res: FocalMapResult) -> tuple[str, str, list[list[str]]]:
     return overall_text, status, rows
 
 
+#: The dock's one line about weights that fall short of their target (details: tooltip).
+WEIGHTS_NOTE = "Direction from a single frame is a hint; use two frames for a sure direction."
+
+
 def weights_warning(status: str | None) -> str:
-    """The dock's warning line for a model card's status (empty when there is none)."""
-    return f"⚠ LDSE-NET weights: {status}" if status else ""
+    """The dock's one plain line for a model card's status (empty when there is none); the
+    card's own words go in the tooltip (:func:`weights_details`)."""
+    return WEIGHTS_NOTE if status else ""
+
+
+def weights_details(status: str | None) -> str:
+    """The tooltip behind :func:`weights_warning`: the model card's status in full."""
+    return (
+        f"LDSE-NET weights: {status}\n\nFrames › 'all frames, direction from their "
+        "positions' settles each region's direction from two or more frames."
+        if status
+        else ""
+    )
+
+
+def texts_for(res: FocalMapResult, show: str) -> list[str]:
+    """The text of each region for what the heatmap shows: the result's texts (signed
+    values, with the truth and error when known), or in *magnitude* mode the unsigned
+    distance from focus, ``"|z| 2.31 µm"``."""
+    if show != "magnitude" or "magnitude" not in res.grids:
+        return list(res.texts)
+    values = res.values_at_points("magnitude")
+    return [f"|z| {abs(v):.2f} µm" if np.isfinite(v) else "no estimate" for v in values]
 
 
 def stack_length(layer: Any | None) -> int | None:

@@ -56,8 +56,8 @@ class FocusPicker(QObject):
         super().__init__(parent)
         self.unknown_text = unknown_text
         self.mode = QComboBox()
-        self.start = spin(-1e6, 1e6, 3, "")
-        self.step = spin(-1e5, 1e5, 3, "")
+        self.start = spin(-1e5, 1e5, 3, "")  # ±10 cm of focus drive
+        self.step = spin(-1e3, 1e3, 3, "")  # ±1 mm between frames
         self.step.setValue(1.0)
         self.mode.currentIndexChanged.connect(self._on_mode_changed)
         self.start.valueChanged.connect(self._on_edited)

@@ -4,8 +4,11 @@ Everything here runs on the GUI thread and only reads or writes napari layers th
 public API; the maths is in :mod:`napari_gplws.core`. Helpers:
 
 * :func:`stack_layers`, :func:`depth_layers`, :func:`shapes_layers` — candidate inputs;
-* :func:`focus_from_layer`, :func:`pixel_size_from_layer`, :func:`yx_geometry` — the physical
-  units a layer carries (metadata written by the plugin's reader and sample, else its scale);
+* :func:`focus_from_layer`, :func:`pixel_size_from_layer`, :func:`yx_geometry`,
+  :func:`z_geometry`, :func:`depth_units` — the physical units a layer carries (metadata
+  written by the plugin's reader and sample, else its scale); :func:`set_pixel_size` gives a
+  layer a pixel size (scale, ``units``, metadata) and :func:`units_yx` names the unit
+  napari's scale bar reads;
 * :func:`stack_frames` — the ``(N, H, W[, 3])`` array of a stack layer (leading axes such as
   time taken at the viewer's current position);
 * :class:`OwnLayers` — the layers one widget made for one input, replaced on re-run without
@@ -110,6 +113,45 @@ def pixel_size_from_layer(layer: napari.layers.Layer) -> float | None:
         return float(px)
     sx = float(layer.scale[-1])
     return None if sx == 1.0 else sx
+
+
+#: Units of depth values a depth map can carry in ``metadata["units"]``.
+DEPTH_UNITS = ("µm", "um", "nm", "mm", "frame")
+
+
+def depth_units(layer: Any) -> str | None:
+    """The unit of a depth map's values (``metadata["units"]``), or ``None`` when the layer
+    does not say it holds depth (an image of grey levels, a confidence map…)."""
+    units = str(layer.metadata.get("units") or "")
+    return units if units in DEPTH_UNITS else None
+
+
+def units_yx(pixel_size_um: float | None) -> tuple[str, str]:
+    """napari ``units`` of the y/x axes: µm when the pixel size is known, else pixels."""
+    return ("µm", "µm") if pixel_size_um else ("pixel", "pixel")
+
+
+def set_pixel_size(layer: Any, px: float) -> None:
+    """Give a layer the lateral pixel size ``px`` µm: y/x scale, ``units`` and metadata."""
+    scale = list(layer.scale)
+    scale[-2:] = [px, px]
+    layer.scale = scale
+    units = [str(u) for u in layer.units]
+    units[-2:] = ["µm", "µm"]
+    layer.units = units
+    layer.metadata["pixel_size_um"] = float(px)
+
+
+def z_geometry(layer: napari.layers.Layer) -> tuple[float, float, str]:
+    """``(scale, translate, unit)`` of a stack layer's stack axis (the third from last)."""
+    ax = layer.ndim - 3
+    unit = str(layer.units[ax]) if getattr(layer, "units", None) is not None else "pixel"
+    return float(layer.scale[ax]), float(layer.translate[ax]), short_unit(unit)
+
+
+def short_unit(unit: str) -> str:
+    """napari spells µm ``micrometer``; the plugin writes ``µm``."""
+    return {"micrometer": "µm", "pixel": "pixel"}.get(unit, unit)
 
 
 def yx_geometry(layer: napari.layers.Layer) -> tuple[tuple[float, float], tuple[float, float]]:

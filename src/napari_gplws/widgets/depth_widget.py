@@ -9,11 +9,15 @@ its texture), and turns the result into layers named after the input:
   ``metadata``;
 * ``<stack> all-in-focus`` — Image in the input's dtype (RGB kept);
 * ``<stack> confidence`` — Image in [0, 1], hidden;
-* ``<stack> surface`` — textured Surface: coarse mesh in world units (z = depth, the true aspect
-  ratio when the focus positions and pixel size are in µm) with the full-resolution
-  all-in-focus image as texture; shown by **View surface in 3D**.
+* ``<stack> surface`` — textured Surface: coarse mesh in the stack's geometry (each point in
+  the frame where it is in focus) with the full-resolution all-in-focus image as texture;
+  shown by **View surface in 3D** as height, up toward the objective
+  (:mod:`._view3d`; **Invert height**, :mod:`._height`, turns it over).
 
-Re-running replaces only the layers this widget made for that input. Exports: the depth map as
+Every layer shares the stack's world geometry, ``units`` (µm where known: the scale bar
+reads µm) and ``axis_labels``; a pixel size typed in the dock is applied to the stack layer
+too. Re-running replaces only the layers this widget made for that input; closing the dock
+or deleting the input layer during a run cancels it. Exports: the depth map as
 a float TIFF with its units (:func:`~napari_gplws.io._read.write_depth_tiff`), the mesh as
 PLY/STL/OBJ (:func:`~napari_gplws.metrology.mesh.export_mesh`), and the areal surface parameters
 (:mod:`napari_gplws.metrology.roughness`) of the whole map and of a drawn rectangle as CSV.
@@ -23,7 +27,6 @@ It computes nothing itself.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +34,6 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -50,13 +52,16 @@ from napari_gplws.widgets._controls import (
     collapsible_group,
     fill_devices_later,
     find_data,
-    refill,
-    show_exception,
+    make_scrollable,
     spin,
 )
 from napari_gplws.widgets._depth_results import RunResult, result_layers
+from napari_gplws.widgets._depth_tools import DepthResultTools
 from napari_gplws.widgets._focus_picker import FocusPicker
-from napari_gplws.widgets._worker import Job, software_opengl
+from napari_gplws.widgets._height import height_setting, invert_checkbox
+from napari_gplws.widgets._layer_combo import LayerCombo
+from napari_gplws.widgets._view3d import SurfaceView
+from napari_gplws.widgets._worker import CloseWatcher, Job, software_opengl
 
 if TYPE_CHECKING:
     import napari
@@ -64,12 +69,7 @@ if TYPE_CHECKING:
 WIDGET_NAME = "depth_from_focus"
 
 
-#: Camera of "View surface in 3D", in napari world order (z, y, x).
-VIEW_3D = (-1.0, -0.9, 0.3)
-UP_3D = (1.0, 0.0, 0.0)
-
-
-class DepthFromFocusWidget(QWidget):
+class DepthFromFocusWidget(DepthResultTools, QWidget):
     """Dock widget: reconstruct a focus stack layer (see the module docstring).
 
     Signals
@@ -86,11 +86,12 @@ class DepthFromFocusWidget(QWidget):
         self.outputs = _layers.OwnLayers(napari_viewer, WIDGET_NAME)
         self.result: RunResult | None = None
         self.job: Job | None = None
-        self._saved_visibility: dict[Any, bool] | None = None
+        self.view3d = SurfaceView(napari_viewer)
         self._adding_layers = False
+        self._input: Any = None  # the stack layer of the run in progress
 
         # --- inputs --------------------------------------------------------------------------
-        self.stack_combo = QComboBox()
+        self.stack_combo = LayerCombo()
         self.stack_combo.setToolTip(
             "Image layer holding the focus stack (frames along the first axis)."
         )
@@ -138,6 +139,7 @@ class DepthFromFocusWidget(QWidget):
         self.activity_progress: bool | None = None
         self.view3d_button = QPushButton("View surface in 3D")
         self.view3d_button.setCheckable(True)
+        self.invert_height = invert_checkbox()
         self.export_depth_button = QPushButton("Depth TIFF…")
         self.export_mesh_button = QPushButton("Mesh…")
         self.region_combo = QComboBox()
@@ -213,11 +215,14 @@ class DepthFromFocusWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
-        layout.addWidget(self.view3d_button)
+        view_row = QHBoxLayout()
+        view_row.addWidget(self.view3d_button)
+        view_row.addWidget(self.invert_height)
+        layout.addLayout(view_row)
         layout.addWidget(exports)
         layout.addWidget(params)
         layout.addStretch(1)
-        self.setLayout(layout)
+        make_scrollable(self, layout)
         self._inputs = [
             self.stack_combo, self.focus_mode, self.focus_start, self.focus_step, self.pixel_size,
             self.method_combo, self.device_combo, self.advanced, self.run_button,
@@ -252,6 +257,10 @@ class DepthFromFocusWidget(QWidget):
         self.measure_button.clicked.connect(self.measure)
         self.export_params_button.clicked.connect(self._export_params_clicked)
         self.region_combo.currentIndexChanged.connect(self._clear_parameters)
+        self.stack_combo.lost.connect(self._on_stack_lost)
+        height_setting().changed.connect(self._on_height_inverted)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._close_watch = CloseWatcher(self, self._on_closed)
         self._on_method_changed()
 
     def _load_devices(self) -> None:
@@ -262,15 +271,25 @@ class DepthFromFocusWidget(QWidget):
     # ======================================================================================
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (called by napari when layers are added, removed, reordered)."""
-        refill(self.stack_combo, _layers.stack_layers(self.viewer))
+        self.stack_combo.refill(_layers.stack_layers(self.viewer))
         current = self.region_combo.currentData()
         self.region_combo.blockSignals(True)
         self.region_combo.clear()
         self.region_combo.addItem("whole map", None)
         for ly in _layers.shapes_layers(self.viewer):
             self.region_combo.addItem(f"rectangle in '{ly.name}'", ly)
-        self.region_combo.setCurrentIndex(max(0, find_data(self.region_combo, current)))
+        i = find_data(self.region_combo, current) if current is not None else 0
+        self.region_combo.setCurrentIndex(max(0, i))
         self.region_combo.blockSignals(False)
+        if current is not None and i < 0:  # its Shapes layer was deleted: say so
+            self._clear_parameters()
+            self.params_label.setText(
+                f"The layer '{current.name}' was removed; measuring the whole map."
+            )
+
+    def _on_stack_lost(self, name: str) -> None:
+        if not self._running():
+            self.status_label.setText(f"The stack '{name}' was removed; choose another.")
 
     def stack_layer(self) -> Any | None:
         """The selected stack layer (``None`` when there is none)."""
@@ -311,27 +330,24 @@ class DepthFromFocusWidget(QWidget):
 
     def run(self) -> None:
         """Start a reconstruction of the selected stack with the chosen settings."""
-        from napari.utils.notifications import show_error
 
         if self._running():
             return
         layer = self.stack_layer()
         if layer is None:
-            show_error(
-                "Open or select a focus stack first: an Image layer with frames along its first axis."
-            )
+            self._refuse(self._no_stack_message())
             return
         frames = _layers.stack_frames(layer, self.viewer)
         try:
             focus = self.focus_positions(frames.shape[0])
         except GplwsError as exc:  # a FocusPositionError from the core (e.g. a zero step)
-            show_error(str(exc))
+            self._refuse(str(exc))
             return
         name = layer.name
         px = self.pixel_size.value() or None
+        applied = self._apply_pixel_size(layer, px)
         scale_yx, translate_yx = _layers.yx_geometry(layer)
-        if px is not None and scale_yx == (1.0, 1.0):
-            scale_yx = (px, px)
+        stack_z = _layers.z_geometry(layer)
         method = self.method_combo.currentData()
         device = self.device_combo.currentText()
         tile = self.tile_size.value() or None
@@ -339,6 +355,7 @@ class DepthFromFocusWidget(QWidget):
         window = self.window.value() | 1
         refine = self.refine.isChecked()
         lateral = "µm" if px is not None else "px"
+        sign = -1.0  # the exported mesh holds height; the sign is set again when exporting
 
         def task(progress, cancel):
             from napari_gplws._shared.callbacks import check_cancel
@@ -354,13 +371,15 @@ class DepthFromFocusWidget(QWidget):
             check_cancel(cancel)
             mesh = height_map_mesh(
                 rec.depth, spacing_yx=scale_yx, translate_yx=translate_yx,
-                z_units=rec.units, lateral_units=lateral,
+                z_units=rec.units, lateral_units=lateral, height_sign=sign,
             )  # fmt: skip
             texture = texture_image(rec.aif)
             finite = rec.depth[np.isfinite(rec.depth)]
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             check_cancel(cancel)
-            res = RunResult(name, rec, mesh, texture, (lo, hi), scale_yx, translate_yx, px)
+            res = RunResult(
+                name, rec, mesh, texture, (lo, hi), scale_yx, translate_yx, px, stack_z
+            )
             res.pending_layers = result_layers(res)
             return res
 
@@ -381,11 +400,39 @@ class DepthFromFocusWidget(QWidget):
         self.job.progressed.connect(self._show_progress)
         self.progress_bar.setRange(0, 1)  # determinate from the start: no busy animation
         self.progress_bar.setValue(0)
+        self._input = layer
         self._set_running(True)
         self.status_label.setText(
-            f"Reconstructing '{name}' with {self.method_combo.currentText()}…"
+            f"Reconstructing '{name}' with {self.method_combo.currentText()}…{applied}"
         )
         self.job.start()
+
+    def _no_stack_message(self) -> str:
+        from napari.layers import Image
+
+        frames = [ly for ly in self.viewer.layers if isinstance(ly, Image) and ly.ndim == 2]
+        if frames and not _layers.stack_layers(self.viewer):
+            return (
+                f"'{frames[-1].name}' is a single image: depth from focus needs a focus stack, "
+                "several frames taken at different focus positions (a multi-page TIFF, or a "
+                "folder of frames). The Focal error map dock can analyse a single frame."
+            )
+        return "Open or select a focus stack first: an Image layer with frames along its first axis."
+
+    def _refuse(self, message: str) -> None:
+        """Say why a run cannot start, in the dock and as a notification."""
+        from napari.utils.notifications import show_error
+
+        self.status_label.setText(message)
+        show_error(message)
+
+    def _apply_pixel_size(self, layer: Any, px: float | None) -> str:
+        """Give the stack layer a typed pixel size too, so input and outputs share one
+        geometry; returns a note for the status line (empty when nothing changed)."""
+        if px is None or _layers.yx_geometry(layer)[0] == (px, px):
+            return ""
+        _layers.set_pixel_size(layer, px)
+        return f" The pixel size {px:g} µm was applied to '{layer.name}' too."
 
     def cancel(self) -> None:
         """Stop the running reconstruction at its next step; no layer is added or changed."""
@@ -415,7 +462,25 @@ class DepthFromFocusWidget(QWidget):
         ):  # fmt: skip
             w.setEnabled(enabled)
 
+    def _on_layer_removed(self, event: Any) -> None:
+        """Deleting the input layer during a run cancels the run."""
+        if self._running() and _layers.same(getattr(event, "value", None), self._input):
+            self.cancel()
+            self.status_label.setText(
+                f"'{self._input.name}' was removed: the run was cancelled; no layer was added."
+            )
+
+    def _on_closed(self) -> None:
+        """Closing the dock during a run cancels it (no layer appears afterwards)."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+        if self.view3d.active:
+            self.view3d_button.setChecked(False)
+
     def _on_done(self, res: RunResult) -> None:
+        if self._close_watch.closed or not _layers.contains(self.viewer, self._input):
+            self._on_cancelled()  # the dock was closed or the input deleted meanwhile
+            return
         if self.view3d_button.isChecked():
             self.view3d_button.setChecked(False)
         layers = res.pending_layers or result_layers(res)
@@ -433,6 +498,7 @@ class DepthFromFocusWidget(QWidget):
 
     def _layers_added(self, res: RunResult, layers: dict[str, Any]) -> None:
         self._adding_layers = False
+        self._input = None
         res.layers = layers
         self.result = res
         rec, mesh = res.reconstruction, res.mesh
@@ -445,6 +511,8 @@ class DepthFromFocusWidget(QWidget):
         )
         self._clear_parameters()
         self._set_running(False)
+        if "depth" in layers:  # the map, not the hidden surface, is what one works on next
+            self.viewer.layers.selection.active = layers["depth"]
         self.finished.emit("done")
 
     def _clear_parameters(self, *_: Any) -> None:
@@ -460,7 +528,10 @@ class DepthFromFocusWidget(QWidget):
         self.finished.emit("error")
 
     def _on_cancelled(self) -> None:
-        self.status_label.setText("Cancelled; no layer was added or changed.")
+        if "was removed" not in self.status_label.text():
+            self.status_label.setText("Cancelled; no layer was added or changed.")
+        self._adding_layers = False
+        self._input = None
         self.finished.emit("cancelled")
 
     def _on_job_finished(self) -> None:
@@ -477,196 +548,15 @@ class DepthFromFocusWidget(QWidget):
             self.view3d_button.setChecked(False)
             return
         if on:
-            # Remember what was visible, show the surface alone, and look at it obliquely.
-            self._saved_visibility = {ly.unique_id: ly.visible for ly in self.viewer.layers}
-            for ly in self.viewer.layers:
-                ly.visible = _layers.same(ly, surface)
-            self.viewer.dims.ndisplay = 3
-            self.viewer.reset_view()
-            # From napari's usual side (the one that shows the 2-D image unmirrored), raised
-            # 45° above the bottom edge of the image and turned a little, so relief reads.
-            self.viewer.camera.set_view_direction(VIEW_3D, up_direction=UP_3D)
-            self.viewer.camera.zoom *= 0.8
-            self.viewer.layers.selection.active = surface  # its controls: shading, opacity…
+            self.view3d.enter(surface, res.mesh.vertices, height_setting().inverted)
             self.view3d_button.setText("Back to 2D")
         else:
-            self.viewer.dims.ndisplay = 2
-            saved = self._saved_visibility or {}
-            for ly in self.viewer.layers:
-                if ly.unique_id in saved:
-                    ly.visible = saved[ly.unique_id]
-            self._saved_visibility = None
+            self.view3d.leave()
             self.view3d_button.setText("View surface in 3D")
 
-    # ======================================================================================
-    # Exports
-    # ======================================================================================
-    def _ask_path(self, title: str, default: str, filters: str) -> tuple[str, str]:
-        path, chosen = QFileDialog.getSaveFileName(self, title, default, filters)
-        return str(path or ""), str(chosen or "")
-
-    def _export_depth_clicked(self) -> None:
-        if self.result is None:
-            return
-        path, _ = self._ask_path(
-            "Save depth map", f"{self.result.input_name}_depth.tif", "TIFF (*.tif *.tiff)"
-        )
-        if path:
-            self.export_depth(path)
-
-    def export_depth(self, path: str) -> Path | None:
-        """Write the last depth map as a float32 TIFF with its units and pixel size."""
-        from napari_gplws.io import write_depth_tiff
-
-        res = self.result
-        if res is None:
-            return None
-        if Path(path).suffix.lower() not in (".tif", ".tiff"):
-            path = f"{path}.tif"
-        rec = res.reconstruction
+    def _on_height_inverted(self, inverted: bool) -> None:
         try:
-            out = write_depth_tiff(
-                path, rec.depth, units=rec.units, pixel_size_um=res.pixel_size_um,
-                metadata={
-                    "method": rec.method, "device": rec.device, "source": res.input_name,
-                    "focus_um": None if rec.stack.focus_um is None else list(rec.stack.focus_um),
-                },
-            )  # fmt: skip
-        except GplwsError as exc:
-            show_exception(exc)
-            return None
-        self.status_label.setText(f"Saved the depth map to {out}.")
-        return out
-
-    def _export_mesh_clicked(self) -> None:
-        if self.result is None:
-            return
-        path, chosen = self._ask_path(
-            "Save surface mesh", f"{self.result.input_name}_surface.ply",
-            "PLY with colour (*.ply);;STL (*.stl);;OBJ with texture (*.obj)",
-        )  # fmt: skip
-        if path:
-            if Path(path).suffix.lower() not in (".ply", ".stl", ".obj"):
-                path += "." + (chosen.split("*.")[-1].rstrip(")") if "*." in chosen else "ply")
-            self.export_mesh(path)
-
-    def export_mesh(self, path: str) -> Path | None:
-        """Write the last surface as PLY, STL or OBJ (by suffix), in µm where known."""
-        from napari_gplws.metrology.mesh import export_mesh
-
-        if self.result is None:
-            return None
-        try:
-            out = export_mesh(path, self.result.mesh, self.result.texture)
-        except GplwsError as exc:
-            show_exception(exc)
-            return None
-        self.status_label.setText(f"Saved the mesh to {out}.")
-        return out
-
-    # --- surface parameters ----------------------------------------------------------------
-    def add_region_layer(self) -> Any | None:
-        """Add a Shapes layer with a movable rectangle over the centre of the depth map."""
-        res = self.result
-        if res is None:
-            return None
-        h, w = res.reconstruction.depth.shape
-        rect = np.array([[h * 0.25, w * 0.25], [h * 0.75, w * 0.75]])
-        layer = self.viewer.add_shapes(
-            [rect], shape_type="rectangle", name=f"{res.input_name} region",
-            edge_color="yellow", face_color=[1, 1, 0, 0.1], edge_width=max(1.0, w / 200),
-            scale=res.scale_yx, translate=res.translate_yx,
-        )  # fmt: skip
-        layer.mode = "select"
-        self.region_combo.setCurrentIndex(find_data(self.region_combo, layer))
-        return layer
-
-    def _measurements(self) -> list[Any]:
-        """Surface parameters of the whole map, plus the chosen rectangle when there is one."""
-        from skimage.draw import polygon2mask
-
-        from napari_gplws.metrology.roughness import surface_parameters
-
-        res = self.result
-        if res is None:
-            return []
-        rec = res.reconstruction
-        common = {
-            "spacing_yx": res.scale_yx, "units": rec.units,
-            "lateral_units": "µm" if res.pixel_size_um else "px",
-        }  # fmt: skip
-        out = [surface_parameters(rec.depth, label="whole map", **common)]
-        shapes = self.region_combo.currentData()
-        if _layers.contains(self.viewer, shapes):
-            idx = _layers.pick_shape(shapes, ("rectangle", "polygon"))
-            if idx is None:
-                raise GplwsError(
-                    f"'{shapes.name}' holds no rectangle; draw one, or choose 'whole map'."
-                )
-            depth_layer = self.outputs.get(res.input_name, "depth")
-            if depth_layer is None:
-                raise GplwsError("The depth layer was removed; run again to measure a region.")
-            verts = _layers.shape_vertices_in(shapes, idx, depth_layer)
-            mask = polygon2mask(rec.depth.shape, verts)
-            if not mask.any():
-                raise GplwsError(f"The rectangle in '{shapes.name}' lies outside the depth map.")
-            rows, cols = np.nonzero(mask)
-            region = (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
-            out.append(
-                surface_parameters(
-                    rec.depth,
-                    region=region,
-                    mask=mask,
-                    label=f"rectangle in '{shapes.name}'",
-                    **common,
-                )
-            )
-        return out
-
-    def measure(self) -> list[Any]:
-        """Compute and show the surface parameters of the chosen region."""
-
-        try:
-            results = self._measurements()
-        except GplwsError as exc:
-            show_exception(exc)
-            return []
-        if results:
-            r = results[-1]
-            self.params_label.setText(f"{r.label}: {r.n_pixels} px, plane-levelled")
-            for name, label in self.param_values.items():
-                label.setText(f"{r.values[name]:.4g} {r.unit_of(name)}".rstrip())
-        return results
-
-    def _export_params_clicked(self) -> None:
-        if self.result is None:
-            return
-        path, _ = self._ask_path(
-            "Save surface parameters",
-            f"{self.result.input_name}_surface_parameters.csv",
-            "CSV (*.csv)",
-        )
-        if path:
-            self.export_parameters(path)
-
-    def export_parameters(self, path: str) -> Path | None:
-        """Write the surface parameters (whole map, and the rectangle when chosen) as CSV."""
-        from napari_gplws.metrology.roughness import write_parameters_csv
-
-        results = self.measure()
-        if not results:
-            return None
-        if Path(path).suffix.lower() != ".csv":
-            path = f"{path}.csv"
-        try:
-            out = write_parameters_csv(path, results, source=self.result.input_name)  # type: ignore[union-attr]
-        except GplwsError as exc:
-            show_exception(exc)
-            return None
-        self.status_label.setText(f"Saved the surface parameters to {out}.")
-        return out
-
-
-# ==========================================================================================
-# Small helpers
-# ==========================================================================================
+            self.view3d.set_inverted(inverted)
+            self._clear_parameters()
+        except RuntimeError:  # the dock was closed
+            pass

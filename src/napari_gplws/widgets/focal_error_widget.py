@@ -30,11 +30,16 @@ Two analyses, both over a ``rows × cols`` grid of regions (3×3 by default):
   map and a ground-truth depth map (two 2-D Image layers of the same shape),
   :func:`napari_gplws.evaluation.region_error.region_rmse`, drawn the same way.
 
-The packaged LDSE-NET weights' model-card status, when the card has one, is shown as a
-warning in the dock and stored in the layers' metadata, with the units and the weights.
+When the packaged LDSE-NET weights fall short of their target (their model card says so),
+the dock says in one plain line what that means for the user, with the card's words in its
+tooltip; the status is stored in the layers' metadata, with the units and the weights.
+The *Weights* box (:mod:`._weights_panel`) chooses the weights, names them with their
+held-out figures, and calibrates new ones from the user's own stacks in the background.
 
 Re-running replaces only the layers this widget made for that input
-(:class:`._layers.OwnLayers`). It computes nothing itself; what it shows (geometry, texts,
+(:class:`._layers.OwnLayers`); a new result hides the dock's earlier ones, so texts never
+overlap. The region texts follow **Heatmap shows**. The layers share the input's geometry
+and ``units``. Closing the dock or deleting the input layer during a run cancels it. It computes nothing itself; what it shows (geometry, texts,
 colours, tables) is worked out without Qt in :mod:`._focal_error_view`, and the focus
 positions are chosen with :class:`._focus_picker.FocusPicker`.
 """
@@ -50,7 +55,6 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -60,7 +64,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -72,13 +75,14 @@ from napari_gplws.widgets import _layers
 from napari_gplws.widgets._controls import (
     collapsible_group,
     fill_devices_later,
-    find_data,
-    refill,
-    show_exception,
+    make_scrollable,
     spin,
 )
+from napari_gplws.widgets._focal_error_tools import FocalResultTools
 from napari_gplws.widgets._focus_picker import FocusPicker
-from napari_gplws.widgets._worker import Job, software_opengl
+from napari_gplws.widgets._layer_combo import LayerCombo
+from napari_gplws.widgets._weights_panel import WeightsPanel
+from napari_gplws.widgets._worker import CloseWatcher, Job, software_opengl
 
 if TYPE_CHECKING:
     import napari
@@ -87,7 +91,7 @@ WIDGET_NAME = "focal_error_map"
 
 
 # --- The dock ----------------------------------------------------------------------------
-class FocalErrorMapWidget(QWidget):
+class FocalErrorMapWidget(FocalResultTools, QWidget):
     """Dock widget: defocus and focal error per region (see the module docstring).
 
     Attributes
@@ -115,18 +119,19 @@ class FocalErrorMapWidget(QWidget):
         self.job: Job | None = None
         self.activity_progress: bool | None = None
         self._adding_layers = False
+        self._input: Any = None  # the image layer of the run in progress
         self._weights: str | Path = view.DEFAULT_WEIGHTS
 
-        # --- warning about the weights ----------------------------------------------------
+        # --- one line about the weights (details in its tooltip) ---------------------------
         self.weights_label = QLabel("")
         self.weights_label.setWordWrap(True)
-        self.weights_label.setStyleSheet("color: #ffb74d; font-size: 9pt;")
+        self.weights_label.setStyleSheet("color: #ffb74d;")
 
         # --- inputs ------------------------------------------------------------------------
         self.analysis_combo = QComboBox()
         self.analysis_combo.addItem("Defocus per region (LDSE-NET)", view.ANALYSIS_DEFOCUS)
         self.analysis_combo.addItem("Reconstruction vs ground truth (RMSE)", view.ANALYSIS_RMSE)
-        self.image_combo = QComboBox()
+        self.image_combo = LayerCombo()
         self.image_combo.setToolTip(
             "One frame (grey or RGB), or a stack with the focus axis first."
         )
@@ -167,9 +172,9 @@ class FocalErrorMapWidget(QWidget):
             "Blank-tile threshold: tiles whose fraction of non-background 4×4 blocks is below "
             "this are rejected (0 keeps every tile)."
         )
-        self.recon_combo = QComboBox()
+        self.recon_combo = LayerCombo()
         self.recon_combo.setToolTip("The reconstructed depth map (2-D Image layer).")
-        self.truth_combo = QComboBox()
+        self.truth_combo = LayerCombo()
         self.truth_combo.setToolTip("The ground-truth depth map (2-D Image layer, same shape).")
 
         # --- actions and results --------------------------------------------------------------
@@ -203,6 +208,7 @@ class FocalErrorMapWidget(QWidget):
 
         self._build_layout()
         self._connect()
+        self.weights_panel = WeightsPanel.attach(self)  # chooser, "Calibrate from stacks…"
         self.weights = view.DEFAULT_WEIGHTS
         self.reset_choices()
         self._on_analysis_changed()
@@ -266,7 +272,7 @@ class FocalErrorMapWidget(QWidget):
         layout.addWidget(self.status_label)
         layout.addWidget(results)
         layout.addStretch(1)
-        self.setLayout(layout)
+        make_scrollable(self, layout)
         self._inputs = [
             self.analysis_combo, self.image_combo, self.focus_mode, self.focus_start,
             self.focus_step, self.pixel_size, self.frames_combo, self.device_combo,
@@ -285,6 +291,13 @@ class FocalErrorMapWidget(QWidget):
         self.export_json_button.clicked.connect(lambda: self._export_clicked(".json"))
         # The "current frame" entry names the frame at the z slider.
         self.viewer.dims.events.current_step.connect(self._update_frame_label)
+        for combo, what in (
+            (self.image_combo, "image"), (self.recon_combo, "reconstruction"),
+            (self.truth_combo, "ground truth"),
+        ):  # fmt: skip
+            combo.lost.connect(lambda name, what=what: self._on_lost(what, name))
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._close_watch = CloseWatcher(self, self._on_closed)
 
     def _load_devices(self) -> None:
         fill_devices_later(self.device_combo, self)
@@ -297,7 +310,10 @@ class FocalErrorMapWidget(QWidget):
     @weights.setter
     def weights(self, value: str | Path) -> None:
         self._weights = value
-        self.weights_label.setText(view.weights_warning(view.weights_status(value)))
+        self.weights_panel.set_weights(value)  # the box names the weights in use
+        status = view.weights_status(value)
+        self.weights_label.setText(view.weights_warning(status))
+        self.weights_label.setToolTip(view.weights_details(status))
         self._update_weights_label()
 
     def _update_weights_label(self) -> None:
@@ -319,21 +335,22 @@ class FocalErrorMapWidget(QWidget):
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (called by napari when layers are added, removed, reordered)."""
-        refill(self.image_combo, self.image_candidates())
+        self.image_combo.refill(self.image_candidates())
         depths = self._not_ours(_layers.depth_layers(self.viewer))
-        recon_before = self.recon_combo.currentData()
-        truth_before = self.truth_combo.currentData()
-        refill(self.truth_combo, depths)
-        refill(self.recon_combo, depths)
-        if truth_before is None or not _layers.contains(self.viewer, truth_before):
-            truth = next((ly for ly in depths if view.looks_like_truth(ly)), None)
-            if truth is not None:
-                self.truth_combo.setCurrentIndex(find_data(self.truth_combo, truth))
-        if recon_before is None or not _layers.contains(self.viewer, recon_before):
-            truth = self.truth_combo.currentData()
-            recon = next((ly for ly in depths if not _layers.same(ly, truth)), None)
+        # A first choice for the comparison (nothing chosen yet, nothing lost): the layer
+        # that looks like a ground truth, and another one as the reconstruction.
+        truth_first = self.truth_combo.currentData() is None and self.truth_combo.missing is None
+        recon_first = self.recon_combo.currentData() is None and self.recon_combo.missing is None
+        truth = next((ly for ly in depths if view.looks_like_truth(ly)), None)
+        self.truth_combo.refill(depths)
+        if truth_first and truth is not None:
+            self.truth_combo.choose(truth)
+        self.recon_combo.refill(depths)
+        if recon_first:
+            chosen = self.truth_combo.currentData()
+            recon = next((ly for ly in depths if not _layers.same(ly, chosen)), None)
             if recon is not None:
-                self.recon_combo.setCurrentIndex(find_data(self.recon_combo, recon))
+                self.recon_combo.choose(recon)
         # Comparing with a ground truth needs two depth maps.
         item = self.analysis_combo.model().item(1)
         item.setEnabled(len(depths) >= 2)
@@ -436,12 +453,14 @@ class FocalErrorMapWidget(QWidget):
             frames = _layers.stack_frames(layer, self.viewer) if layer.ndim >= 3 else layer.data
             stack_scale, stack_translate = 1.0, 0.0
         combine = n_frames is not None and self.frames_combo.currentData() == view.FRAMES_COMBINED
+        px = self.pixel_size.value() or None
+        applied = self._apply_pixel_size(layer, px)
+        axis_units = tuple(_layers.short_unit(str(u)) for u in layer.units[-3 if n_frames else -2 :])
         rgb = bool(layer.rgb)
         contrast = tuple(float(c) for c in layer.contrast_limits)
         name = layer.name
         shape_yx = tuple(int(v) for v in layer.data.shape[layer.ndim - 2 : layer.ndim])
         scale_yx, translate_yx = _layers.yx_geometry(layer)
-        px = self.pixel_size.value() or None
         grid = self.grid()
         device = self.device_combo.currentText()
         stride = self.stride.value() or None
@@ -462,12 +481,14 @@ class FocalErrorMapWidget(QWidget):
                 pixel_size_um=px, combine_frames=combine,
             )  # fmt: skip
             check_cancel(cancel)
-            return view.defocus_map_result(
+            out = view.defocus_map_result(
                 res, as_stack, name=name, n_frames=n_frames, shape_yx=shape_yx,
                 scale_yx=scale_yx, translate_yx=translate_yx, stack_scale=stack_scale,
                 stack_translate=stack_translate, contrast_limits=contrast, weights=weights,
                 weights_status=status, device=device, pixel_size_um=px,
             )  # fmt: skip
+            out.axis_units = axis_units
+            return out
 
         if self.job is not None:
             self.job.deleteLater()
@@ -488,9 +509,39 @@ class FocalErrorMapWidget(QWidget):
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
         what = "" if frame_index is None else f" (frame {frame_index})"
-        self.status_label.setText(f"Estimating the defocus of '{name}'{what}…")
+        self.status_label.setText(f"Estimating the defocus of '{name}'{what}…{applied}")
+        self._input = layer
+        self._clear_summary("Running…")
         self.job.start()
         self._update_enabled()
+
+    def _apply_pixel_size(self, layer: Any, px: float | None) -> str:
+        """Give the image layer a typed pixel size too (one geometry for input and outputs)."""
+        if px is None or _layers.yx_geometry(layer)[0] == (px, px):
+            return ""
+        _layers.set_pixel_size(layer, px)
+        return f" The pixel size {px:g} µm was applied to '{layer.name}' too."
+
+    def _clear_summary(self, overall: str = "") -> None:
+        self.summary_table.setRowCount(0)
+        self.overall_label.setText(overall)
+
+    def _on_lost(self, what: str, name: str) -> None:
+        if not self._running():
+            self.status_label.setText(f"The {what} '{name}' was removed; choose another.")
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """Deleting the input layer during a run cancels the run."""
+        if self._running() and _layers.same(getattr(event, "value", None), self._input):
+            self.cancel()
+            self.status_label.setText(
+                f"'{self._input.name}' was removed: the run was cancelled; no layer was added."
+            )
+
+    def _on_closed(self) -> None:
+        """Closing the dock during a run cancels it (no layer appears afterwards)."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
 
     def run_rmse(self) -> None:
         """Compare the chosen reconstruction with the chosen ground truth, region by region.
@@ -523,7 +574,9 @@ class FocalErrorMapWidget(QWidget):
             rmse, overall, units=units, recon_name=recon.name, truth_name=truth.name,
             shape_yx=depth.shape, scale_yx=scale_yx, translate_yx=translate_yx,
         )  # fmt: skip
+        res.axis_units = tuple(_layers.short_unit(str(u)) for u in recon.units[-2:])
         self.status_label.setText(f"Comparing '{recon.name}' with '{truth.name}'…")
+        self._input = recon
         self._on_done(res)
 
     def cancel(self) -> None:
@@ -540,7 +593,7 @@ class FocalErrorMapWidget(QWidget):
     def _fail(self, message: str) -> None:
         from napari.utils.notifications import show_error
 
-        self.status_label.setText("Failed: see the notification.")
+        self.status_label.setText(message)  # never a stale line from an earlier run
         show_error(message)
         self.finished.emit("error")
 
@@ -549,6 +602,9 @@ class FocalErrorMapWidget(QWidget):
         return view.shown_quantity(res, self.show_combo.currentData())
 
     def _on_done(self, res: view.FocalMapResult) -> None:
+        if self._close_watch.closed or not _layers.contains(self.viewer, self._input):
+            self._on_cancelled()  # the dock was closed or the input deleted meanwhile
+            return
         layers = view.output_layers(res, self._current_show(res))
         self._adding_layers = True
         self._update_enabled()
@@ -569,41 +625,21 @@ class FocalErrorMapWidget(QWidget):
 
     def _layers_added(self, res: view.FocalMapResult, layers: dict[str, Any]) -> None:
         self._adding_layers = False
+        self._input = None
         res.layers = layers
         self.result = res
+        # The dock's earlier results stay, hidden: their texts would overlap the new ones.
+        for ly in self.viewer.layers:
+            if ly.metadata.get(_layers.MADE_BY) == WIDGET_NAME and not any(
+                _layers.same(ly, new) for new in layers.values()
+            ):
+                ly.visible = False
         layers["heatmap"].events.opacity.connect(self._recolour_text)
         self._fill_summary(res)
         self._set_result_actions()
         self.progress_bar.setVisible(False)
         self._update_enabled()
         self.finished.emit("done")
-
-    def _fill_summary(self, res: view.FocalMapResult) -> None:
-        overall, status, rows = view.summary_texts(res)
-        table = self.summary_table
-        table.setRowCount(0)
-        table.setVisible(res.analysis != view.ANALYSIS_RMSE)
-        for cells in rows:
-            r = table.rowCount()
-            table.insertRow(r)
-            for c, text in enumerate(cells):
-                table.setItem(r, c, QTableWidgetItem(text))
-        self.overall_label.setText(overall)
-        self.status_label.setText(status)
-
-    def _set_result_actions(self) -> None:
-        res = self.result
-        defocus = res is not None and res.analysis == view.ANALYSIS_DEFOCUS
-        for w in (self.export_csv_button, self.export_json_button):
-            w.setEnabled(defocus)
-        model = self.show_combo.model()
-        for i in range(self.show_combo.count()):
-            key = self.show_combo.itemData(i)
-            model.item(i).setEnabled(defocus and key in res.grids)  # type: ignore[union-attr]
-        if defocus and self.show_combo.currentData() not in res.grids:  # type: ignore[union-attr]
-            self.show_combo.setCurrentIndex(self.show_combo.findData("predicted"))
-        self.show_combo.setEnabled(defocus)
-        self.show_row.setVisible(res is None or defocus)
 
     def _on_show_changed(self, *_: Any) -> None:
         """Show another quantity in the last defocus heatmap (no new run)."""
@@ -620,63 +656,26 @@ class FocalErrorMapWidget(QWidget):
         layer.contrast_limits_range = look["contrast_limits"]
         layer.contrast_limits = look["contrast_limits"]
         layer.metadata["shows"] = show
+        values = self.outputs.get(res.key, "values")
+        if values is not None:
+            values.features = values.features.assign(label=view.texts_for(res, show))
         self._recolour_text()
 
     def _on_error(self, message: str) -> None:
         self._fail(message)
 
     def _on_cancelled(self) -> None:
-        self.status_label.setText("Cancelled; no layer was added or changed.")
+        if "was removed" not in self.status_label.text():
+            self.status_label.setText("Cancelled; no layer was added or changed.")
+        self._adding_layers = False
+        self._input = None
+        self._clear_summary("Cancelled: no new result. The layers of earlier runs are unchanged.")
         self.finished.emit("cancelled")
 
     def _on_job_finished(self) -> None:
         if not self._adding_layers:  # else _layers_added unlocks the controls
             self.progress_bar.setVisible(False)
             self._update_enabled()
-
-    # --- Exports -------------------------------------------------------------------------
-    def _ask_path(self, title: str, default: str, filters: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self, title, default, filters)
-        return str(path or "")
-
-    def _export_clicked(self, suffix: str) -> None:
-        res = self.result
-        if res is not None and res.autofocus is not None:
-            title = "Save the region table" if suffix == ".csv" else "Save the result"
-            filters = "CSV (*.csv)" if suffix == ".csv" else "JSON (*.json)"
-            path = self._ask_path(title, f"{res.input_name}_focal_error{suffix}", filters)
-            if path:
-                self._export(path, suffix)
-
-    def export_csv(self, path: str) -> Path | None:
-        """Write the per-region table (one row per frame and region) as CSV."""
-        return self._export(path, ".csv")
-
-    def export_json(self, path: str) -> Path | None:
-        """Write the whole result (grids, settings, summary) as JSON."""
-        return self._export(path, ".json")
-
-    def _export(self, path: str, suffix: str) -> Path | None:
-        from napari_gplws._shared.files import move_aside
-
-        res = self.result
-        if res is None or res.autofocus is None:
-            return None
-        if Path(path).suffix.lower() != suffix:
-            path = f"{path}{suffix}"
-        try:
-            backup = move_aside(path)
-            write = res.autofocus.to_csv if suffix == ".csv" else res.autofocus.to_json
-            out = write(path)
-        except GplwsError as exc:
-            show_exception(exc)
-            return None
-        except OSError as exc:
-            show_exception(GplwsError(f"Cannot write '{path}': {exc}."))
-            return None
-        kept = f" (the earlier file was kept as {backup.name})" if backup else ""
-        self.status_label.setText(f"Saved {out}{kept}.")
-        return out
 
 
 # --- Small helpers -----------------------------------------------------------------------

@@ -8,8 +8,21 @@ and clears the selection. Ctrl+Z / Ctrl+Shift+Z (while the dock has focus) or th
 and redo. Edits are autosaved to a recovery file after a short pause; **Save** writes the
 corrected map beside the original (see ``docs/annotation.md``).
 
+Opening a dataset checks its ground-truth encoding against the stacks
+(:func:`napari_gplws.io.micro3d.propose_gt_scale`): when most stored values fall outside the
+frames with the **Index scale** given, the dock proposes the scale that fits (frame index,
+× 10, × 100, × 1000, or float µm) before anything is shown, and warns on every sample that
+still does not fit. Opening again (for instance after fixing the scale) reloads cleanly,
+asking first what to do with unsaved edits.
+
+**Compute focus peak + prediction** runs in a worker thread with a progress bar and
+**Cancel**; suspicion is weighted by the focus curve's confidence, so textureless areas are
+*unknown*, not suspect, and **Next suspect** visits regions by size × disagreement ×
+confidence (:mod:`napari_gplws.annotate.guidance`). Layers carry ``units`` (µm where the
+pixel size is known) and ``axis_labels``.
+
 All editing, saving and guidance logic is :mod:`napari_gplws.annotate`; this module only
-wires layers and buttons. Focus curves and the model prediction run in a worker thread.
+wires layers and buttons.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QListWidget,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QShortcut,
     QSpinBox,
@@ -41,7 +55,10 @@ from qtpy.QtWidgets import (
 import napari_gplws.annotate as an
 from napari_gplws.errors import GplwsError
 from napari_gplws.io.micro3d import GT_PATTERNS
-from napari_gplws.widgets._worker import Job
+from napari_gplws.widgets import _layers
+from napari_gplws.widgets._controls import make_scrollable
+from napari_gplws.widgets._gt_guidance import GuidanceTools
+from napari_gplws.widgets._worker import CloseWatcher, Job
 
 if TYPE_CHECKING:
     import napari
@@ -57,13 +74,18 @@ def _ask_restore_dialog(parent: QWidget, message: str) -> bool:
     return answer == QMessageBox.Yes
 
 
+def _ask_dialog(parent: QWidget, title: str, message: str) -> bool:
+    answer = QMessageBox.question(parent, title, message, QMessageBox.Yes | QMessageBox.No)
+    return answer == QMessageBox.Yes
+
+
 def _show_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
 
 
-class GroundTruthEditorWidget(QWidget):
+class GroundTruthEditorWidget(GuidanceTools, QWidget):
     """Dock widget: the ground-truth editor (see the module docstring).
 
     Attributes
@@ -95,6 +117,14 @@ class GroundTruthEditorWidget(QWidget):
         self.layers: dict[str, Any] = {}
         self.job: Job | None = None
         self.ask_restore: Callable[[str], bool] = lambda msg: _ask_restore_dialog(self, msg)
+        #: ``ask_scale(message) -> bool``: use the proposed index scale? (tests replace it)
+        self.ask_scale: Callable[[str], bool] = lambda msg: _ask_dialog(
+            self, "Index scale does not fit", msg
+        )
+        #: ``ask_save(message) -> bool``: save unsaved edits before re-opening? (tests replace it)
+        self.ask_save: Callable[[str], bool] = lambda msg: _ask_dialog(
+            self, "Unsaved edits", msg
+        )
         #: ``ask_export_folder() -> str``: where to export (a folder dialog; tests replace it).
         self.ask_export_folder: Callable[[], str] = lambda: QFileDialog.getExistingDirectory(
             self, "Export the corrected dataset into an empty folder"
@@ -106,7 +136,10 @@ class GroundTruthEditorWidget(QWidget):
         self.browse_button = QPushButton("Browse…")
         self.pattern_edit = QLineEdit(", ".join(GT_PATTERNS))
         self.gt_scale = QDoubleSpinBox(decimals=4, minimum=1e-4, maximum=1e4, value=1.0)
-        self.gt_scale.setToolTip("Frame index per stored unit of integer ground-truth images.")
+        self.gt_scale.setToolTip(
+            "Frame index per stored unit of integer ground-truth images (0.01 for files that "
+            "store frame index × 100). Checked against the stacks when the dataset opens."
+        )
         self.focus_step = QDoubleSpinBox(
             decimals=3, minimum=-1e3, maximum=1e3, value=0.0, suffix=" µm"
         )
@@ -144,6 +177,10 @@ class GroundTruthEditorWidget(QWidget):
         for label, data in (("no model", ""), ("GPLWS-Net", "gplws"), ("classical (SML)", "sml")):
             self.model_combo.addItem(label, data)
         self.guidance_button = QPushButton("Compute focus peak + prediction")
+        self.guidance_cancel = QPushButton("Cancel")
+        self.guidance_cancel.setEnabled(False)
+        self.guidance_progress = QProgressBar()
+        self.guidance_progress.setVisible(False)
         self.threshold = QDoubleSpinBox(
             decimals=2, minimum=0.01, maximum=1e4, value=2.0, suffix=" µm"
         )
@@ -180,7 +217,9 @@ class GroundTruthEditorWidget(QWidget):
         for r, (a, b) in enumerate(rows):
             tools.addWidget(a, r, 0)
             tools.addWidget(b, r, 1)
-        lay = QVBoxLayout(self)
+        tools.addWidget(self.guidance_progress, len(rows), 0)
+        tools.addWidget(self.guidance_cancel, len(rows), 1)
+        lay = QVBoxLayout()
         lay.addLayout(top)
         lay.addLayout(form)
         lay.addWidget(self.open_button)
@@ -190,6 +229,8 @@ class GroundTruthEditorWidget(QWidget):
         lay.addLayout(meta)
         lay.addLayout(tools)
         lay.addWidget(self.info_label)
+        lay.addStretch(1)
+        make_scrollable(self, lay)
 
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setSingleShot(True)
@@ -228,6 +269,8 @@ class GroundTruthEditorWidget(QWidget):
         self.save_button.clicked.connect(self.save)
         self.export_button.clicked.connect(lambda: self.export_dataset(self.ask_export_folder()))
         self.guidance_button.clicked.connect(self.compute_guidance)
+        self.guidance_cancel.clicked.connect(self.cancel_guidance)
+        self._close_watch = CloseWatcher(self, self._on_closed)
         self.suspect_button.clicked.connect(self.next_suspect)
         for seq, fn in (("Ctrl+Z", self.undo), ("Ctrl+Shift+Z", self.redo)):
             sc = QShortcut(QKeySequence(seq), self)
@@ -243,23 +286,68 @@ class GroundTruthEditorWidget(QWidget):
             self.open_dataset(d)
 
     def open_dataset(self, folder: str) -> None:
-        """Open a dataset root and fill the sample list."""
+        """Open (or open again) a dataset root and show its first sample.
+
+        Unsaved edits of the open sample are saved first if the user agrees (else they stay
+        in the sample's recovery file); the index scale is checked against the first sample
+        and a scale that fits is proposed (:meth:`check_scale`).
+        """
+        if self.session is not None and self.session.dirty and self.ask_save(
+            f"'{self.name}' has unsaved edits. Save them before opening the dataset again? "
+            "(No keeps them in the recovery file, to restore later.)"
+        ):
+            self.save()
         self._leave_sample()
+        self.dataset = None
+        self.sample_list.blockSignals(True)
+        self.sample_list.clear()
+        self.sample_list.blockSignals(False)
+        self.counts_label.setText("No dataset.")
+        self.info_label.setText("")
+        self._update_enabled()
         patterns = [p.strip() for p in self.pattern_edit.text().split(",") if p.strip()] or list(
             GT_PATTERNS
         )
         step = self.focus_step.value()
         try:
-            self.dataset = an.AnnotationDataset(
+            dataset = an.AnnotationDataset(
                 folder, patterns, self.gt_scale.value(), 0.0 if step else None, step or None
             )
+            proposal = self.check_scale(dataset)
+            wrong = proposal is not None and not proposal.fits and proposal.kind == "index"
+            if wrong and self.ask_scale(f"{proposal.message}\n\nUse index scale {proposal.scale:g}?"):
+                self.gt_scale.setValue(proposal.scale)
+                dataset = an.AnnotationDataset(
+                    folder, patterns, proposal.scale, 0.0 if step else None, step or None
+                )
         except GplwsError as exc:
             _show_error(str(exc))
             return
+        self.dataset = dataset
         self.folder_edit.setText(str(folder))
         self._fill_list()
         if self.dataset.names:
             self.sample_list.setCurrentRow(0)
+            if self.name is None:  # the row did not change, so it did not open by itself
+                self.open_sample(self.dataset.names[0])
+
+    def check_scale(self, dataset: Any, name: str | None = None) -> Any | None:
+        """How well the index scale fits a sample's ground truth (the first by default):
+        a :class:`~napari_gplws.io.micro3d.GTScaleProposal`, or ``None`` when it cannot be
+        read (opening the sample then says why)."""
+        from napari_gplws.io.micro3d import propose_gt_scale, read_gt_raw
+
+        name = name or (dataset.names[0] if dataset.names else None)
+        if name is None:
+            return None
+        try:
+            sample = dataset.load(name)
+            raw = read_gt_raw(sample.gt_path)
+        except GplwsError:
+            return None
+        return propose_gt_scale(
+            raw, sample.stack.n_frames, dataset.gt_scale, focus_um=sample.focus_um
+        )
 
     def _row_text(self, name: str) -> str:
         info = self.dataset.samples[name]
@@ -360,12 +448,14 @@ class GroundTruthEditorWidget(QWidget):
         ):
             session.restore_recovery()
         v, h_w = self.viewer, session.shape
+        geo = self._geometry(session)
         self._show(
             "stack",
             session.sample.stack.frames,
             f"{name} stack",
             v.add_image,
             metadata={"focus_um": session.focus_um.tolist(), "units": "µm"},
+            **geo["zyx"],
         )
         self._show(
             "gt",
@@ -373,14 +463,16 @@ class GroundTruthEditorWidget(QWidget):
             f"{name} ground truth (µm)",
             v.add_image,
             colormap="viridis",
-            metadata={"units": "µm", "kind": "depth"},
+            metadata={"units": "µm", "kind": "depth", "pixel_size_um": geo["px"]},
             opacity=0.6,
+            **geo["yx"],
         )
-        self._show("region", np.zeros(h_w, np.uint8), f"{name} region", v.add_labels)
+        self._show("region", np.zeros(h_w, np.uint8), f"{name} region", v.add_labels, **geo["yx"])
         if "polygons" not in self.layers:
             self.layers["polygons"] = v.add_shapes(
-                name=f"{name} polygons", ndim=2, face_color="transparent", edge_color="red"
-            )
+                name=f"{name} polygons", ndim=2, face_color="transparent", edge_color="red",
+                **geo["yx"],
+            )  # fmt: skip
         else:
             self.layers["polygons"].data = []
             self.layers["polygons"].name = f"{name} polygons"
@@ -391,12 +483,36 @@ class GroundTruthEditorWidget(QWidget):
         info = self.dataset.samples[name]
         self.status_combo.setCurrentText(info.status)
         self.note_edit.setText(info.note)
-        self.info_label.setText(
-            f"{name}: {session.sample.stack.n_frames} frames; focus positions {session.sample.focus_from or 'from the sidecar'}."
+        text = (
+            f"{name}: {session.sample.stack.n_frames} frames; focus positions "
+            f"{session.sample.focus_from or 'from the sidecar'}."
         )
+        proposal = self.check_scale(self.dataset, name)
+        if proposal is not None and not proposal.fits:
+            text = f"⚠ {proposal.message}\n{text}"
+            _show_error(f"'{name}': {proposal.message}")
+        self.info_label.setText(text)
         self._refresh_row()
         self._update_enabled()
         self.sample_opened.emit(name)
+
+    @staticmethod
+    def _geometry(session: Any) -> dict[str, Any]:
+        """Scale, translate, ``units`` and ``axis_labels`` of the sample's layers (µm where
+        known: the stack's z axis when its focus steps are even and rising, y/x when the
+        stack has a pixel size)."""
+        px = session.sample.stack.pixel_size_um or None
+        focus = np.asarray(session.focus_um, np.float64)
+        steps = np.diff(focus)
+        even = len(steps) > 0 and bool(np.all(steps > 0)) and np.allclose(steps, steps[0])
+        lat = _layers.units_yx(px)
+        yx = {"scale": (px or 1.0, px or 1.0), "units": lat, "axis_labels": ("y", "x")}
+        zyx = {
+            "scale": (float(steps[0]) if even else 1.0, *yx["scale"]),
+            "translate": (float(focus[0]) if even else 0.0, 0.0, 0.0),
+            "units": ("µm" if even else "pixel", *lat), "axis_labels": ("z", "y", "x"),
+        }  # fmt: skip
+        return {"px": px, "yx": yx, "zyx": zyx}
 
     def _wrap_on_change(self, inner: Callable | None) -> Callable:
         def on_change(sess: an.EditSession) -> None:
@@ -507,81 +623,6 @@ class GroundTruthEditorWidget(QWidget):
         if self.session is not None and self.session.dirty:
             self.session.write_recovery()
 
-    # --- guidance ----------------------------------------------------------------------
-    def compute_guidance(self) -> None:
-        """Compute focus curves (and the model prediction, if chosen) in a worker thread."""
-        if self.session is None or (self.job is not None and self.job.running):
-            return
-        session, method = self.session, self.model_combo.currentData()
-
-        def task(progress: Any, cancel: Any) -> an.EditSession:
-            session.compute_focus_curves(progress=progress, cancel=cancel)
-            if method:
-                session.compute_prediction(method=method, progress=progress, cancel=cancel)
-            return session
-
-        self.guidance_button.setEnabled(False)
-        self.job = Job(
-            task,
-            description="Focus curves",
-            activity=False,
-            on_done=self._guidance_done,
-            on_error=self._guidance_error,
-            on_cancelled=lambda: self.guidance_done.emit("cancelled"),
-            parent=self,
-        )
-        self.job.start()
-
-    def _guidance_done(self, session: an.EditSession) -> None:
-        if session is not self.session:
-            self.guidance_done.emit("cancelled")
-            return
-        name = self.name
-        self.layers["peak"] = self.viewer.add_image(
-            session.peak_um,
-            name=f"{name} focus peak (µm)",
-            colormap="viridis",
-            visible=False,
-            metadata={"units": "µm"},
-        )
-        if session.prediction_um is not None:
-            self.layers["prediction"] = self.viewer.add_image(
-                session.prediction_um,
-                name=f"{name} prediction (µm)",
-                colormap="viridis",
-                visible=False,
-                metadata={"units": "µm"},
-            )
-        self.dataset.set_suspect_fraction(name, session.suspect_fraction(self.threshold.value()))
-        self.viewer.layers.selection.active = self.layers["region"]
-        self._refresh_row()
-        self._update_enabled()
-        self.guidance_done.emit("done")
-
-    def _guidance_error(self, message: str) -> None:
-        _show_error(message)
-        self._update_enabled()
-        self.guidance_done.emit("error")
-
-    def next_suspect(self) -> None:
-        """Centre the view on the largest remaining suspect region and select it."""
-        if self.session is None or self.session.peak_um is None:
-            _show_error("Compute the focus peak first.")
-            return
-        r = self.session.next_suspect_region(self.threshold.value())
-        if r is None:
-            self.info_label.setText("No suspect region left.")
-            return
-        cy, cx = r["centroid"]
-        self.viewer.camera.center = (cy, cx)
-        y0, y1, x0, x1 = r["bbox"]
-        region = np.zeros(self.session.shape, np.uint8)
-        region[y0:y1, x0:x1][self.session.suspect_map(self.threshold.value())[y0:y1, x0:x1]] = 1
-        self.layers["region"].data = region
-        self.info_label.setText(
-            f"Suspect region of {r['pixels']} px at (y={cy:.0f}, x={cx:.0f}) selected."
-        )
-
     def _update_enabled(self) -> None:
         has = self.session is not None
         for b in (
@@ -598,7 +639,10 @@ class GroundTruthEditorWidget(QWidget):
             self.note_edit,
         ):
             b.setEnabled(has)
-        self.export_button.setEnabled(self.dataset is not None)
+        running = self.job is not None and self.job.running
+        self.guidance_button.setEnabled(has and not running)
+        self.guidance_cancel.setEnabled(running)
+        self.export_button.setEnabled(self.dataset is not None and not running)
         self.snap_button.setEnabled(has and self.session.curves is not None)
         self.suspect_button.setEnabled(has and self.session.peak_um is not None)
         self.fill_button.setEnabled(has and self.session.prediction_um is not None)

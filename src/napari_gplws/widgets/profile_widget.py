@@ -1,12 +1,19 @@
 """The **Height profile** dock widget: height along a drawn line, step height between two markers.
 
 Pick a depth map (any 2-D Image layer; the plugin's depth layers come first) and a Shapes layer
-holding a line or path (**New line** adds one across the map). The dock plots height against
-distance along the line with matplotlib, in the map's units (µm when the depth layer says so
-and its pixel size is known), and redraws while the line is dragged. Two markers, A and B (the
+holding a line or path (**New line** adds one across the map). The dock plots **height**
+against distance along the line with matplotlib: height is up toward the objective,
+``height = −depth`` (:func:`~napari_gplws.metrology.profile.height_from_depth`), so going down
+into a hole reads as a negative step; **Invert height** (one setting shared with the Depth
+from focus dock, :mod:`._height`) turns it over for stands whose focus drive runs the other
+way. Heights are in the map's units (µm when the depth layer says so and its pixel size is
+known); a layer without depth units in its metadata is plotted as raw values under a visible
+warning, never as heights. The dock redraws while the line is dragged. Its layer pickers
+keep their choice while a dock replaces its layers, and clear (and say so) when their layer
+is deleted. Two markers, A and B (the
 spin boxes, or a left / right click on the plot), give the step height ``h(B) − h(A)``, each
-side optionally averaged over ± a distance. **Export CSV** writes the profile with its units
-and markers.
+side optionally averaged over ± a distance. **Export CSV** writes the profile with its units,
+markers and the height convention (height and depth columns).
 
 The sampling and the step height are :mod:`napari_gplws.metrology.profile`; this module only wires
 layers, the plot and the buttons.
@@ -21,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -34,7 +40,9 @@ from qtpy.QtWidgets import (
 
 from napari_gplws.errors import GplwsError
 from napari_gplws.widgets import _layers
-from napari_gplws.widgets._controls import find_data, refill, show_exception
+from napari_gplws.widgets._controls import make_scrollable, show_exception
+from napari_gplws.widgets._height import height_setting, invert_checkbox
+from napari_gplws.widgets._layer_combo import LayerCombo
 
 if TYPE_CHECKING:
     import napari
@@ -64,8 +72,13 @@ class HeightProfileWidget(QWidget):
         self._line_layer: Any = None
         self._depth_layer: Any = None
 
-        self.depth_combo = QComboBox()
-        self.line_combo = QComboBox()
+        self.depth_combo = LayerCombo()
+        self.line_combo = LayerCombo()
+        self.invert_height = invert_checkbox()
+        self.warning_label = QLabel("")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("color: #ffb74d;")
+        self.warning_label.setVisible(False)
         self.new_line_button = QPushButton("New line")
         self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -87,6 +100,7 @@ class HeightProfileWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Depth map", self.depth_combo)
+        form.addRow("", self.warning_label)
         line_row = QHBoxLayout()
         line_row.addWidget(self.line_combo, 1)
         line_row.addWidget(self.new_line_button)
@@ -100,6 +114,7 @@ class HeightProfileWidget(QWidget):
         markers.addWidget(self.half_width)
         self.distance_units_label = QLabel("µm")
         markers.addWidget(self.distance_units_label)
+        form.addRow("", self.invert_height)
         layout = QVBoxLayout()
         layout.addLayout(form)
         layout.addWidget(self.canvas)
@@ -108,7 +123,9 @@ class HeightProfileWidget(QWidget):
         layout.addWidget(self.export_button)
         layout.addWidget(hint)
         layout.addStretch(1)
-        self.setLayout(layout)
+        make_scrollable(self, layout)
+        self._lost_note = ""
+        self._marker_units: str | None = None  # distance unit the markers were placed in
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -123,6 +140,9 @@ class HeightProfileWidget(QWidget):
             s.valueChanged.connect(self._redraw)
         self.export_button.clicked.connect(self._export_clicked)
         self.canvas.mpl_connect("button_press_event", self._on_plot_click)
+        self.depth_combo.lost.connect(lambda name: self._on_lost("depth map", name))
+        self.line_combo.lost.connect(lambda name: self._on_lost("line layer", name))
+        height_setting().changed.connect(self._on_height_inverted)
         self.reset_choices()
 
     # ======================================================================================
@@ -130,10 +150,21 @@ class HeightProfileWidget(QWidget):
     # ======================================================================================
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
-        refill(self.depth_combo, _layers.depth_layers(self.viewer))
-        refill(self.line_combo, _layers.shapes_layers(self.viewer))
+        self.depth_combo.refill(_layers.depth_layers(self.viewer))
+        self.line_combo.refill(_layers.shapes_layers(self.viewer))
+
+    def _on_lost(self, what: str, name: str) -> None:
+        """A chosen layer was deleted: the combo is cleared; say so until another is chosen."""
+        self._lost_note = f"The {what} '{name}' was removed; choose another."
+        self._schedule()
+
+    def _on_height_inverted(self, *_: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the dock was closed
+            self.update_profile()
 
     def _on_inputs_changed(self, *_: Any) -> None:
+        if self.depth_combo.currentData() is not None and self.line_combo.currentData() is not None:
+            self._lost_note = ""
         self._watch(self.depth_combo.currentData(), self.line_combo.currentData())
         self._schedule()
 
@@ -171,9 +202,10 @@ class HeightProfileWidget(QWidget):
         layer = self.viewer.add_shapes(
             [line], shape_type="line", name=f"{depth.name} profile line", edge_color="red",
             edge_width=max(2.0, w / 120), scale=scale, translate=translate,
+            units=tuple(str(u) for u in depth.units[-2:]), axis_labels=("y", "x"),
         )  # fmt: skip
         layer.mode = "direct"
-        self.line_combo.setCurrentIndex(find_data(self.line_combo, layer))
+        self.line_combo.choose(layer)
         self._watch(depth, layer)
         self.update_profile()
         return layer
@@ -182,7 +214,8 @@ class HeightProfileWidget(QWidget):
     # Profile and plot
     # ======================================================================================
     def _units(self, depth: Any) -> tuple[str, str, tuple[float, float]]:
-        units = depth.metadata.get("units") or "value"
+        """``(height unit or "" when the layer holds no depth, distance unit, spacing)``."""
+        units = _layers.depth_units(depth) or ""
         px = _layers.pixel_size_from_layer(depth)
         scale, _ = _layers.yx_geometry(depth)
         if px is None:
@@ -194,27 +227,43 @@ class HeightProfileWidget(QWidget):
         from napari_gplws.metrology.profile import height_profile
 
         depth, shapes = self.depth_combo.currentData(), self.line_combo.currentData()
-        previous = self.profile
         self.profile = None
         idx = None
         if _layers.contains(self.viewer, depth) and _layers.contains(self.viewer, shapes):
             idx = _layers.pick_shape(shapes, ("line", "path"))
+        warning = ""
         if idx is not None:
+            from napari_gplws.metrology.profile import height_from_depth
+
             units, dist_units, spacing = self._units(depth)
             verts = _layers.shape_vertices_in(shapes, idx, depth)
+            values = np.asarray(depth.data)
+            inverted = height_setting().inverted
+            if units:
+                values, quantity, sign = height_from_depth(values, inverted=inverted), "height", (
+                    1.0 if inverted else -1.0
+                )
+            else:
+                quantity, sign = "value", None
+                warning = (
+                    f"⚠ '{depth.name}' has no depth units in its metadata: it is not a depth "
+                    "map, so its raw values are plotted, not heights. Choose a depth map."
+                )
             try:
                 self.profile = height_profile(
-                    np.asarray(depth.data),
-                    verts,
-                    spacing_yx=spacing,
-                    units=units,
-                    distance_units=dist_units,
-                )
+                    values, verts, spacing_yx=spacing, units=units, distance_units=dist_units,
+                    quantity=quantity, depth_sign=sign,
+                )  # fmt: skip
             except GplwsError:
                 self.profile = None
+        self.warning_label.setText(warning)
+        self.warning_label.setVisible(bool(warning))
         if self.profile is not None:
             length = self.profile.length
-            fresh = previous is None or previous.distance_units != self.profile.distance_units
+            # Markers keep their place while the same kind of profile comes back (a depth
+            # layer replaced by a re-run); a first profile, or other units, places them anew.
+            fresh = self._marker_units != self.profile.distance_units
+            self._marker_units = self.profile.distance_units
             for s in (self.marker_a, self.marker_b, self.half_width):
                 s.blockSignals(True)
             self.distance_units_label.setText(self.profile.distance_units)
@@ -271,7 +320,7 @@ class HeightProfileWidget(QWidget):
             )
             ax.set_xticks([])
             ax.set_yticks([])
-            self.step_label.setText("Draw a line on the depth map (New line).")
+            self.step_label.setText(self._lost_note or "Draw a line on the depth map (New line).")
             self.export_button.setEnabled(False)
             self.canvas.draw_idle()
             return
@@ -284,15 +333,30 @@ class HeightProfileWidget(QWidget):
             ax.annotate(label, (pos, 1.0), xycoords=("data", "axes fraction"), color=colour,
                         ha="center", va="bottom", fontsize=9)  # fmt: skip
         ax.set_xlabel(f"distance along the line ({p.distance_units})", color=fg, fontsize=9)
-        ax.set_ylabel(f"height ({p.units})", color=fg, fontsize=9)
+        ax.set_ylabel(self._y_label(p), color=fg, fontsize=9)
         ax.set_xlim(0, max(p.length, 1e-9))
         step = self.step_height()
-        self.step_label.setText(
-            f"Step height B − A: {step:.4g} {p.units}   (A at {a:.4g}, B at {b:.4g} {p.distance_units};"
-            f" line {p.length:.4g} {p.distance_units})"
-        )
+        where = f"(A at {a:.4g}, B at {b:.4g} {p.distance_units}; line {p.length:.4g} {p.distance_units})"
+        if p.quantity == "height":
+            from napari_gplws.metrology.profile import height_convention
+
+            self.step_label.setText(
+                f"Step height B − A: {step:.4g} {p.units}   {where}\n"
+                f"{height_convention(p.depth_sign is not None and p.depth_sign > 0)}."
+            )
+        else:
+            self.step_label.setText(
+                f"Difference B − A: {step:.4g} (raw values, not a height)   {where}"
+            )
         self.export_button.setEnabled(True)
         self.canvas.draw_idle()
+
+    @staticmethod
+    def _y_label(p: Any) -> str:
+        if p.quantity == "height":
+            up = "away from" if (p.depth_sign or -1) > 0 else "toward"
+            return f"height ({p.units})\nup: {up} the objective"
+        return f"value ({p.units or 'no unit'}), not a height"
 
     def _on_plot_click(self, event: Any) -> None:
         if self.profile is None or event.inaxes is not self.axes or event.xdata is None:
@@ -337,8 +401,7 @@ class HeightProfileWidget(QWidget):
 
 
 def _spin() -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
-    s.setMinimumWidth(90)
+    s = QDoubleSpinBox()  # no fixed minimum width: Qt's own fits the longest value
     s.setDecimals(2)
     s.setRange(0.0, 0.0)
     s.setKeyboardTracking(False)
