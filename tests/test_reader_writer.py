@@ -57,10 +57,13 @@ def test_reader_without_units_and_rgb(tmp_path):
 
 
 def test_reader_raises_stack_error(tmp_path):
-    tifffile.imwrite(tmp_path / "one.tif", np.zeros((4, 4), np.uint8))
-    reader = napari_get_reader(str(tmp_path / "one.tif"))
-    with pytest.raises(StackError, match="one.tif"):
-        reader(str(tmp_path / "one.tif"))
+    """A damaged stack is a message naming the file (a single image opens as a frame)."""
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, np.zeros((6, 32, 32), np.uint8))
+    (tmp_path / "cut.tif").write_bytes(good.read_bytes()[:-3000])
+    reader = napari_get_reader(str(tmp_path / "cut.tif"))
+    with pytest.raises(StackError, match="cut.tif"):
+        reader(str(tmp_path / "cut.tif"))
 
 
 def test_writer_takes_units_from_metadata_or_scale(tmp_path):
