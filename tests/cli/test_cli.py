@@ -204,7 +204,7 @@ def test_reconstruct_zarr_equals_in_memory(tmp_path, zarr_stack, method, capsys)
             pytest.skip("the packaged GPLWS-Net weights are not installed")
     tif, store = zarr_stack
     common = ["--method", method, "--device", "cpu", "--tile-size", "64", "-q"]
-    in_memory = common + ["--tta", "1"]  # out of core runs one view
+    in_memory = common  # out of core runs the same default views and precision
     assert main(["reconstruct", str(tif), "-o", str(tmp_path / "mem")] + in_memory) == EXIT_OK
     out = tmp_path / "ooc"
     assert main(["reconstruct", str(store), "-o", str(out), "--chunk", "64"] + common) == EXIT_OK

@@ -190,13 +190,11 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
 
         network = default_method() == "gplws"
     if network and (args.precision != "auto" or args.compile):
-        print("note: --precision and --compile do not apply out of core (autocast on CUDA, "
-              "fp32 elsewhere)", file=sys.stderr)
-    if network and args.tta not in (None, 1):
-        raise UsageError("--tta applies to in-memory stacks only; out of core the network runs one view (--tta 1).")
-    if network:
-        print("note: out of core the network runs one view (no test-time augmentation; "
-              "in memory the default is 2 views)", file=sys.stderr)
+        print("note: --precision and --compile do not apply out of core (the default precision "
+              "is used: bf16 on CPUs and GPUs that have it, fp32 elsewhere)", file=sys.stderr)
+    if network and args.tta is not None:
+        raise UsageError("--tta applies to in-memory stacks only; out of core the network runs "
+                         "its default views. Drop --tta.")
 
     t0 = time.perf_counter()
     outdir = Path(args.output)
