@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "methods": ['CLASSICAL_METHODS', 'METHODS', 'METHOD_LABELS', 'NETWORK_METHODS', 'default_method', 'is_network', 'resolve_method'],
         "measures": ['DEFAULT_MEASURE', 'DEFAULT_WINDOW', 'FOCUS_MEASURES', 'focus_measure'],
+        "align": ['Alignment', 'align_stack'],
         "classical": ['FocusResult', 'depth_from_focus'],
         "peaks": ['INTERPOLATIONS', 'focus_confidence', 'peak_offset'],
         "refine": ['refine_index'],
