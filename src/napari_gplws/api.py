@@ -235,7 +235,7 @@ def reconstruct(
     compile: bool = False,
     tta: int | None = None,
     weights: str | os.PathLike = "gplws_default",
-    align: str = "off",
+    align: str = "auto",
     align_model: str = DEFAULT_MODEL,
     reference: int | None = None,
     crop_common: bool = False,
@@ -274,9 +274,10 @@ def reconstruct(
         Network only: a packaged weights name (``"gplws_default"``) or a ``.safetensors``
         file of GPLWS-Net weights.
     align
-        Frame alignment (:func:`napari_gplws.dff.align.align_stack`): ``"off"`` (default)
-        never measures; ``"auto"`` measures how far the frames move and aligns them only
-        when some pixel moves more than 0.3 px; ``"on"`` always aligns. When aligned, the
+        Frame alignment (:func:`napari_gplws.dff.align.align_stack`): ``"auto"`` (default)
+        aligns the frames only when they really move (registering neighbouring frames makes
+        them match better) and some pixel moves more than 0.3 px; a still stack is used as
+        it is, bit for bit. ``"on"`` always aligns; ``"off"`` never measures. When aligned, the
         outputs are in the reference frame's geometry and pixels that not every frame
         covers get confidence 0.
     align_model

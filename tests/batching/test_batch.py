@@ -200,6 +200,6 @@ def test_batch_aligns_moving_stacks_when_asked(tmp_path):
     assert report["alignment"]["aligned"] is True
     s2 = batch([src / "moving.tif"], out, method="sml", workers=1, processes=False, align="on")
     assert s2.n_skipped == 1  # same settings: resumed, not redone
-    s3 = batch([src / "moving.tif"], out, method="sml", workers=1, processes=False)
+    s3 = batch([src / "moving.tif"], out, method="sml", workers=1, processes=False, align="off")
     assert s3.n_done == 1  # alignment off is another setting: redone
     assert json.loads((out / "moving" / "report.json").read_text())["alignment"] is None

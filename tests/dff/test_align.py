@@ -12,7 +12,7 @@ pytest.importorskip("cv2")
 from napari_gplws.api import reconstruct
 from napari_gplws.dff import align as align_mod
 from napari_gplws.dff.align import (
-    AUTO_THRESHOLD_PX,
+    AUTO_MIN_GAIN,
     AlignmentError,
     align_stack,
     common_box,
@@ -79,9 +79,39 @@ def test_auto_leaves_a_still_stack_alone(breathing):
     out, al = align_stack(breathing.still, mode="auto")
     assert not al.aligned
     assert out is breathing.still  # same object: nothing copied, same figures downstream
-    assert al.max_motion_px <= AUTO_THRESHOLD_PX
-    assert al.reason.startswith("not aligned") and "threshold" in al.reason
+    assert al.reason.startswith("not aligned") and "do not move" in al.reason
     assert al.coverage is None and al.residual_px is None
+    assert al.evidence is not None and not al.evidence.moving
+    assert len(al.evidence.pairs) == align_mod.DETECT_PAIRS
+    rep = al.to_report()["evidence"]
+    assert rep["moving"] is False and rep["mean_match_gain"] < AUTO_MIN_GAIN
+
+
+# Still stacks whose sharp band sweeps across a tilted or curved surface at the default blur
+# (0.5 px per µm): registration alone reads 1–7 px of motion into them.
+_SCENES = (
+    ("plane", 0.05, (0.6, 0.3), False),
+    ("waves", -0.05, (0.7, 0.0), True),
+    ("caps", 0.04, (0.5, 0.5), False),
+)
+
+
+@pytest.mark.parametrize(("family", "breath", "drift", "rgb"), _SCENES)
+def test_auto_tells_apparent_motion_from_real_motion(family, breath, drift, rgb):
+    m = moving_stack(
+        family=family, n_frames=12, shape=(256, 256), breathing=breath, drift_px=drift,
+        rgb=rgb, seed=7,
+    )
+    # registration alone sees motion in the still stack …
+    assert frame_motion(align_mod.estimate_motion(m.still.frames), (256, 256)).max() > 0.5
+    # … but auto leaves it alone, bit for bit, and aligns its moving twin
+    out, al = align_stack(m.still, mode="auto")
+    assert out is m.still and not al.aligned, al.reason
+    out, al = align_stack(m.stack, mode="auto")
+    assert al.aligned and al.evidence.moving, al.reason
+    # reversed focus order: the same decision
+    rev = m.stack.with_(frames=m.stack.frames[::-1].copy(), focus_um=m.stack.focus_um[::-1].copy())
+    assert align_stack(rev, mode="auto")[1].aligned
 
 
 def test_colour_16bit_and_reversed_stack():
@@ -100,9 +130,11 @@ def test_colour_16bit_and_reversed_stack():
 
 
 def test_reconstruct_aligns_and_reports(breathing, tmp_path):
-    still = reconstruct(breathing.still, method="sml")
-    moving_off = reconstruct(breathing.stack, method="sml")
-    r = reconstruct(breathing.stack, method="sml", align="auto")
+    still = reconstruct(breathing.still, method="sml")  # default: align="auto"
+    assert still.alignment is not None and not still.alignment.aligned
+    assert still.aligned_stack is None
+    moving_off = reconstruct(breathing.stack, method="sml", align="off")
+    r = reconstruct(breathing.stack, method="sml")
     assert moving_off.alignment is None and moving_off.aligned_stack is None
     assert r.alignment is not None and r.alignment.aligned
     assert r.aligned_stack is not None and r.stack is not None

@@ -184,6 +184,27 @@ def test_single_frame_heatmap_text_and_blank_regions(viewer, qtbot):
     assert set(values.features["text_colour"]) <= {"black", "white"}
 
 
+def test_stride_box_offers_exactly_the_strides_autofocus_accepts(viewer, qtbot):
+    from napari_gplws.defocus import TILE_PX, autofocus
+    from napari_gplws.errors import StackError
+
+    w = open_dock(viewer)
+    lo, hi = w.stride.minimum(), w.stride.maximum()
+    assert w.stride.value() == TILE_PX and "no overlap" in w.stride.toolTip()
+    assert (lo, hi) == (16, 4096) and str(lo) in w.stride.toolTip()
+    frame = as_uint8(texture((224, 224)))
+    for bad in (lo - 1, hi + 1):  # one step outside the box: refused by the API too
+        with pytest.raises(StackError, match="stride"):
+            autofocus(frame, stride=bad, device="cpu")
+    w.stride.setValue(lo - 1)  # typing below the range is clamped
+    assert w.stride.value() == lo
+    viewer.add_image(frame, name="field", scale=(PX, PX))
+    w.reset_choices()
+    run(w, qtbot)  # the smallest stride the box offers runs
+    assert w.result.autofocus.stride == lo
+    assert not errors_shown()
+
+
 def test_region_text_marks_an_unsure_direction():
     from napari_gplws.widgets._focal_error_view import region_text
 

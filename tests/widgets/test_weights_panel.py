@@ -27,11 +27,24 @@ def open_dock(viewer):
     return widget
 
 
-def calibrated_file(tmp_path):
+def calibrated_file(tmp_path, flip_sign=False):
+    """Packaged weights under another name with a calibration card; ``flip_sign`` negates
+    the sign logit, so that every prediction made with them is the packaged one negated."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
     from napari_gplws.models.registry import WEIGHTS_DIR
 
     out = tmp_path / "my_scope.safetensors"
-    shutil.copy(WEIGHTS_DIR / "ldse_default.safetensors", out)
+    if flip_sign:
+        with safe_open(str(WEIGHTS_DIR / "ldse_default.safetensors"), "np") as f:
+            names = f.keys()  # safe_open objects are not iterable
+            tensors, meta = {k: f.get_tensor(k) for k in names}, f.metadata()
+        for name in ("head.weight", "head.bias"):
+            tensors[name][1] *= -1  # row 1: the sign logit
+        save_file(tensors, str(out), metadata=meta)
+    else:
+        shutil.copy(WEIGHTS_DIR / "ldse_default.safetensors", out)
     card = {
         "name": "LDSE-NET calibrated: my_scope", "kind": "ldse-calibration",
         "base_weights": "ldse_default", "stacks": [{"source": "a"}, {"source": "b"}],
@@ -49,24 +62,36 @@ def test_choosing_calibrated_weights_shows_their_figures_and_runs_with_them(
 ):
     from qtpy.QtWidgets import QFileDialog
 
+    def run_once():
+        with qtbot.waitSignal(w.finished, timeout=TIMEOUT_MS) as blocker:
+            w.run_button.click()
+        assert blocker.args == ["done"]
+        return viewer.layers["field defocus map"], w.result.autofocus
+
     w = open_dock(viewer)
     panel = w.weights_panel
     assert "ldse_default" in panel.summary.text() and w.weights == "ldse_default"
-    path = calibrated_file(tmp_path)
+    from scipy import ndimage as ndi
+
+    t = ndi.gaussian_filter(np.random.default_rng(0).random((448, 448)), 2.0)  # a textured field
+    field = np.clip((t - t.mean()) / t.std() * 40 + 128, 0, 255).astype(np.uint8)
+    viewer.add_image(field, name="field", scale=(0.25, 0.25))
+    w.reset_choices()
+    _, packaged = run_once()
+
+    path = calibrated_file(tmp_path, flip_sign=True)
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
     panel.combo.setCurrentIndex(panel.combo.findData("__choose__"))  # "Choose file…"
     assert w.weights == str(path)
     text = panel.summary.text()
     assert "my_scope: calibrated on 2 stacks" in text and "sign 0.93" in text and "0.45 µm" in text
-    rng = np.random.default_rng(0)
-    viewer.add_image((rng.random((448, 448)) * 255).astype(np.uint8), name="field",
-                     scale=(0.25, 0.25))
-    w.reset_choices()
-    with qtbot.waitSignal(w.finished, timeout=TIMEOUT_MS) as blocker:
-        w.run_button.click()
-    assert blocker.args == ["done"]
-    layer = viewer.layers["field defocus map"]
+    layer, calibrated = run_once()
     assert str(layer.metadata.get("weights")) == str(path)
+    # The run used the chosen file: the same magnitudes, every direction reversed.
+    assert np.isfinite(packaged.predicted_um).any()
+    np.testing.assert_allclose(calibrated.magnitude_um, packaged.magnitude_um, rtol=1e-4)
+    np.testing.assert_allclose(calibrated.predicted_um, -packaged.predicted_um, rtol=1e-4,
+                               atol=1e-5)
     panel.combo.setCurrentIndex(panel.combo.findData("ldse_default"))  # back to the packaged
     assert w.weights == "ldse_default" and "my_scope" not in panel.summary.text()
 

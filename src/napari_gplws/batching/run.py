@@ -175,7 +175,7 @@ def batch(
     read_options: Mapping[str, Any] | None = None,
     force: bool = False,
     dashboard_address: str = LOCAL_DASHBOARD,
-    align: str = "off",
+    align: str = "auto",
     align_model: str = "shift+scale",
     reference: int | None = None,
     crop_common: bool = False,
@@ -293,8 +293,7 @@ def _run_batch(
     options: dict[str, Any] = {"device": device, "window": int(window), "refine": bool(refine), "tile_size": tile_size}
     if used_method not in CLASSICAL_METHODS:
         options.update(precision=precision, compile=bool(compile), tta=tta)
-    if align_options["align"] != "off":  # only then: manifests of earlier runs stay valid
-        options.update(align_options)
+    options.update(align_options)
     read_opts = {k: v for k, v in dict(read_options or {}).items() if v is not None}
     settings = {"method": used_method, "options": options, "read_options": _jsonable(read_opts)}
     zarr_options = {"chunk": int(chunk)}

@@ -157,6 +157,13 @@ def _zarr_to_folder(
             "(N, H, W[, 3]) stack per zarr array."
         )
     opts = dict(options or {})
+    if opts.get("align") == "on":
+        raise StackError(
+            f"The frames of the zarr stack '{path}' cannot be aligned: alignment works on "
+            "stacks read into memory, and zarr stacks are reconstructed out of core. Use "
+            "align='auto' or 'off' for a batch that holds zarr stacks, or store the stack as "
+            "a TIFF."
+        )
     zo = dict(zarr_options or {})
     stack = open_zarr_stack(path, **{k: ro[k] for k in _UNIT_KEYS if ro.get(k) is not None})
     folder = Path(folder)

@@ -404,9 +404,11 @@ def add_align_options(p: argparse.ArgumentParser) -> None:
     from napari_gplws.dff.align import ALIGN_MODELS, ALIGN_MODES, AUTO_THRESHOLD_PX
 
     g = p.add_argument_group("frame alignment (focus breathing, drift)")
-    g.add_argument("--align", default="off", choices=ALIGN_MODES,
-                   help=f"auto: measure the motion and align when some pixel moves more than "
-                        f"{AUTO_THRESHOLD_PX} px; on: always; off: never (default)")
+    g.add_argument("--align", default=None, choices=ALIGN_MODES,
+                   help=f"auto (default): align only frames that really move, by more than "
+                        f"{AUTO_THRESHOLD_PX} px somewhere, and leave still stacks as they are; "
+                        "on: always; off: never. Out of core (zarr, --out-of-core) frames are "
+                        "not aligned")
     g.add_argument("--align-model", default="shift+scale", choices=ALIGN_MODELS,
                    help="transform per frame (default shift+scale: breathing and drift)")
     add_number(g, "--reference", limits=Limits(int, 0, 1_000_000), default=None, metavar="K",

@@ -101,7 +101,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             read_options={"focus_step_um": args.focus_step, "focus_start_um": args.focus_start,
                           "pixel_size_um": args.pixel_size, "pattern": args.pattern},
             force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True),
-            chunk=args.chunk, align=args.align, align_model=args.align_model,
+            chunk=args.chunk, align=args.align or "auto", align_model=args.align_model,
             reference=args.reference, crop_common=args.crop_common,
         )
     finally:

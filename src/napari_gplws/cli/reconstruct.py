@@ -45,7 +45,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                         "--pattern chooses the frames of a folder; it does not apply out of "
                         "core (zarr inputs, --out-of-core TIFFs). Drop --pattern."
                     )
-                if getattr(args, "align", "off") != "off":
+                if getattr(args, "align", None) not in (None, "off"):
                     raise UsageError(
                         "--align works on stacks read into memory; it is not available out of "
                         "core (zarr inputs, --out-of-core). Drop --align, or reconstruct a TIFF "
@@ -99,7 +99,7 @@ def _reconstruct_in_memory(args: argparse.Namespace) -> int:
             stack, method=args.method, device=args.device, window=args.window,
             refine=not args.no_refine, tile_size=args.tile_size, progress=bar,
             precision=args.precision, compile=args.compile, tta=args.tta,
-            align=args.align, align_model=args.align_model, reference=args.reference,
+            align=args.align or "auto", align_model=args.align_model, reference=args.reference,
             crop_common=args.crop_common,
         )
     finally:

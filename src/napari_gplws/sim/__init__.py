@@ -4,6 +4,9 @@
   :mod:`.heights`, textures in :mod:`.textures`, blur in :mod:`.defocus_render`).
 * :mod:`.psf` — a scalar pupil-function PSF model with aberrations.
 * :mod:`.defocus_tiles` — defocused microscope tiles with signed labels, for LDSE-NET.
+* :mod:`.instrument` — focus stacks from one fixed simulated microscope (its own PSF
+  asymmetry) with known best focus, for measuring autofocus calibration.
+* :mod:`.motion` — focus stacks whose frames drift and shift, for testing alignment.
 """
 
 import lazy_loader
@@ -19,5 +22,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "defocus_tiles": ['DefocusSimulator', 'TileSet', 'camera'],
         "psf_bank": ['Aberration', 'PSFBank', 'psf_bank', 'random_aberration'],
         "specimens": ['SPECIMENS', 'TEST_SPECIMENS', 'TRAIN_SPECIMENS', 'specimen_image'],
+        "instrument": ['INSTRUMENTS', 'Instrument', 'InstrumentBank', 'InstrumentStack',
+                       'coverslip_spherical_waves', 'instrument_simulator', 'instrument_stack',
+                       'psf_size_for'],
+        "motion": ['MovingStack', 'motion_transforms', 'moving_stack'],
     },
 )

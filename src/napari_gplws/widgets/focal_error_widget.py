@@ -68,7 +68,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_gplws.defocus import MIN_CONTENT
+from napari_gplws.defocus import MIN_CONTENT, TILE_PX
 from napari_gplws.errors import GplwsError
 from napari_gplws.widgets import _focal_error_view as view
 from napari_gplws.widgets import _layers
@@ -88,6 +88,8 @@ if TYPE_CHECKING:
     import napari
 
 WIDGET_NAME = "focal_error_map"
+#: Tile strides autofocus() accepts (px); the tile size (224 px) means no overlap.
+STRIDE_RANGE_PX = (16, 4096)
 
 
 # --- The dock ----------------------------------------------------------------------------
@@ -159,10 +161,13 @@ class FocalErrorMapWidget(FocalResultTools, QWidget):
         self.device_combo.addItems(["auto", "cpu"])
         self.grid_rows = _int_spin(1, 20, 3)
         self.grid_cols = _int_spin(1, 20, 3)
-        self.stride = _int_spin(0, 4096, 0)
+        self.stride = _int_spin(STRIDE_RANGE_PX[0], STRIDE_RANGE_PX[1], TILE_PX)
         self.stride.setSingleStep(16)
-        self.stride.setSpecialValueText("224 (no overlap)")
-        self.stride.setToolTip("Tile stride in pixels; smaller than 224 makes overlapping tiles.")
+        self.stride.setSuffix(" px")
+        self.stride.setToolTip(
+            f"Tile stride, {STRIDE_RANGE_PX[0]}–{STRIDE_RANGE_PX[1]} px; {TILE_PX} px (the tile "
+            "size) means no overlap, smaller makes overlapping tiles (slower)."
+        )
         self.min_content = QDoubleSpinBox()
         self.min_content.setRange(0.0, 1.0)
         self.min_content.setSingleStep(0.05)
@@ -463,7 +468,7 @@ class FocalErrorMapWidget(FocalResultTools, QWidget):
         scale_yx, translate_yx = _layers.yx_geometry(layer)
         grid = self.grid()
         device = self.device_combo.currentText()
-        stride = self.stride.value() or None
+        stride = self.stride.value()
         min_content = self.min_content.value()
         weights = self.weights
         status = view.weights_status(weights)
