@@ -276,3 +276,40 @@ def test_network_runs_with_the_chosen_number_of_views(viewer, qtbot, sample):
         ref = reconstruct(stack, method="gplws", device="cpu", tta=views).depth
         np.testing.assert_allclose(depths[views], ref, atol=1e-4)
     assert not np.allclose(depths[1], depths[2], atol=1e-3)  # the views setting really reached the core
+
+
+def test_aligns_a_moving_stack_shows_it_and_leaves_a_still_one(viewer, qtbot):
+    pytest.importorskip("cv2")
+    from napari_gplws.sim.motion import moving_stack
+
+    m = moving_stack(n_frames=12, shape=(160, 160), breathing=0.05, drift_px=(0.6, 0.3), seed=2)
+    viewer.add_image(m.stack.frames, name="moving")
+    w = open_dock(viewer, qtbot)
+    assert w.align_combo.currentData() == "auto"  # the default
+    w.show_aligned.setChecked(True)
+    run(w, qtbot)
+    aligned = viewer.layers["moving aligned"]
+    assert aligned.data.shape == m.stack.frames.shape
+    assert aligned.metadata["kind"] == "aligned stack"
+    depth = viewer.layers["moving depth"]
+    report = depth.metadata["alignment"]
+    assert report["aligned"] is True and len(report["matrices"]) == 12
+    assert "Frames aligned to frame 6" in w.status_label.text()
+    # the middle frame is the reference: unchanged; the first one was moved
+    np.testing.assert_array_equal(aligned.data[6], m.stack.frames[6])
+    assert not np.array_equal(aligned.data[0], m.stack.frames[0])
+
+    # Second run on the same layer with alignment off: the aligned layer goes away.
+    w.align_combo.setCurrentIndex(w.align_combo.findData("off"))
+    run(w, qtbot)
+    assert "moving aligned" not in viewer.layers
+    assert viewer.layers["moving depth"].metadata["alignment"] is None
+
+    # A still stack under auto: used as it is, and the dock says so.
+    viewer.add_image(m.still.frames, name="still")
+    w.stack_combo.setCurrentIndex(w.stack_combo.findText("still"))
+    w.align_combo.setCurrentIndex(w.align_combo.findData("auto"))
+    run(w, qtbot)
+    assert "still aligned" not in viewer.layers
+    assert viewer.layers["still depth"].metadata["alignment"]["aligned"] is False
+    assert "they do not move" in w.status_label.text()

@@ -40,6 +40,8 @@ class RunResult:
     stack_z: tuple[float, float, str] = (1.0, 0.0, "pixel")
     layers: dict[str, Any] = field(default_factory=dict)
     pending_layers: dict[str, Any] = field(default_factory=dict)
+    #: Add the aligned frames as a layer (when the run aligned them).
+    show_aligned: bool = False
 
 
 def lateral_unit(pixel_size_um: float | None) -> str:
@@ -80,6 +82,7 @@ def result_layers(res: RunResult) -> dict[str, Any]:
         else [float(v) for v in rec.stack.focus_um],
         "source": name,
         "seconds": round(float(rec.timings.get("total", 0.0)), 3),
+        "alignment": None if rec.alignment is None else rec.alignment.to_report(),
     }
     lat = lateral_unit(res.pixel_size_um)
     geo = {
@@ -113,4 +116,29 @@ def result_layers(res: RunResult) -> dict[str, Any]:
             "true_aspect": mesh.true_aspect,
         },
     )  # fmt: skip
-    return {"aif": aif, "confidence": conf, "depth": depth, "surface": surface}
+    out = {"aif": aif, "confidence": conf, "depth": depth, "surface": surface}
+    if res.show_aligned and rec.aligned_stack is not None:
+        frames = rec.aligned_stack.frames
+        aligned = Image(
+            frames, name=f"{name} aligned", rgb=frames.ndim == 4,
+            scale=(z_scale, *res.scale_yx), translate=(z_translate, *res.translate_yx),
+            units=(z_unit, lat, lat), axis_labels=AXIS_LABELS_ZYX,
+            metadata={**meta, "units": "", "kind": "aligned stack"},
+        )  # fmt: skip
+        out = {"aligned": aligned, **out}  # below the results in the layer list
+    return out
+
+
+def alignment_summary(rec: Any) -> str:
+    """One plain sentence on what frame alignment did (empty when it was off)."""
+    al = rec.alignment
+    if al is None:
+        return ""
+    if al.aligned:
+        res = al.max_residual_px
+        left = "" if res is None or not np.isfinite(res) else f", {res:.2f} px left"
+        return f" Frames aligned to frame {al.reference}: they moved up to {al.max_motion_px:.1f} px{left}."
+    if al.evidence is not None and len(al.evidence.gains) and not al.evidence.moving:
+        return " Frames used as they are: they do not move."
+    why = al.reason.removeprefix("not aligned: ").split(" (")[0]
+    return f" Frames not aligned: {why}."

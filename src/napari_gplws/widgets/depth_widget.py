@@ -55,7 +55,7 @@ from napari_gplws.widgets._controls import (
     make_scrollable,
     spin,
 )
-from napari_gplws.widgets._depth_results import RunResult, result_layers
+from napari_gplws.widgets._depth_results import RunResult, alignment_summary, result_layers
 from napari_gplws.widgets._depth_tools import DepthResultTools
 from napari_gplws.widgets._focus_picker import FocusPicker
 from napari_gplws.widgets._height import height_setting, invert_checkbox
@@ -124,6 +124,16 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         self.window.setToolTip("Focus-measure window in pixels (classical methods).")
         self.refine = QCheckBox("edge-aware refinement")
         self.refine.setChecked(True)
+        self.align_combo = QComboBox()
+        for label, mode in (("auto: frames that move", "auto"), ("on", "on"), ("off", "off")):
+            self.align_combo.addItem(label, mode)
+        self.align_combo.setToolTip(
+            "Register the frames onto the middle one before reconstructing (focus breathing, "
+            "stage drift). auto aligns only frames that really move and leaves a still stack "
+            "exactly as it is."
+        )
+        self.show_aligned = QCheckBox("show aligned stack")
+        self.show_aligned.setToolTip("Add the aligned frames as a layer when they were aligned.")
 
         # --- actions -------------------------------------------------------------------------
         self.run_button = QPushButton("Run")
@@ -168,6 +178,10 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         form.addRow("Pixel size", self.pixel_size)
         form.addRow("Method", self.method_combo)
         form.addRow("Device", self.device_combo)
+        align_row = QHBoxLayout()
+        align_row.addWidget(self.align_combo, 1)
+        align_row.addWidget(self.show_aligned)
+        form.addRow("Align frames", align_row)
 
         self.advanced = collapsible_group("Advanced", [
             ("Tile size", self.tile_size),
@@ -225,7 +239,8 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         make_scrollable(self, layout)
         self._inputs = [
             self.stack_combo, self.focus_mode, self.focus_start, self.focus_step, self.pixel_size,
-            self.method_combo, self.device_combo, self.advanced, self.run_button,
+            self.method_combo, self.device_combo, self.align_combo, self.show_aligned,
+            self.advanced, self.run_button,
         ]  # fmt: skip
 
     def _fill_methods(self) -> None:
@@ -354,6 +369,8 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         views = int(self.views.currentData())
         window = self.window.value() | 1
         refine = self.refine.isChecked()
+        align = self.align_combo.currentData()
+        show_aligned = self.show_aligned.isChecked()
         lateral = "µm" if px is not None else "px"
         sign = -1.0  # the exported mesh holds height; the sign is set again when exporting
 
@@ -366,7 +383,7 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             stack = FocalStack(np.asarray(frames), focus_um=focus, pixel_size_um=px, source=name)
             rec = reconstruct(
                 stack, method=method, device=device, window=window, refine=refine,
-                tile_size=tile, tta=views, progress=progress, cancel=cancel,
+                tile_size=tile, tta=views, align=align, progress=progress, cancel=cancel,
             )  # fmt: skip
             check_cancel(cancel)
             mesh = height_map_mesh(
@@ -378,7 +395,8 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             check_cancel(cancel)
             res = RunResult(
-                name, rec, mesh, texture, (lo, hi), scale_yx, translate_yx, px, stack_z
+                name, rec, mesh, texture, (lo, hi), scale_yx, translate_yx, px, stack_z,
+                show_aligned=show_aligned,
             )
             res.pending_layers = result_layers(res)
             return res
@@ -507,7 +525,7 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         aspect = "" if mesh.true_aspect else " (surface z and x/y are in different units)"
         self.status_label.setText(
             f"Done in {secs:.2f} s: {rec.method} on {rec.device}; depth "
-            f"{lo:.4g} … {hi:.4g} {rec.units}.{aspect}"
+            f"{lo:.4g} … {hi:.4g} {rec.units}.{aspect}{alignment_summary(rec)}"
         )
         self._clear_parameters()
         self._set_running(False)
