@@ -99,7 +99,7 @@ _SCENES = (
 @pytest.mark.parametrize(("family", "breath", "drift", "rgb"), _SCENES)
 def test_auto_tells_apparent_motion_from_real_motion(family, breath, drift, rgb):
     m = moving_stack(
-        family=family, n_frames=12, shape=(256, 256), breathing=breath, drift_px=drift,
+        family=family, n_frames=16, shape=(256, 256), breathing=breath, drift_px=drift,
         rgb=rgb, seed=7,
     )
     # registration alone sees motion in the still stack …

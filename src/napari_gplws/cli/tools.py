@@ -55,7 +55,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = args.methods.split(",") if args.methods else None
     text = run_bench(sizes=sizes, methods=methods, repeats=args.repeats, device=args.device, echo=print,
                      precision=args.precision, compile=args.compile, tta=args.tta,
-                     autofocus=not args.no_autofocus)
+                     autofocus=not args.no_autofocus, align_rows=not args.methods)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
         print(f"wrote {args.markdown}")

@@ -90,11 +90,15 @@ AUTO_THRESHOLD_PX = 0.3
 #: ``"auto"`` aligns only when registering neighbouring frames makes them match better by
 #: at least this share of what they lacked (mean over the sampled pairs; see
 #: :func:`detect_motion`). On simulated stacks of 12–16 frames of 256–320 px (six surface
-#: families, two blurs, both focus orders) still stacks measured 0.015 at most and moving
-#: ones (4–6 % breathing, 0.5–0.8 px of drift per frame) 0.106 and more.
+#: families, two blurs, both focus orders, two seeds) still stacks measured 0.028 at most
+#: and moving ones (4–6 % breathing, 0.5–0.8 px of drift per frame) 0.133 and more. Short
+#: stacks of small frames (8 × 192²) are a grey zone: −0.26 … 0.05 still, −0.26 … 0.20
+#: moving.
 AUTO_MIN_GAIN = 0.05
 #: Neighbour pairs :func:`detect_motion` samples (the sharpest ones).
 DETECT_PAIRS = 6
+#: Long side (pixels) of the copy :func:`detect_motion` works on.
+DETECT_SIZE = 160
 #: Long side (pixels) of the copy the motion is measured on.
 COARSE_SIZE = 320
 #: Long side (pixels) of the copy the transforms are refined on before aligning.
@@ -199,7 +203,8 @@ class MotionEvidence:
         ``(j, j + 1)`` frame index pairs that were registered (the sharpest ones).
     gains
         Per pair: how much registering the pair improved the band-pass correlation of its
-        frames, as a share of what they lacked, ``(r_aligned - r) / (1 - r)``. About 0 or
+        frames, as a share of what they lacked, ``(r_aligned - r) / (1 - r)``; the better of
+        registering the first frame onto the second and the second onto the first. About 0 or
         negative when the apparent motion comes from the changing blur; clearly positive
         when the frames move.
     step_motion_px
@@ -329,7 +334,7 @@ def detect_motion(
     frames: np.ndarray,
     *,
     model: str = DEFAULT_MODEL,
-    max_size: int = COARSE_SIZE,
+    max_size: int = DETECT_SIZE,
     n_pairs: int = DETECT_PAIRS,
     min_gain: float = AUTO_MIN_GAIN,
     cancel: CancelFn = None,
@@ -362,12 +367,16 @@ def detect_motion(
     pairs, gains, steps = [], [], []
     for j in chosen:
         check_cancel(cancel)
-        try:
-            m = ecc(grey[j], grey[j + 1], model, None)
+        try:  # both ways: the estimate is not symmetric, the decision must be
+            forward = ecc(grey[j], grey[j + 1], model, None)
+            backward = ecc(grey[j + 1], grey[j], model, None)
         except NoTexture:
             continue
+        g_f = match_gain(band[j], grey[j + 1], forward)
+        g_b = match_gain(band[j + 1], grey[j], backward)
+        m = forward if g_f >= g_b else backward
         pairs.append((j, j + 1))
-        gains.append(match_gain(band[j], grey[j + 1], m))
+        gains.append(max(g_f, g_b))
         steps.append(float(frame_motion(rescale(m, factor)[None, :2], frames.shape[1:3])[0]))
     return MotionEvidence(pairs, np.array(gains), np.array(steps), float(min_gain))
 

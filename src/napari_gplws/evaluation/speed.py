@@ -24,6 +24,10 @@ DEFAULT_SIZES: tuple[tuple[int, int, int], ...] = (
     (30, 2048, 2048),
 )
 BASELINE = "sml"
+#: Extra rows: the classical engine with frame alignment forced on (the whole alignment:
+#: estimate, refine, resample, residual check) and off (no motion check at all), next to
+#: the default (``align="auto"``, which on these still stacks only checks for motion).
+ALIGN_VARIANTS = {"sml, align on": ("sml", "on"), "sml, align off": ("sml", "off")}
 
 
 def make_bench_stack(n: int, h: int, w: int, seed: int = 0):
@@ -59,6 +63,8 @@ def _case(
     from napari_gplws.api import reconstruct
 
     stack = make_bench_stack(n, h, w)
+    label = method
+    method, align = ALIGN_VARIANTS.get(method, (method, "auto"))
     rss_input = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     network = method == "gplws"
     opts = {"precision": precision, "compile": compile, "tta": tta} if network else {}
@@ -66,21 +72,23 @@ def _case(
     if gpu:
         reconstruct(stack, method=method, device=device, **opts)  # warm-up, untimed
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times, align_times = [], []
     used = {}
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        r = reconstruct(stack, method=method, device=device, **opts)
+        r = reconstruct(stack, method=method, device=device, align=align, **opts)
         times.append(time.perf_counter() - t0)
+        align_times.append(float(r.timings.get("align", 0.0)))
         used = {"device": r.device, **{k: v for k, v in r.parameters.items() if k in ("precision", "tile_batch", "compiled")}}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     extra = {"gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20, "gpu": torch.cuda.get_device_name()} if gpu else {}
     return {
         **used,
         **extra,
-        "method": method,
+        "method": label,
         "size": f"{n}×{h}×{w}",
         "median_s": statistics.median(times),
+        "align_s": statistics.median(align_times),
         "min_s": min(times),
         "peak_rss_mib": peak,
         "rss_before_mib": rss_input,
@@ -126,6 +134,7 @@ def run_bench(
     tta: int | None = None,
     autofocus: bool = True,
     before_src: str | None = None,
+    align_rows: bool = True,
 ) -> str:
     """Benchmark ``methods`` on ``sizes``; print rows as they finish and return a Markdown table.
 
@@ -134,7 +143,9 @@ def run_bench(
     second table gives LDSE-NET's speed (:func:`autofocus_table`). With ``before_src`` (the
     ``src`` folder of another copy of napari-gplws, e.g. an earlier release unpacked with
     ``git archive``) the network also runs from that copy, as ``gplws (before)``, in the same
-    run, so before/after ratios come from one sitting.
+    run, so before/after ratios come from one sitting. Every method runs with the default
+    ``align="auto"`` (on these still stacks: the motion check alone); ``align_rows`` adds the
+    classical engine with alignment forced on and off (:data:`ALIGN_VARIANTS`).
     """
     sizes = list(sizes or DEFAULT_SIZES)
     methods = list(methods or available_methods())
@@ -149,12 +160,14 @@ def run_bench(
     )
     header = (
         "| method | stack (N×H×W) | median s | min s | stacks/s | peak RSS MiB | RSS before run MiB "
-        "| threads | device | × sml |"
+        "| threads | device | × sml | of which alignment s |"
     )
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     echo(header)
     echo(lines[1])
     runs = [(m, None) for m in methods]
+    if align_rows:
+        runs[1:1] = [(m, None) for m in ALIGN_VARIANTS]
     if before_src and "gplws" in methods:
         runs.insert(runs.index(("gplws", None)), ("gplws", before_src))
     for size in sizes:
@@ -179,7 +192,7 @@ def run_bench(
                 line = (
                     f"| {method} | {row['size']} | {row['median_s']:.3f} | {row['min_s']:.3f} | "
                     f"{1.0 / row['median_s']:.2f} | {row['peak_rss_mib']:.0f} | {row['rss_before_mib']:.0f} | "
-                    f"{row['threads']} | {where} | {ratio} |"
+                    f"{row['threads']} | {where} | {ratio} | {row.get('align_s', 0.0):.3f} |"
                 )
             lines.append(line)
             echo(line)
