@@ -61,7 +61,7 @@ from napari_gplws.batching.manifest import (
 )
 from napari_gplws.batching.results import BatchSummary, StackRecord, _jsonable, _write_summaries
 from napari_gplws.batching.task import _run_task
-from napari_gplws.errors import GplwsError
+from napari_gplws.errors import GplwsError, StackError
 
 __all__ = ["batch"]
 
@@ -179,6 +179,7 @@ def batch(
     align_model: str = "shift+scale",
     reference: int | None = None,
     crop_common: bool = False,
+    fusion: str = "select",
     log: Callable[[str], None] | None = None,
     chunk: int = 1024,
 ) -> BatchSummary:
@@ -220,9 +221,10 @@ def batch(
     dashboard_address
         ``host:port`` where a local cluster's scheduler and dashboard listen; default this
         machine only (``127.0.0.1``, a free port).
-    align, align_model, reference, crop_common
-        Frame alignment of every stack, as in :func:`napari_gplws.reconstruct`; part of the
-        manifest settings, so changing them redoes the stacks.
+    align, align_model, reference, crop_common, fusion
+        Frame alignment and all-in-focus fusion of every stack, as in
+        :func:`napari_gplws.reconstruct`; part of the manifest settings, so changing them
+        redoes the stacks.
     chunk
         Chunk side (px) over y/x for zarr stacks, which are reconstructed out of core with
         the worker's threads; part of their manifest settings.
@@ -265,6 +267,10 @@ def batch(
                 "there could be read back as input or damage it. Choose an output folder "
                 "outside the inputs."
             )
+    from napari_gplws.dff.fusion import FUSION_MODES
+
+    if str(fusion).lower() not in FUSION_MODES:
+        raise StackError(f"fusion={fusion!r} is not one of {', '.join(FUSION_MODES)}.")
     with OutputLock(out):
         return _run_batch(
             paths, names, out, method, scheduler, workers, threads_per_worker, progress,
@@ -272,8 +278,8 @@ def batch(
             tile_size=tile_size, precision=precision, compile=compile, tta=tta,
             read_options=read_options, force=force, chunk=chunk, say=say,
             dashboard_address=dashboard_address, t_start=t_start,
-            align_options={"align": align, "align_model": align_model, "reference": reference,
-                           "crop_common": bool(crop_common)},
+            image_options={"align": align, "align_model": align_model, "reference": reference,
+                           "crop_common": bool(crop_common), "fusion": str(fusion).lower()},
         )
 
 
@@ -283,7 +289,7 @@ def _run_batch(
     device: str, window: int, refine: bool, tile_size: int | None, precision: str,
     compile: bool, tta: int | None, read_options: Mapping[str, Any] | None, force: bool,
     chunk: int, say: Callable[[str], None], dashboard_address: str, t_start: float,
-    align_options: dict[str, Any],
+    image_options: dict[str, Any],
 ) -> BatchSummary:
     """:func:`batch` once its arguments are checked and the output folder is held."""
 
@@ -293,7 +299,7 @@ def _run_batch(
     options: dict[str, Any] = {"device": device, "window": int(window), "refine": bool(refine), "tile_size": tile_size}
     if used_method not in CLASSICAL_METHODS:
         options.update(precision=precision, compile=bool(compile), tta=tta)
-    options.update(align_options)
+    options.update(image_options)
     read_opts = {k: v for k, v in dict(read_options or {}).items() if v is not None}
     settings = {"method": used_method, "options": options, "read_options": _jsonable(read_opts)}
     zarr_options = {"chunk": int(chunk)}

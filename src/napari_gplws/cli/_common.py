@@ -403,7 +403,7 @@ def add_align_options(p: argparse.ArgumentParser) -> None:
     """``--align``, ``--align-model``, ``--reference``, ``--crop-common``: frame alignment."""
     from napari_gplws.dff.align import ALIGN_MODELS, ALIGN_MODES, AUTO_THRESHOLD_PX
 
-    g = p.add_argument_group("frame alignment (focus breathing, drift)")
+    g = p.add_argument_group("frame alignment (focus breathing, drift) and fusion")
     g.add_argument("--align", default=None, choices=ALIGN_MODES,
                    help=f"auto (default): align only frames that really move, by more than "
                         f"{AUTO_THRESHOLD_PX} px somewhere, and leave still stacks as they are; "
@@ -416,3 +416,7 @@ def add_align_options(p: argparse.ArgumentParser) -> None:
                     "in its geometry (default: the middle frame, N//2; below the number of frames)")
     g.add_argument("--crop-common", action="store_true",
                    help="crop the outputs to the largest rectangle every aligned frame covers")
+    g.add_argument("--fusion", default="select", choices=("select", "pyramid"),
+                   help="all-in-focus image: select (default) takes each pixel from its "
+                        "in-focus frame, consistent with the depth map; pyramid blends the "
+                        "frames band by band (fewer seams, often sharper). In memory only")

@@ -132,6 +132,14 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             "stage drift). auto aligns only frames that really move and leaves a still stack "
             "exactly as it is."
         )
+        self.fusion_combo = QComboBox()
+        for label, mode in (("select (matches the depth)", "select"), ("pyramid blend", "pyramid")):
+            self.fusion_combo.addItem(label, mode)
+        self.fusion_combo.setToolTip(
+            "All-in-focus image: 'select' takes each pixel from its in-focus frame, consistent "
+            "with the depth map; 'pyramid' blends the frames band by band (fewer seams where "
+            "the depth is uncertain, often sharper)."
+        )
         self.show_aligned = QCheckBox("show aligned stack")
         self.show_aligned.setToolTip("Add the aligned frames as a layer when they were aligned.")
 
@@ -188,6 +196,7 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             ("Views", self.views),
             ("Window", self.window),
             ("", self.refine),
+            ("All-in-focus", self.fusion_combo),
         ])  # fmt: skip
 
         buttons = QHBoxLayout()
@@ -370,6 +379,7 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         window = self.window.value() | 1
         refine = self.refine.isChecked()
         align = self.align_combo.currentData()
+        fusion = self.fusion_combo.currentData()
         show_aligned = self.show_aligned.isChecked()
         lateral = "µm" if px is not None else "px"
         sign = -1.0  # the exported mesh holds height; the sign is set again when exporting
@@ -383,7 +393,7 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             stack = FocalStack(np.asarray(frames), focus_um=focus, pixel_size_um=px, source=name)
             rec = reconstruct(
                 stack, method=method, device=device, window=window, refine=refine,
-                tile_size=tile, tta=views, align=align, progress=progress, cancel=cancel,
+                tile_size=tile, tta=views, align=align, fusion=fusion, progress=progress, cancel=cancel,
             )  # fmt: skip
             check_cancel(cancel)
             mesh = height_map_mesh(

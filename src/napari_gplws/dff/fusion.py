@@ -1,0 +1,138 @@
+"""Multi-scale (Laplacian-pyramid) all-in-focus fusion.
+
+The default all-in-focus image takes each pixel from the frame the depth map says is in
+focus (``fusion="select"``). Where the depth map is uncertain (weak texture, depth edges,
+frames that were aligned to within a fraction of a pixel) that choice can flip between
+neighbouring pixels and leave seams. ``fusion="pyramid"`` blends the frames band by band
+instead:
+
+1. every frame is split into a Laplacian pyramid (OpenCV ``pyrDown``/``pyrUp``; colour
+   channels together);
+2. at every level and pixel, each frame's weight is its local band energy (mean of the
+   squared band-pass luminance over a 3×3 window) raised to the power ``sharpness / 2``, so
+   the sharpest frame dominates but near-ties blend smoothly;
+3. the weighted bands are summed and the pyramid is collapsed.
+
+Frames are streamed: the weighted sums of one frame's pyramid are added to running totals,
+so memory holds two pyramids, not the stack's. The output has the input's dtype and range.
+Written here because neither scikit-image nor OpenCV ships a focus-weighted pyramid blend
+(scikit-image has the pyramids, OpenCV's exposure fusion weighs by contrast, saturation and
+exposure, not by band energy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
+from napari_gplws.errors import StackError
+
+__all__ = ["FUSION_MODES", "SHARPNESS_RANGE", "fuse_pyramid", "pyramid_levels"]
+
+#: ``"select"``: each pixel from its in-focus frame (depth-consistent); ``"pyramid"``: the
+#: band-by-band blend of this module.
+FUSION_MODES: tuple[str, ...] = ("select", "pyramid")
+#: Allowed ``sharpness`` exponents (the default, 8, measured best on the simulated scenes).
+SHARPNESS_RANGE = (1.0, 32.0)
+DEFAULT_SHARPNESS = 8.0
+_ENERGY_WINDOW = 3
+_ENERGY_FLOOR = 1e-8  # keeps weights of flat areas above float32's smallest normal
+
+
+def pyramid_levels(shape: tuple[int, int], coarsest: int = 8, most: int = 8) -> int:
+    """Pyramid depth for frames of ``shape``: halve until the short side nears ``coarsest``."""
+    short = max(1, min(shape))
+    return int(max(1, min(most, np.floor(np.log2(short / coarsest)))))
+
+
+def fuse_pyramid(
+    frames: np.ndarray,
+    *,
+    sharpness: float = DEFAULT_SHARPNESS,
+    levels: int | None = None,
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+) -> np.ndarray:
+    """Blend ``(N, H, W)`` or ``(N, H, W, 3)`` frames band by band into one sharp image.
+
+    Parameters
+    ----------
+    frames
+        The (aligned) focus stack; any integer or float dtype.
+    sharpness
+        Exponent of the band energy in the weights (1–32; higher picks more decisively).
+    levels
+        Pyramid levels below the full resolution (default: :func:`pyramid_levels`).
+    progress, cancel
+        ``progress(done, total)`` per frame and ``cancel() -> bool``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W[, 3])``, the input's dtype, clipped to its range.
+    """
+    import cv2
+
+    lo_s, hi_s = SHARPNESS_RANGE
+    if not lo_s <= float(sharpness) <= hi_s:
+        raise StackError(f"fusion sharpness must be {lo_s:g}–{hi_s:g}; got {sharpness}.")
+    frames = np.asarray(frames)
+    if frames.ndim not in (3, 4) or frames.shape[0] < 1:
+        raise StackError(f"fuse_pyramid needs (N, H, W[, 3]) frames; got shape {frames.shape}.")
+    n, h, w = frames.shape[:3]
+    nlev = pyramid_levels((h, w)) if levels is None else int(levels)
+    if not 1 <= nlev <= 12:
+        raise StackError(f"pyramid levels must be 1–12; got {levels}.")
+    kind = frames.dtype.kind
+    scale = float(np.iinfo(frames.dtype).max) if kind in "ui" else 1.0
+    power = np.float32(float(sharpness) / 2.0)
+    num: list[np.ndarray] = []
+    den: list[np.ndarray] = []
+    for k in range(n):
+        check_cancel(cancel)
+        bands = _laplacian_pyramid(frames[k].astype(np.float32) / np.float32(scale), nlev)
+        for i, band in enumerate(bands):
+            lum = band if band.ndim == 2 else band.mean(axis=-1)
+            if i == nlev:  # the coarsest (low-pass) level: weigh by its local contrast
+                lum = lum - cv2.blur(lum, (_ENERGY_WINDOW, _ENERGY_WINDOW))
+            energy = cv2.blur(lum * lum, (_ENERGY_WINDOW, _ENERGY_WINDOW))
+            weight = np.power(energy + np.float32(_ENERGY_FLOOR), power, dtype=np.float32)
+            contrib = weight[..., None] * band if band.ndim == 3 else weight * band
+            if k == 0:
+                num.append(contrib)
+                den.append(weight)
+            else:
+                num[i] += contrib
+                den[i] += weight
+        report(progress, k + 1, n)
+    out: np.ndarray | None = None
+    for i in range(nlev, -1, -1):
+        d = den[i] if num[i].ndim == 2 else den[i][..., None]
+        level = num[i] / np.maximum(d, np.float32(np.finfo(np.float32).tiny))
+        if out is None:
+            out = level
+        else:
+            out = cv2.pyrUp(out, dstsize=(level.shape[1], level.shape[0])) + level
+    assert out is not None
+    if kind in "ui":
+        info = np.iinfo(frames.dtype)
+        return np.clip(np.rint(out * np.float32(scale)), info.min, info.max).astype(frames.dtype)
+    if kind == "f":
+        lo, hi = float(np.nanmin(frames)), float(np.nanmax(frames))
+        return np.clip(out, lo, hi).astype(frames.dtype)
+    return out.astype(np.float32)
+
+
+def _laplacian_pyramid(img: np.ndarray, levels: int) -> list[np.ndarray]:
+    """``levels`` band-pass images, finest first, then the low-pass remainder."""
+    import cv2
+
+    bands = []
+    g = img
+    for _ in range(levels):
+        down = cv2.pyrDown(g)
+        up = cv2.pyrUp(down, dstsize=(g.shape[1], g.shape[0]))
+        bands.append(g - up)
+        g = down
+    bands.append(g)
+    return bands

@@ -1,0 +1,75 @@
+"""Tests of the Laplacian-pyramid all-in-focus fusion (napari_gplws.dff.fusion)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+
+from napari_gplws.api import reconstruct
+from napari_gplws.dff.fusion import fuse_pyramid, pyramid_levels
+from napari_gplws.errors import StackError
+from napari_gplws.sim.focus_stacks import synthetic_stack
+
+
+def _psnr(aif: np.ndarray, ideal: np.ndarray) -> float:
+    a = aif.astype(np.float64) / np.iinfo(aif.dtype).max
+    if a.ndim == 3 and ideal.ndim == 2:
+        a = a.mean(axis=-1)
+    m = 12
+    return float(10 * np.log10(1.0 / np.mean((a - ideal)[m:-m, m:-m] ** 2)))
+
+
+def _texture(s) -> np.ndarray:
+    return np.asarray(s.texture, np.float64)
+
+
+def test_identical_frames_come_back_unchanged():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (64, 80), dtype=np.uint8)
+    out = fuse_pyramid(np.stack([frame] * 5))
+    assert out.dtype == np.uint8 and out.shape == frame.shape
+    assert np.abs(out.astype(int) - frame).max() <= 1  # rounding only
+
+
+def test_takes_each_half_from_the_frame_where_it_is_sharp():
+    rng = np.random.default_rng(1)
+    sharp = rng.random((96, 96)).astype(np.float32)
+    from scipy.ndimage import gaussian_filter
+
+    blurred = gaussian_filter(sharp, 4.0).astype(np.float32)
+    left = sharp.copy()
+    left[:, 48:] = blurred[:, 48:]
+    right = blurred.copy()
+    right[:, 48:] = sharp[:, 48:]
+    out = fuse_pyramid(np.stack([left, right]))
+    err_fused = np.abs(out - sharp)[8:-8, 8:40].mean() + np.abs(out - sharp)[8:-8, 56:-8].mean()
+    err_either = min(np.abs(left - sharp)[8:-8, 56:-8].mean(), np.abs(right - sharp)[8:-8, 8:40].mean())
+    assert err_fused < 0.25 * err_either
+
+
+@pytest.mark.parametrize(("rgb", "bits"), [(False, 8), (True, 16)])
+def test_as_sharp_as_selection_on_a_smooth_scene_colour_and_16_bit(rgb, bits):
+    s = synthetic_stack(family="smooth", n_frames=14, shape=(160, 160), seed=3, rgb=rgb, bit_depth=bits)
+    sel = reconstruct(s.stack, method="sml", align="off")
+    pyr = reconstruct(s.stack, method="sml", align="off", fusion="pyramid")
+    assert pyr.aif.dtype == sel.aif.dtype and pyr.aif.shape == sel.aif.shape
+    assert pyr.parameters["fusion"] == "pyramid" and pyr.timings["fusion"] > 0
+    assert _psnr(pyr.aif, _texture(s)) >= _psnr(sel.aif, _texture(s)) - 0.5
+    if rgb:  # colour kept: the channels are not collapsed to grey
+        assert np.abs(pyr.aif[..., 0].astype(int) - pyr.aif[..., 2]).mean() > 1.0
+    # reversed focus order gives the same picture (up to the rounding of float sums)
+    rev = s.stack.with_(frames=s.stack.frames[::-1].copy(), focus_um=s.stack.focus_um[::-1].copy())
+    assert np.abs(fuse_pyramid(rev.frames).astype(np.int64) - pyr.aif).max() <= 1
+
+
+def test_options_out_of_range_are_refused():
+    frames = np.zeros((3, 32, 32), np.uint8)
+    with pytest.raises(StackError, match="sharpness"):
+        fuse_pyramid(frames, sharpness=0.5)
+    with pytest.raises(StackError, match="levels"):
+        fuse_pyramid(frames, levels=40)
+    with pytest.raises(StackError, match="fusion"):
+        reconstruct(frames, method="sml", fusion="wavelet")
+    assert pyramid_levels((2048, 1536)) == 7 and pyramid_levels((20, 20)) == 1
