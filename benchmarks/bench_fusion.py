@@ -4,8 +4,9 @@ Runs, side by side on the same simulated stacks (:func:`napari_gplws.sim.motion.
 one scene per height family, 16 frames of 320×320, each rendered still and with 4–6 %
 focus breathing and 0.5–0.8 px/frame drift, the same noise draw for both):
 
-* this project: classical engine (``sml``) with ``align`` off / auto / on, and GPLWS-Net
-  with ``align="auto"`` (``--no-network`` leaves it out);
+* this project: classical engine (``sml``) with ``align`` off / auto (the default) / on,
+  and GPLWS-Net with ``align="auto"`` (``--no-network`` leaves it out); both also with
+  ``fusion="pyramid"`` (the Laplacian-pyramid blend) besides the default selection;
 * focus-stack (``--focus-stack PATH`` or ``$FOCUS_STACK``; default
   ``/tmp/peers/focus-stack/build/focus-stack``), run as its users do (aligns every frame to
   the middle one, ``--nocrop --align-keep-size`` so its output keeps the frame geometry);
@@ -76,9 +77,9 @@ def rmse(depth: np.ndarray, truth: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------ runners
-def run_project(stack, method: str, align: str):
+def run_project(stack, method: str, align: str, fusion: str = "select"):
     t = time.perf_counter()
-    r = reconstruct(stack, method=method, align=align, device="cpu")
+    r = reconstruct(stack, method=method, align=align, fusion=fusion, device="cpu")
     return r.aif, r.depth, time.perf_counter() - t, r.alignment
 
 
@@ -131,6 +132,10 @@ def run_focusweave(frames: np.ndarray):
     return img, secs
 
 
+def _label(method: str, align: str, fusion: str) -> str:
+    return f"{method} align={align}" + ("" if fusion == "select" else f" {fusion}")
+
+
 # ------------------------------------------------------------------------------ main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -147,9 +152,12 @@ def main() -> int:
         have_fw = True
     except ImportError:
         have_fw = False
-    variants = [("sml", "off"), ("sml", "auto"), ("sml", "on")]
+    variants = [
+        ("sml", "off", "select"), ("sml", "auto", "select"), ("sml", "on", "select"),
+        ("sml", "auto", "pyramid"),
+    ]
     if not args.no_network:
-        variants.append(("gplws", "auto"))
+        variants += [("gplws", "auto", "select"), ("gplws", "auto", "pyramid")]
     notes = []
     if fs is None:
         notes.append("focus-stack: not found, skipped")
@@ -158,7 +166,7 @@ def main() -> int:
     for n in notes:
         print(n, flush=True)
 
-    cols = [f"{m} align={a}" for m, a in variants]
+    cols = [_label(*v) for v in variants]
     if fs:
         cols.append("focus-stack")
     if have_fw:
@@ -172,8 +180,8 @@ def main() -> int:
         label = f"{family}{' RGB' if rgb else ''}"
         for kind, stack in (("still", m.still), (f"moving ({br:+.0%}, {drift} px)", m.stack)):
             cells, dcells = [], []
-            for method, align in variants:
-                aif, depth, secs, al = run_project(stack, method, align)
+            for method, align, fusion in variants:
+                aif, depth, secs, al = run_project(stack, method, align, fusion)
                 did = "" if align != "auto" else (" A" if al is not None and al.aligned else "")
                 cells.append(f"{psnr(aif, m.texture):.1f} / {secs:.2f}s{did}")
                 dcells.append(f"{rmse(depth, m.depth_um):.2f}")
@@ -193,7 +201,7 @@ def main() -> int:
     head = "| scene | frames | " + " | ".join(cols) + " |"
     sep = "|---|---|" + "---:|" * len(cols)
     table = [head, sep] + [f"| {a} | {b} | " + " | ".join(c) + " |" for a, b, c in rows]
-    dhead = "| scene | frames | " + " | ".join(f"{m} align={a}" for m, a in variants) + " |"
+    dhead = "| scene | frames | " + " | ".join(_label(*v) for v in variants) + " |"
     dsep = "|---|---|" + "---:|" * len(variants)
     dtable = [dhead, dsep] + [f"| {a} | {b} | " + " | ".join(c) + " |" for a, b, c in depth_rows]
     text = "\n".join(

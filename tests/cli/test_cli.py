@@ -151,10 +151,12 @@ def test_bench_prints_a_table_with_throughput_and_ratio(capsys):
     text = run_bench(sizes=[(4, 64, 64)], methods=["sml", "gplws"], repeats=1, device="cpu",
                      echo=lambda _l: None, autofocus=False)
     rows = [ln for ln in text.splitlines() if ln.startswith(("| sml", "| gplws"))]
-    assert len(rows) == 2, text
+    assert len(rows) == 4, text  # sml, sml with alignment on and off, gplws
     cells = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[1:-1]] for r in rows}
     assert "error" not in text
-    assert cells["sml"][-1] == "1.00"  # the baseline's own ratio
+    assert cells["sml"][-2] == "1.00"  # the baseline's own ratio
+    assert float(cells["sml, align off"][-1]) == 0.0  # no alignment step at all
+    assert float(cells["sml, align on"][-1]) > 0.0
     median, per_s = float(cells["gplws"][2]), float(cells["gplws"][4])
     assert per_s == pytest.approx(1.0 / median, rel=0.02)
     assert cells["gplws"][8] == "cpu"
@@ -204,7 +206,9 @@ def test_reconstruct_zarr_equals_in_memory(tmp_path, zarr_stack, method, capsys)
             pytest.skip("the packaged GPLWS-Net weights are not installed")
     tif, store = zarr_stack
     common = ["--method", method, "--device", "cpu", "--tile-size", "64", "-q"]
-    in_memory = common  # out of core runs the same default views and precision
+    # out of core runs the same default views and precision, and makes the all-in-focus
+    # image by selection
+    in_memory = common + ["--fusion", "select"]
     assert main(["reconstruct", str(tif), "-o", str(tmp_path / "mem")] + in_memory) == EXIT_OK
     out = tmp_path / "ooc"
     assert main(["reconstruct", str(store), "-o", str(out), "--chunk", "64"] + common) == EXIT_OK

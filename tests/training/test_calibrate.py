@@ -85,6 +85,10 @@ def test_calibration_improves_held_out_accuracy_and_the_card_records_it(calibrat
     ho = card["held_out"]
     assert ho["split"] == "whole stacks" and ho["stacks"] >= 1
     assert ho["before"] == res.before and ho["after"] == res.after
+    # the default keeps the final weights: their figures are the last ones of the run
+    last = {k: v for k, v in card["history"][-1].items() if k not in ("step", "minutes")}
+    assert card["calibration"]["select"] == "last" and res.after == last
+    assert card["history"][-1]["step"] == res.steps
     assert sum(s["held_out"] for s in card["stacks"]) == ho["stacks"]
     assert card["optics"]["pixel_size_um"] == 0.25
     assert card["wall_time_min"] > 0 and card["steps"] == res.steps > 12
@@ -141,10 +145,28 @@ def test_stacks_that_miss_focus_are_refused_by_name(sim) -> None:
 
 
 def test_options_outside_their_ranges_are_refused() -> None:
-    for bad in ({"minutes": 0.0}, {"lr": 1.0}, {"crop_px": 300}, {"unfreeze": "some"}):
+    for bad in ({"minutes": 0.0}, {"lr": 1.0}, {"crop_px": 300}, {"unfreeze": "some"},
+                {"select": "first"}):
         with pytest.raises(GplwsError):
             CalibrationConfig(**bad).check()
     assert main(["calibrate", "a.tif", "-o", "x.safetensors", "--minutes", "500"]) == EXIT_USAGE
+
+
+def test_the_magnitude_learns_from_the_magnitude_loss_alone() -> None:
+    """The signed loss must not inflate the magnitude to make up for an unsure direction."""
+    from napari_gplws.training.calibrate import _base_model, _loss
+
+    x = torch.randn(4, 1, 64, 64)
+    y = torch.tensor([2.0, -3.0, 1.5, -0.8])
+    for detach, moves in ((True, False), (False, True)):
+        model = _base_model("ldse_default")  # a trainable copy
+        cfg = CalibrationConfig(signed_weight=1.0, abs_weight=0.0, sign_weight=0.0,
+                                pair_weight=1.0, magnitude_from_abs=detach)
+        model.eval()
+        _loss(model, x, y, cfg).backward()
+        grad = model.head.weight.grad
+        assert grad[1].abs().sum() > 0  # the direction row learns from the signed terms
+        assert bool(grad[0].abs().sum() > 0) is moves  # the magnitude row only if asked
 
 
 def test_cli_refuses_stacks_that_do_not_pass_through_focus(sim, tmp_path, capsys) -> None:

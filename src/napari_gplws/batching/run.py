@@ -179,7 +179,7 @@ def batch(
     align_model: str = "shift+scale",
     reference: int | None = None,
     crop_common: bool = False,
-    fusion: str = "select",
+    fusion: str = "pyramid",
     log: Callable[[str], None] | None = None,
     chunk: int = 1024,
 ) -> BatchSummary:

@@ -157,12 +157,6 @@ def _zarr_to_folder(
             "(N, H, W[, 3]) stack per zarr array."
         )
     opts = dict(options or {})
-    if opts.get("fusion", "select") != "select":
-        raise StackError(
-            f"The zarr stack '{path}' is reconstructed out of core, where the all-in-focus "
-            "image is always made by selection: use fusion='select' for a batch that holds "
-            "zarr stacks, or store the stack as a TIFF."
-        )
     if opts.get("align") == "on":
         raise StackError(
             f"The frames of the zarr stack '{path}' cannot be aligned: alignment works on "

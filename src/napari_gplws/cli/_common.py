@@ -416,7 +416,7 @@ def add_align_options(p: argparse.ArgumentParser) -> None:
                     "in its geometry (default: the middle frame, N//2; below the number of frames)")
     g.add_argument("--crop-common", action="store_true",
                    help="crop the outputs to the largest rectangle every aligned frame covers")
-    g.add_argument("--fusion", default="select", choices=("select", "pyramid"),
-                   help="all-in-focus image: select (default) takes each pixel from its "
-                        "in-focus frame, consistent with the depth map; pyramid blends the "
-                        "frames band by band (fewer seams, often sharper). In memory only")
+    g.add_argument("--fusion", default=None, choices=("pyramid", "select"),
+                   help="all-in-focus image: pyramid (default) blends the frames band by band "
+                        "(no seams, sharpest); select takes each pixel from the frame the depth "
+                        "map names. Out of core the image is always made by selection")

@@ -102,7 +102,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                           "pixel_size_um": args.pixel_size, "pattern": args.pattern},
             force=args.force, log=lambda msg: print(msg, file=sys.stderr, flush=True),
             chunk=args.chunk, align=args.align or "auto", align_model=args.align_model,
-            reference=args.reference, crop_common=args.crop_common, fusion=args.fusion,
+            reference=args.reference, crop_common=args.crop_common, fusion=args.fusion or "pyramid",
         )
     finally:
         if bar is not None:

@@ -66,8 +66,9 @@ def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
     add_number(p, "--threads", limits=_L["threads"], default=0,
                help="CPU threads (0: up to 2)")
     add_number(p, "--seed", limits=_L["seed"], default=0, help="random seed (split, batches)")
-    add_number(p, "--val-fraction", limits=_L["val_fraction"], default=0.25,
-               help="share of stacks held out to score and choose the weights")
+    add_number(p, "--val-fraction", limits=_L["val_fraction"], default=None,
+               help="share of stacks held out to score the weights (default 0.125: 2 of 16, "
+                    "at least 1)")
     add_number(p, "--min-content", limits=_L["fraction"], default=None,
                help="blank-tile threshold, as in gplws autofocus (default 0.2; lower it for "
                     "sparse fluorescence)")
@@ -81,6 +82,9 @@ def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
                help="weight of the magnitude loss")
     g.add_argument("--unfreeze", choices=("all", "late", "head"), default=None,
                    help="which layers are fine-tuned (default all)")
+    g.add_argument("--select", choices=("last", "best"), default=None,
+                   help="weights to keep: the final ones (default) or those with the lowest "
+                        "held-out error during the run")
     p.add_argument("-q", "--quiet", action="store_true", help="do not show progress")
     p.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)
     if "focus_step" not in {a.dest for a in p._actions}:
@@ -110,9 +114,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = check_output_file(args.output, "-o/--output", create_parent=True)
     if out.suffix != ".safetensors":
         raise GplwsError(f"-o/--output '{out}' must end in .safetensors.")
-    cfg = CalibrationConfig(minutes=args.minutes, threads=args.threads, seed=args.seed,
-                            val_fraction=args.val_fraction)
-    for name in ("lr", "sign_weight", "pair_weight", "abs_weight", "unfreeze", "min_content"):
+    cfg = CalibrationConfig(minutes=args.minutes, threads=args.threads, seed=args.seed)
+    for name in ("val_fraction", "lr", "sign_weight", "pair_weight", "abs_weight", "unfreeze",
+                 "select", "min_content"):
         if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
     cfg.check()

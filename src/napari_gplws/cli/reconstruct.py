@@ -45,7 +45,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                         "--pattern chooses the frames of a folder; it does not apply out of "
                         "core (zarr inputs, --out-of-core TIFFs). Drop --pattern."
                     )
-                if getattr(args, "fusion", "select") != "select":
+                if getattr(args, "fusion", None) == "pyramid":
                     raise UsageError(
                         "--fusion pyramid works on stacks read into memory; out of core (zarr "
                         "inputs, --out-of-core) the all-in-focus image is made by selection. "
@@ -106,7 +106,7 @@ def _reconstruct_in_memory(args: argparse.Namespace) -> int:
             refine=not args.no_refine, tile_size=args.tile_size, progress=bar,
             precision=args.precision, compile=args.compile, tta=args.tta,
             align=args.align or "auto", align_model=args.align_model, reference=args.reference,
-            crop_common=args.crop_common, fusion=args.fusion,
+            crop_common=args.crop_common, fusion=args.fusion or "pyramid",
         )
     finally:
         bar.close()

@@ -260,7 +260,7 @@ def reconstruct_zarr(
     timings["total"] = time.perf_counter() - t_start
     params = {
         "measure": name, "window": win, "interpolation": "gaussian", "refine": bool(refine),
-        "refine_radius": radius, "refine_eps": float(refine_eps), "aif_blend": False,
+        "refine_radius": radius, "refine_eps": float(refine_eps), "aif_blend": False, "fusion": "select",
         "chunk": int(chunk), "overlap_px": halo, "threads": nthreads,
     }
     units = zs.units

@@ -279,6 +279,7 @@ def predict_zarr(
     del group[_WORK]
     timings["total"] = time.perf_counter() - t_start
     params = {
+        "fusion": "select",
         "method": "gplws", "tile_size": tile, "overlap": ov, "tiles": len(ys) * len(xs),
         "aif_mode": aif_mode, "smooth_px": sigma, "weights": str(weights), "device": dev,
         "chunk": int(chunk), "threads": nthreads, "tta": tta,

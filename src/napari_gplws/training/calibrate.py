@@ -94,8 +94,6 @@ LIMITS: dict[str, tuple[float, float]] = {
     "min_content": (0.0, 1.0),
 }
 UNFREEZE = ("all", "late", "head")
-#: Factors tried on the sign logit at each evaluation (``sharpen``): 1 keeps it as trained.
-SHARPEN = (1.0, 1.5, 2.0, 3.0, 4.0)
 #: Tiles within this distance of focus carry no sign label (the sign is ill-defined there).
 _NEAR_UM = 0.5
 _MIN_SIDE_UM = 1.0
@@ -109,18 +107,18 @@ class CalibrationConfig(ConfigMixin):
     lr: float = 3e-4
     batch_pairs: int = 8
     crop_px: int = 160
-    val_fraction: float = 0.25
+    val_fraction: float = 0.125
     seed: int = 0
     threads: int = 0
     signed_weight: float = 1.0
     abs_weight: float = 1.0
     sign_weight: float = 1.0
     pair_weight: float = 0.5
-    ema_decay: float = 0.99
+    ema_decay: float = 0.998
     unfreeze: str = "all"
     train_bn: bool = False
     magnitude_from_abs: bool = True
-    sharpen: bool = True
+    select: str = "last"
     clock: str = "wall"
     max_abs_um: float = 8.0
     evaluations: int = 6
@@ -140,6 +138,8 @@ class CalibrationConfig(ConfigMixin):
             raise GplwsError(
                 f"Calibration option unfreeze={self.unfreeze!r}: choose one of {', '.join(UNFREEZE)}."
             )
+        if self.select not in ("last", "best"):
+            raise GplwsError(f"Calibration option select={self.select!r}: choose 'last' or 'best'.")
         if self.clock not in ("wall", "cpu"):
             raise GplwsError(f"Calibration option clock={self.clock!r}: choose 'wall' or 'cpu'.")
         if self.crop_px > self.tile_px:
@@ -288,48 +288,20 @@ def _split(data: CalibrationData, cfg: CalibrationConfig) -> None:
 # ------------------------------------------------------------------------------------------
 # Evaluation
 # ------------------------------------------------------------------------------------------
-def _raw_parts(model: Any, tiles: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Magnitude (µm) and sign logit of ``tiles`` by ``model`` (eval mode, CPU)."""
+def predict_parts(model: Any, tiles: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Signed defocus and magnitude (µm) of ``tiles`` by ``model`` (eval mode, CPU)."""
     import torch
 
     from napari_gplws.models.ldse import prepare_tiles
 
     model.eval()
-    mag, logit = [], []
+    signed, mag = [], []
     with torch.inference_mode():
         for i in range(0, len(tiles), batch):
             m, s = model.forward_parts(torch.from_numpy(prepare_tiles(tiles[i : i + batch])))
             mag.append(m.numpy())
-            logit.append(s.numpy())
-    return np.concatenate(mag), np.concatenate(logit)
-
-
-def predict_parts(model: Any, tiles: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Signed defocus and magnitude (µm) of ``tiles`` by ``model`` (eval mode, CPU)."""
-    mag, logit = _raw_parts(model, tiles, batch)
-    return mag * np.tanh(logit), mag
-
-
-def _sharpened(
-    mag: np.ndarray, logit: np.ndarray, true: np.ndarray, sharpen: bool
-) -> tuple[float, dict[str, Any]]:
-    """The sign-logit factor of :data:`SHARPEN` with the lowest held-out signed MAE."""
-    best: tuple[float, dict[str, Any]] | None = None
-    for factor in SHARPEN if sharpen else (1.0,):
-        m = held_out_metrics(mag * np.tanh(factor * logit), mag, true)
-        if best is None or (m["mae_le5"] is not None and m["mae_le5"] < best[1]["mae_le5"]):
-            best = (factor, m)
-    assert best is not None
-    return best
-
-
-def _scale_sign_logit(model: Any, factor: float) -> None:
-    """Multiply the network's sign logit by ``factor`` (its output layer's sign row)."""
-    import torch
-
-    with torch.no_grad():
-        model.head.weight[1].mul_(factor)
-        model.head.bias[1].mul_(factor)
+            signed.append((m * torch.tanh(s)).numpy())
+    return np.concatenate(signed), np.concatenate(mag)
 
 
 def held_out_metrics(pred: np.ndarray, magnitude: np.ndarray, true: np.ndarray) -> dict[str, Any]:
@@ -555,7 +527,6 @@ def _run(
     val = _val_subset(data, cfg)
     vt, vz = data.tiles.tiles[val], data.tiles.defocus_um[val]
     before = held_out_metrics(*predict_parts(model, vt), vz)
-    factor = 1.0
     say(f"held-out before: {json.dumps(before)}")
     ema = copy.deepcopy(model).eval()
     params = _trainable(model, cfg.unfreeze)
@@ -575,7 +546,6 @@ def _run(
         opt.load_state_dict(st["opt"])
         step, spent = int(st["step"]), float(st["spent_s"])
         best_state, best = st.get("best_state"), json.loads(st["best"])
-        factor = float(st.get("factor", 1.0))
         history = json.loads(st["history"])
         rng.bit_generator.state = json.loads(st["rng"])
         say(f"resumed at step {step} after {spent / 60:.1f} min")
@@ -594,20 +564,23 @@ def _run(
             "fingerprint": fp, "model": model.state_dict(), "ema": ema.state_dict(),
             "opt": opt.state_dict(), "step": step, "spent_s": tick() - t0,
             "best_state": best_state, "best": json.dumps(best), "history": json.dumps(history),
-            "factor": factor,
             "rng": json.dumps(rng.bit_generator.state),
         })
 
-    def evaluate() -> None:
-        nonlocal best, best_state, factor
-        mag, logit = _raw_parts(ema, vt)
-        f, m = _sharpened(mag, logit, vz, cfg.sharpen)
-        history.append({"step": step, "minutes": round((tick() - t0) / 60, 2), **m,
-                        "sign_factor": f})
-        if m["mae_le5"] is not None and (best["mae_le5"] is None or m["mae_le5"] < best["mae_le5"]):
-            best, best_state, factor = m, {k: v.clone() for k, v in ema.state_dict().items()}, f
+    def evaluate(final: bool = False) -> None:
+        """Score the moving average; keep it if it is the one ``cfg.select`` asks for."""
+        nonlocal best, best_state
+        m = held_out_metrics(*predict_parts(ema, vt), vz)
+        history.append({"step": step, "minutes": round((tick() - t0) / 60, 2), **m})
+        # "best": the lowest held-out MAE so far; "last": the final weights, if they beat
+        # the base weights (measured better on other fields: docs/autofocus.md).
+        ref = before if cfg.select == "last" else best
+        if (final or cfg.select == "best") and m["mae_le5"] is not None and (
+            ref["mae_le5"] is None or m["mae_le5"] < ref["mae_le5"]
+        ):
+            best, best_state = m, {k: v.clone() for k, v in ema.state_dict().items()}
         say(f"step {step}: held-out sign {m['sign_acc_ge1']} MAE {m['mae_le5']} µm "
-            f"|z| MAE {m['mag_mae_le5']} µm (sign logit ×{f:g})")
+            f"|z| MAE {m['mag_mae_le5']} µm")
 
     try:
         while (elapsed := tick() - t0) < budget:
@@ -630,7 +603,7 @@ def _run(
             step += 1
             now = tick() - t0
             report(progress, int(min(now, budget)), int(budget))
-            if now >= next_eval:
+            if now >= next_eval and now < budget:
                 evaluate()
                 next_eval = next((e for e in evals_at if e > tick() - t0), budget + 1)
             if time.perf_counter() - last_ckpt > 60:
@@ -641,15 +614,13 @@ def _run(
         say(f"cancelled at step {step}; the checkpoint is kept in {work} (resume continues it)")
         raise
     if not history or history[-1]["step"] != step:
-        evaluate()
+        evaluate(final=True)
     save()
     wall = (time.perf_counter() - started[0]) / 60
     cpu = (time.process_time() - started[1]) / 60
     improved = best_state is not None
     if improved:
         model.load_state_dict(best_state)
-        _scale_sign_logit(model, factor)
-        best = {**best, "sign_factor": factor}
     card = calibration_card(
         data=data, cfg=cfg, base=base, base_card=base_card, before=before, after=best,
         history=history, steps=step, wall_min=wall, cpu_min=cpu, optics_note=optics_note,

@@ -133,12 +133,12 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             "exactly as it is."
         )
         self.fusion_combo = QComboBox()
-        for label, mode in (("select (matches the depth)", "select"), ("pyramid blend", "pyramid")):
+        for label, mode in (("pyramid blend", "pyramid"), ("select (matches the depth)", "select")):
             self.fusion_combo.addItem(label, mode)
         self.fusion_combo.setToolTip(
-            "All-in-focus image: 'select' takes each pixel from its in-focus frame, consistent "
-            "with the depth map; 'pyramid' blends the frames band by band (fewer seams where "
-            "the depth is uncertain, often sharper)."
+            "All-in-focus image: 'pyramid' blends the frames band by band (no seams, sharpest); "
+            "'select' takes each pixel from the frame the depth map names, so the picture "
+            "shows exactly where the depth found focus."
         )
         self.show_aligned = QCheckBox("show aligned stack")
         self.show_aligned.setToolTip("Add the aligned frames as a layer when they were aligned.")
