@@ -133,7 +133,7 @@ def run_focusweave(frames: np.ndarray):
 
 
 def _label(method: str, align: str, fusion: str) -> str:
-    return f"{method} align={align}" + ("" if fusion == "select" else f" {fusion}")
+    return f"{method} align={align} {fusion}"
 
 
 # ------------------------------------------------------------------------------ main
@@ -213,7 +213,8 @@ def main() -> int:
                 f"{platform.machine()} ({os.cpu_count()} CPUs, shared), {N_FRAMES} frames of "
                 f"{SIZE}×{SIZE} per stack. Each cell: all-in-focus PSNR in dB against the "
                 "simulator's ideal image, inside a 24-pixel inner margin / seconds for the "
-                "stack. `A`: `align=\"auto\"` decided to align."
+                "stack. `A`: `align=\"auto\"` decided to align. The defaults are `align=auto` and "
+                "`pyramid` fusion; `select` takes each pixel from its in-focus frame."
             ),
             *(f"*{n}*" for n in notes),
             "",

@@ -14,6 +14,9 @@ so the docs stay true:
 * ``height_profile.png`` — the Height profile dock with a line across a hole: going down into
   it is a negative step;
 * ``gt_editor.png``, ``gt_editor_snapped.png`` — the Ground truth editor;
+* ``alignment_dock.png`` — the Depth from focus dock on the real PCB stack (7 frames that
+  move by up to 36 px; ``../shared/data/real/pcb``, skipped when absent), aligned by
+  ``auto``, with the aligned stack shown as a layer;
 * ``focal_error_map.png`` — the Focal error map dock on a simulated tilted specimen;
   ``focal_error_rmse.png`` — its "reconstruction vs ground truth" mode on the sample;
   ``focal_error_pair.png`` — two frames 4 µm apart, direction from their focus positions;
@@ -112,6 +115,36 @@ def widgets(napari) -> None:
     viewer.window.remove_dock_widget(dock)
     viewer.close()
     holes(napari)
+    alignment_dock(napari)
+
+
+def alignment_dock(napari) -> None:
+    """``alignment_dock.png``: the real PCB stack aligned in the dock (skipped when absent)."""
+    from napari_gplws.io import read_stack
+
+    pcb = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "pcb"
+    if not pcb.is_dir():
+        print(f"skipped alignment_dock.png: no PCB example in {pcb.parent}")
+        return
+    stack = read_stack(pcb)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 900)
+    viewer.add_image(stack.frames, name="pcb", rgb=True)
+    dock, w = viewer.window.add_plugin_dock_widget("napari-gplws", "Depth from focus")
+    w.method_combo.setCurrentIndex(w.method_combo.findData("sml"))
+    w.show_aligned.setChecked(True)
+    done: list[str] = []
+    w.finished.connect(done.append)
+    w.run_button.click()
+    wait_for(lambda: bool(done), timeout=300)
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("pcb all-in-focus",)
+    viewer.layers.selection.active = viewer.layers["pcb all-in-focus"]
+    viewer.reset_view()
+    viewer.camera.zoom *= 2.5
+    shoot(viewer, "alignment_dock.png")
+    viewer.window.remove_dock_widget(dock)
+    viewer.close()
 
 
 def holes(napari) -> None:

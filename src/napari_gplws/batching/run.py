@@ -176,7 +176,7 @@ def batch(
     force: bool = False,
     dashboard_address: str = LOCAL_DASHBOARD,
     align: str = "auto",
-    align_model: str = "shift+scale",
+    align_model: str = "affine",
     reference: int | None = None,
     crop_common: bool = False,
     fusion: str = "pyramid",

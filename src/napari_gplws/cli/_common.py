@@ -409,8 +409,9 @@ def add_align_options(p: argparse.ArgumentParser) -> None:
                         f"{AUTO_THRESHOLD_PX} px somewhere, and leave still stacks as they are; "
                         "on: always; off: never. Out of core (zarr, --out-of-core) frames are "
                         "not aligned")
-    g.add_argument("--align-model", default="shift+scale", choices=ALIGN_MODELS,
-                   help="transform per frame (default shift+scale: breathing and drift)")
+    g.add_argument("--align-model", default="affine", choices=ALIGN_MODELS,
+                   help="transform per frame (default affine: measured the most accurate, also "
+                        "for pure breathing and drift)")
     add_number(g, "--reference", limits=Limits(int, 0, 1_000_000), default=None, metavar="K",
                help="index (0 = first) of the frame the others are aligned to; results are "
                     "in its geometry (default: the middle frame, N//2; below the number of frames)")

@@ -30,8 +30,12 @@ How
     5. The *residual motion* is measured by registering the aligned neighbours again, on
        the coarse copy.
 
-The estimate is an affine transform projected onto the chosen model: ``"shift+scale"``
-(default: breathing and drift), ``"shift"``, ``"shift+scale+rotation"`` or ``"affine"``.
+The estimate is an affine transform, kept as it is (``"affine"``, the default) or projected
+onto a smaller model: ``"shift+scale"`` (breathing and drift), ``"shift"`` or
+``"shift+scale+rotation"``. Although breathing and drift are a similarity, the full affine
+estimate measured better: its extra freedom absorbs the part of the changing blur that a
+projection would push into the scale and shift (all-in-focus PSNR on six simulated moving
+scenes −0.5 to +4.1 dB against ``"shift+scale"``, better on five; docs/alignment.md).
 OpenCV was chosen over scikit-image's registration by a measured comparison of accuracy
 and speed (see ``docs/alignment.md``); it is the optional extra ``napari-gplws[align]``.
 
@@ -84,21 +88,24 @@ __all__ = [
 ALIGN_MODES: tuple[str, ...] = ("auto", "on", "off")
 #: Transform models, from the fewest degrees of freedom to the most.
 ALIGN_MODELS: tuple[str, ...] = ("shift", "shift+scale", "shift+scale+rotation", "affine")
-DEFAULT_MODEL = "shift+scale"
+DEFAULT_MODEL = "affine"
 #: ``"auto"`` aligns when some pixel of some frame moves more than this (pixels).
 AUTO_THRESHOLD_PX = 0.3
 #: ``"auto"`` aligns only when registering neighbouring frames makes them match better by
 #: at least this share of what they lacked (mean over the sampled pairs; see
 #: :func:`detect_motion`). On simulated stacks of 12–16 frames of 256–320 px (six surface
-#: families, two blurs, both focus orders, two seeds) still stacks measured 0.028 at most
-#: and moving ones (4–6 % breathing, 0.5–0.8 px of drift per frame) 0.133 and more. Short
-#: stacks of small frames (8 × 192²) are a grey zone: −0.26 … 0.05 still, −0.26 … 0.20
-#: moving.
+#: families, two blurs, both focus orders, two seeds) still stacks measured 0.031 at most
+#: and moving ones (4–6 % breathing, 0.5–0.8 px of drift per frame) 0.141 and more. Short
+#: stacks of small frames (8 × 192²) are a grey zone: up to 0.049 still, down to −0.09
+#: moving (``benchmarks/bench_alignment.py``).
 AUTO_MIN_GAIN = 0.05
 #: Neighbour pairs :func:`detect_motion` samples (the sharpest ones).
 DETECT_PAIRS = 6
 #: Long side (pixels) of the copy :func:`detect_motion` works on.
 DETECT_SIZE = 160
+#: The model :func:`detect_motion` registers with: fewer degrees of freedom than the
+#: default estimate, so that the changing blur of a still stack has less to fit.
+DETECT_MODEL = "shift+scale"
 #: Long side (pixels) of the copy the motion is measured on.
 COARSE_SIZE = 320
 #: Long side (pixels) of the copy the transforms are refined on before aligning.
@@ -333,7 +340,7 @@ def estimate_motion(
 def detect_motion(
     frames: np.ndarray,
     *,
-    model: str = DEFAULT_MODEL,
+    model: str = DETECT_MODEL,
     max_size: int = DETECT_SIZE,
     n_pairs: int = DETECT_PAIRS,
     min_gain: float = AUTO_MIN_GAIN,
@@ -490,7 +497,7 @@ def align_stack(
         ``"auto"`` (align when some pixel moves more than ``threshold_px``), ``"on"`` or
         ``"off"`` (nothing is measured).
     model
-        One of :data:`ALIGN_MODELS` (default ``"shift+scale"``: breathing and drift).
+        One of :data:`ALIGN_MODELS` (default ``"affine"``).
     reference
         Index (0-based) of the frame whose geometry the results take; default ``N // 2``.
     threshold_px
@@ -535,7 +542,7 @@ def align_stack(
     evidence = None
     if mode == "auto":
         t = time.perf_counter()
-        evidence = detect_motion(stack.frames, model=model, cancel=cancel)
+        evidence = detect_motion(stack.frames, cancel=cancel)
         secs["detect"] = time.perf_counter() - t
         if not evidence.moving:
             why = (

@@ -11,8 +11,8 @@ that pass through focus, with no labelling:
    ``frame position − best focus`` in µm of drive travel. A stack whose tiles do not reach
    1 µm on both sides of focus is refused, naming the stack.
 2. **Held-out fields of the user's own stacks.** With three stacks or more, whole stacks
-   are held out (about a quarter, at least one); with fewer, whole tile positions. Model
-   selection and the before/after figures use these held-out fields only.
+   are held out (an eighth, at least one: 2 of 16); with fewer, whole tile positions. The
+   before/after figures, and the choice to keep the weights, use these held-out fields only.
 3. **Fine-tuning** from the packaged weights (or any LDSE-NET file): Adam with a short
    warm-up and a cosine decay over the time box; a Huber loss on the signed defocus, on its
    magnitude, a cross-entropy on the sign, and a *pair-consistency* term: two frames of one
@@ -20,9 +20,13 @@ that pass through focus, with no labelling:
    where the focus-curve label is off); flips and quarter turns only (blur or any other
    change of the PSF would erase the asymmetry the sign is read from); both frames of a
    pair get the same crop and turn. The batch-norm statistics stay those of the
-   pre-training (``train_bn=False``, measured better in docs/autofocus.md). An exponential
-   moving average of the weights is evaluated on the held-out fields at regular times and
-   the best one kept.
+   pre-training (``train_bn=False``, measured better in docs/autofocus.md). The magnitude
+   learns from ``|z|`` alone (``magnitude_from_abs``): the signed terms train the direction
+   only, else they inflate the magnitude by ``1 / |tanh(sign logit)|`` to make up for an
+   unsure direction. An exponential moving average of the weights is scored on the
+   held-out fields at regular times (the card's ``history``); the final average is kept
+   (``select="last"``; ``"best"`` keeps the best-scoring one, which on a few held-out
+   stacks chose worse weights for other fields: docs/autofocus.md).
 4. **Kept only if better.** The weights and a model card (stacks, their focus range and
    step, optics if given, held-out sign accuracy, MAE and magnitude MAE before and after,
    wall and CPU time, the command) are written through
