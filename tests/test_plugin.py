@@ -73,3 +73,22 @@ def test_reader_opens_zarr_stacks_lazily(tmp_path, small_synthetic):
     assert isinstance(data, dask_array.Array)
     np.testing.assert_array_equal(np.asarray(data), small_synthetic.stack.frames)
     assert kwargs["metadata"]["units"] == "µm"
+
+
+def test_reader_patterns_cover_every_format_read_stack_accepts():
+    """napari offers the plugin for every file read_stack opens, vendor formats included."""
+    import fnmatch
+
+    import napari_gplws
+    import yaml
+
+    from napari_gplws.io import FRAME_EXTENSIONS, is_stack_path
+    from napari_gplws.io.vendor import VENDOR_FORMATS
+
+    manifest = yaml.safe_load((Path(napari_gplws.__file__).parent / "napari.yaml").read_text())
+    patterns = manifest["contributions"]["readers"][0]["filename_patterns"]
+    for ext in (*VENDOR_FORMATS, *FRAME_EXTENSIONS, ".npy", ".npz", ".ome.tif"):
+        name = f"stack{ext}"
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+    for ext in VENDOR_FORMATS:
+        assert is_stack_path(f"/nowhere/stack{ext}")  # the reader takes them (bioio reads them)
