@@ -73,3 +73,13 @@ def test_options_out_of_range_are_refused():
     with pytest.raises(StackError, match="fusion"):
         reconstruct(frames, method="sml", fusion="wavelet")
     assert pyramid_levels((2048, 1536)) == 7 and pyramid_levels((20, 20)) == 1
+
+
+def test_weights_do_not_underflow_on_faint_frames():
+    """Band energies of faint frames raised to a high power must not vanish in float32."""
+    s = synthetic_stack(family="smooth", n_frames=10, shape=(96, 96), seed=5, bit_depth=32)
+    frames = s.stack.frames.astype(np.float32)
+    ref = fuse_pyramid(frames, sharpness=16)
+    faint = fuse_pyramid(frames * np.float32(1e-4), sharpness=16)
+    assert np.isfinite(faint).all()
+    np.testing.assert_allclose(faint, ref * 1e-4, rtol=1e-3, atol=1e-7)
