@@ -79,9 +79,9 @@ def test_reader_patterns_cover_every_format_read_stack_accepts():
     """napari offers the plugin for every file read_stack opens, vendor formats included."""
     import fnmatch
 
-    import napari_gplws
     import yaml
 
+    import napari_gplws
     from napari_gplws.io import FRAME_EXTENSIONS, is_stack_path
     from napari_gplws.io.vendor import VENDOR_FORMATS
 
