@@ -30,7 +30,7 @@ def test_cli_align_on_moving_stack(tmp_path, capsys):
     rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert rep["alignment"]["aligned"] and rep["alignment"]["reference_frame"] == 4
     assert rep["crop"] is not None
-    assert rep["parameters"]["align_model"] == "shift+scale"
+    assert rep["parameters"]["align_model"] == "affine"  # the default model
 
 
 def test_cli_refuses_a_reference_outside_the_stack(tmp_path, capsys):
@@ -41,3 +41,39 @@ def test_cli_refuses_a_reference_outside_the_stack(tmp_path, capsys):
                "--align", "on", "--reference", "9", "-q"])
     assert rc != 0
     assert "reference frame 9 is outside" in capsys.readouterr().err
+
+
+def test_cli_defaults_align_a_moving_stack_and_fuse_by_pyramid(tmp_path, capsys):
+    m = moving_stack(n_frames=12, shape=(256, 256), breathing=0.05, drift_px=(0.6, 0.3), seed=6)
+    src = tmp_path / "moving.npz"
+    np.savez(src, frames=m.stack.frames, focus_um=m.stack.focus_um)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(src), "-o", str(out), "--method", "sml", "-q"]) == 0
+    assert "alignment: aligned" in capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert rep["alignment"]["mode"] == "auto" and rep["alignment"]["evidence"]["moving"]
+    assert rep["parameters"]["fusion"] == "pyramid"
+    # the still twin: left alone, and the report says why
+    np.savez(src, frames=m.still.frames, focus_um=m.still.focus_um)
+    assert main(["reconstruct", str(src), "-o", str(out), "--method", "sml", "-q",
+                 "--fusion", "select"]) == 0
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert rep["alignment"]["aligned"] is False and "do not move" in rep["alignment"]["reason"]
+    assert rep["parameters"]["fusion"] == "select"
+
+
+def test_cli_refuses_alignment_and_pyramid_out_of_core(tmp_path, capsys):
+    pytest.importorskip("zarr")
+    from napari_gplws.io import save_stack
+
+    m = moving_stack(n_frames=4, shape=(48, 48), seed=1)
+    tif = tmp_path / "s.tif"
+    save_stack(tif, m.stack)
+    for flag in (["--align", "on"], ["--fusion", "pyramid"]):
+        rc = main(["reconstruct", str(tif), "-o", str(tmp_path / "o"), "--method", "sml",
+                   "--out-of-core", "-q", *flag])
+        assert rc != 0
+        assert "out of core" in capsys.readouterr().err
+    # the defaults (auto, pyramid) are fine out of core: nothing aligned, selection fusion
+    assert main(["reconstruct", str(tif), "-o", str(tmp_path / "o2"), "--method", "sml",
+                 "--out-of-core", "-q"]) == 0

@@ -282,7 +282,7 @@ def test_aligns_a_moving_stack_shows_it_and_leaves_a_still_one(viewer, qtbot):
     pytest.importorskip("cv2")
     from napari_gplws.sim.motion import moving_stack
 
-    m = moving_stack(n_frames=12, shape=(160, 160), breathing=0.05, drift_px=(0.6, 0.3), seed=2)
+    m = moving_stack(n_frames=12, shape=(256, 256), breathing=0.05, drift_px=(0.6, 0.3), seed=2)
     viewer.add_image(m.stack.frames, name="moving")
     w = open_dock(viewer, qtbot)
     assert w.align_combo.currentData() == "auto"  # the default

@@ -99,6 +99,7 @@ AUTO_THRESHOLD_PX = 0.3
 #: stacks of small frames (8 × 192²) are a grey zone: up to 0.049 still, down to −0.09
 #: moving (``benchmarks/bench_alignment.py``).
 AUTO_MIN_GAIN = 0.05
+_GAIN_FLOOR = -0.1
 #: Neighbour pairs :func:`detect_motion` samples (the sharpest ones).
 DETECT_PAIRS = 6
 #: Long side (pixels) of the copy :func:`detect_motion` works on.
@@ -227,8 +228,12 @@ class MotionEvidence:
 
     @property
     def mean_gain(self) -> float:
-        """Mean gain over the registered pairs (``nan`` when none could be)."""
-        return float(np.mean(self.gains)) if len(self.gains) else float("nan")
+        """Mean gain over the registered pairs, each counted down to −0.1 at most (a pair
+        whose registration diverged says nothing about the others); ``nan`` when none could be
+        registered."""
+        if not len(self.gains):
+            return float("nan")
+        return float(np.mean(np.maximum(self.gains, _GAIN_FLOOR)))
 
     @property
     def moving(self) -> bool:
