@@ -35,7 +35,7 @@ onto a smaller model: ``"shift+scale"`` (breathing and drift), ``"shift"`` or
 ``"shift+scale+rotation"``. Although breathing and drift are a similarity, the full affine
 estimate measured better: its extra freedom absorbs the part of the changing blur that a
 projection would push into the scale and shift (all-in-focus PSNR on six simulated moving
-scenes −0.5 to +4.1 dB against ``"shift+scale"``, better on five; docs/alignment.md).
+scenes −0.6 to +4.1 dB against ``"shift+scale"``, better on five; docs/alignment.md).
 OpenCV was chosen over scikit-image's registration by a measured comparison of accuracy
 and speed (see ``docs/alignment.md``); it is the optional extra ``napari-gplws[align]``.
 
