@@ -613,7 +613,7 @@ def _run(
             if time.perf_counter() - last_ckpt > 60:
                 save()
                 last_ckpt = time.perf_counter()
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):  # Cancel, SIGTERM or Ctrl-C: resumable
         save()
         say(f"cancelled at step {step}; the checkpoint is kept in {work} (resume continues it)")
         raise
