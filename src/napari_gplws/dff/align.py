@@ -550,12 +550,17 @@ def align_stack(
         evidence = detect_motion(stack.frames, cancel=cancel)
         secs["detect"] = time.perf_counter() - t
         if not evidence.moving:
+            apparent = _max_or_zero(evidence.step_motion_px)
             why = (
                 "not aligned: the frames do not move (registering the sharpest neighbour "
                 f"frames did not make them match better: mean gain {evidence.mean_gain:+.3f}"
-                f", motion counts from {AUTO_MIN_GAIN}; the apparent shifts of up to "
-                f"{_max_or_zero(evidence.step_motion_px):.2f} px per frame come from the "
-                "changing blur)"
+                f", motion counts from {AUTO_MIN_GAIN}"
+                + (
+                    f"; the apparent shifts of up to {apparent:.2f} px per frame come from "
+                    "the changing blur)"
+                    if apparent > threshold_px
+                    else ")"
+                )
                 if len(evidence.gains)
                 else "not aligned: no pair of frames has texture to register"
             )
