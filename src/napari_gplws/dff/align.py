@@ -109,8 +109,11 @@ DETECT_SIZE = 160
 DETECT_MODEL = "shift+scale"
 #: Long side (pixels) of the copy the motion is measured on.
 COARSE_SIZE = 320
-#: Long side (pixels) of the copy the transforms are refined on before aligning.
-FINE_SIZE = 1024
+#: Long side (pixels) of the copy the transforms are refined on before aligning. On a
+#: simulated 12 × 1536² moving stack the transform error was 0.333 px RMS without refining,
+#: 0.329 px at 640 and 0.317 px at 1024 (which cost 2× more): the error comes from the
+#: changing blur, not from the working resolution.
+FINE_SIZE = 640
 INSTALL_HINT = "pip install 'napari-gplws[align]'  (installs opencv-python-headless)"
 
 
