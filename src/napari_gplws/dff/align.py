@@ -100,8 +100,11 @@ AUTO_THRESHOLD_PX = 0.3
 #: moving (``benchmarks/bench_alignment.py``).
 AUTO_MIN_GAIN = 0.05
 _GAIN_FLOOR = -0.1
-#: Neighbour pairs :func:`detect_motion` samples (the sharpest ones).
+#: Neighbour pairs :func:`detect_motion` samples (the sharpest ones) …
 DETECT_PAIRS = 6
+#: … unless the first this many agree clearly (all below half the threshold, or all above
+#: twice it).
+_EARLY_PAIRS = 3
 #: Long side (pixels) of the copy :func:`detect_motion` works on.
 DETECT_SIZE = 160
 #: The model :func:`detect_motion` registers with: fewer degrees of freedom than the
@@ -378,9 +381,9 @@ def detect_motion(
     band = [band_pass(g) for g in grey]
     sharp = np.array([float(b.var()) for b in band])
     score = np.minimum(sharp[:-1], sharp[1:])
-    chosen = sorted(np.argsort(-score, kind="stable")[: max(1, min(n_pairs, n - 1))].tolist())
-    pairs, gains, steps = [], [], []
-    for j in chosen:
+    sharpest_first = np.argsort(-score, kind="stable")[: max(1, min(n_pairs, n - 1))].tolist()
+    found: list[tuple[int, float, float]] = []
+    for j in sharpest_first:
         check_cancel(cancel)
         try:  # both ways: the estimate is not symmetric, the decision must be
             forward = ecc(grey[j], grey[j + 1], model, None)
@@ -390,9 +393,18 @@ def detect_motion(
         g_f = match_gain(band[j], grey[j + 1], forward)
         g_b = match_gain(band[j + 1], grey[j], backward)
         m = forward if g_f >= g_b else backward
-        pairs.append((j, j + 1))
-        gains.append(max(g_f, g_b))
-        steps.append(float(frame_motion(rescale(m, factor)[None, :2], frames.shape[1:3])[0]))
+        step = float(frame_motion(rescale(m, factor)[None, :2], frames.shape[1:3])[0])
+        found.append((j, max(g_f, g_b), step))
+        # Stop early when the first pairs agree clearly (half the cost on a still stack).
+        first = [g for _, g, _ in found]
+        if len(first) == _EARLY_PAIRS and (
+            max(first) < 0.5 * min_gain or min(first) >= 2.0 * min_gain
+        ):
+            break
+    found.sort()
+    pairs = [(j, j + 1) for j, _, _ in found]
+    gains = [g for _, g, _ in found]
+    steps = [st for _, _, st in found]
     return MotionEvidence(pairs, np.array(gains), np.array(steps), float(min_gain))
 
 
