@@ -94,9 +94,9 @@ AUTO_THRESHOLD_PX = 0.3
 #: ``"auto"`` aligns only when registering neighbouring frames makes them match better by
 #: at least this share of what they lacked (mean over the sampled pairs; see
 #: :func:`detect_motion`). On simulated stacks of 12–16 frames of 256–320 px (six surface
-#: families, two blurs, both focus orders, two seeds) still stacks measured 0.031 at most
-#: and moving ones (4–6 % breathing, 0.5–0.8 px of drift per frame) 0.141 and more. Short
-#: stacks of small frames (8 × 192²) are a grey zone: up to 0.049 still, down to −0.09
+#: families, two blurs, both focus orders, two seeds) still stacks measured 0.008 at most
+#: and moving ones (4–6 % breathing, 0.5–0.8 px of drift per frame) 0.137 and more. Short
+#: stacks of small frames (8 × 192²) are a grey zone: up to 0.049 still, down to −0.068
 #: moving (``benchmarks/bench_alignment.py``).
 AUTO_MIN_GAIN = 0.05
 _GAIN_FLOOR = -0.1
