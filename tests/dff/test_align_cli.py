@@ -74,6 +74,11 @@ def test_cli_refuses_alignment_and_pyramid_out_of_core(tmp_path, capsys):
                    "--out-of-core", "-q", *flag])
         assert rc != 0
         assert "out of core" in capsys.readouterr().err
-    # the defaults (auto, pyramid) are fine out of core: nothing aligned, selection fusion
-    assert main(["reconstruct", str(tif), "-o", str(tmp_path / "o2"), "--method", "sml",
-                 "--out-of-core", "-q"]) == 0
+    assert not (tmp_path / "o").exists()  # a refused run leaves no empty folder behind
+    # the defaults (auto, pyramid) are fine out of core, and the user is told nothing aligned
+    out = tmp_path / "o2"
+    assert main(["reconstruct", str(tif), "-o", str(out), "--method", "sml",
+                 "--out-of-core", "--align", "auto", "-q"]) == 0
+    assert "alignment: not measured: out of core" in capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert rep["alignment"]["aligned"] is False and "out of core" in rep["alignment"]["reason"]

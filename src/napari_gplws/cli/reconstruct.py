@@ -6,6 +6,7 @@ Earlier outputs in the folder are moved into a ``backup-…`` sub-folder, never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -14,6 +15,10 @@ from pathlib import Path
 from napari_gplws.cli._common import EXIT_OK, _parse_positions, _Progress, _read_input
 
 # --- reconstruct ----------------------------------------------------------------------------
+_NOT_ALIGNED_OUT_OF_CORE = (
+    "not measured: out of core the frames are used as they are. If they move (doubled edges "
+    "in the all-in-focus image), reconstruct the stack in memory, without --out-of-core"
+)
 #: The TIFF converted to zarr by ``--out-of-core --keep-zarr``.
 KEPT_INPUT_ZARR = "input.zarr"
 
@@ -26,7 +31,6 @@ def _all_output_names() -> tuple[str, ...]:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from napari_gplws._shared.files import OutputLock
     from napari_gplws.cli._common import UsageError, check_output_folder
 
     if args.sample == (args.input is not None):
@@ -34,7 +38,20 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     check_output_folder(args.output)
     _check_output_is_not_input(args)
     outdir = Path(args.output)
+    created = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _reconstruct_locked(args, outdir)
+    finally:
+        if created:  # a refused or failed run leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                outdir.rmdir()  # only succeeds when the folder is still empty
+
+
+def _reconstruct_locked(args: argparse.Namespace, outdir: Path) -> int:
+    from napari_gplws._shared.files import OutputLock
+    from napari_gplws.cli._common import UsageError
+
     with OutputLock(outdir):  # one writer per output folder; a second run is refused
         if args.input is not None:
             from napari_gplws.io.zarr import is_zarr_path
@@ -51,11 +68,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                         "inputs, --out-of-core) the all-in-focus image is made by selection. "
                         "Drop --fusion, or reconstruct a TIFF or folder without --out-of-core."
                     )
-                if getattr(args, "align", None) not in (None, "off"):
+                if getattr(args, "align", None) == "on":
                     raise UsageError(
-                        "--align works on stacks read into memory; it is not available out of "
-                        "core (zarr inputs, --out-of-core). Drop --align, or reconstruct a TIFF "
-                        "or folder without --out-of-core."
+                        "--align on works on stacks read into memory; it is not available out "
+                        "of core (zarr inputs, --out-of-core). Drop --align, or reconstruct a "
+                        "TIFF or folder without --out-of-core."
                     )
                 return _reconstruct_out_of_core(args)
         return _reconstruct_in_memory(args)
@@ -256,6 +273,12 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
             else "converted to a temporary zarr in OUTDIR (removed afterwards)"
         )
     report["seconds"]["total"] = round(time.perf_counter() - t0, 4)
+    align_mode = getattr(args, "align", None) or "auto"
+    report["alignment"] = {
+        "mode": align_mode,
+        "aligned": False,
+        "reason": "alignment is off" if align_mode == "off" else _NOT_ALIGNED_OUT_OF_CORE,
+    }
     report["outputs"] = {n: str(outdir / n) for n in ZARR_OUTPUT_NAMES}
     if kept is not None:
         report["outputs"][KEPT_INPUT_ZARR] = str(kept)
@@ -270,6 +293,8 @@ def _reconstruct_out_of_core(args: argparse.Namespace) -> int:
         f"out of core (chunk {args.chunk} px)"
     )
     print(f"depth {lo:.3f} … {hi:.3f} {result.units}, mean confidence {report['mean_confidence']:.2f}")
+    if align_mode != "off":
+        print(f"alignment: {_NOT_ALIGNED_OUT_OF_CORE}")
     print(
         f"{report['seconds']['total']:.2f} s in all; wrote result.zarr (depth, confidence, aif) "
         f"and report.json to {outdir}"

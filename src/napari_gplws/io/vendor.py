@@ -25,6 +25,7 @@ A missing bioio, or a missing reader plugin for the file's format, raises a
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,18 @@ def _open(p: Path) -> Any:
     from bioio import BioImage
     from bioio_base.exceptions import UnsupportedFileFormatError
 
+    quiet = logging.getLogger("bioio")  # its readers log each failed attempt; we explain
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         return BioImage(p)
     except UnsupportedFileFormatError:
+        if plugin and importlib.util.find_spec(plugin.replace("-", "_")) is not None:
+            raise StackError(
+                f"Cannot read '{p}' ({what} file): its reader ({plugin}) is installed but could "
+                "not open it, so the file is damaged or not what its name says. Re-export it "
+                "from the acquisition software, or convert it to OME-TIFF (e.g. with Fiji)."
+            ) from None
         hint = f"pip install {plugin}" if plugin else extra_cmd
         raise StackError(
             f"No installed bioio reader can open '{p}' ({what} file). If the file is intact, "
@@ -114,6 +124,8 @@ def _open(p: Path) -> Any:
             f"Cannot read '{p}' ({what} file; {type(exc).__name__}: {first}); the file is "
             "damaged or not what its name says. Re-export it from the acquisition software."
         ) from None
+    finally:
+        quiet.setLevel(level)
 
 
 def read_vendor(
