@@ -212,3 +212,10 @@ def test_common_box_and_motion_helpers():
     assert cov[y0:y1, x0:x1].all() and (y1 - y0) * (x1 - x0) >= 39 * 42 - 42
     shift = np.array([[[1, 0, 0.5], [0, 1, -0.25]]], float)
     assert frame_motion(shift, (10, 10))[0] == pytest.approx(np.hypot(0.5, 0.25))
+
+
+def test_on_says_when_the_frames_do_not_seem_to_move(breathing):
+    _, al = align_stack(breathing.still, mode="on")
+    assert al.aligned and "do not seem to move" in al.reason and "auto" in al.reason
+    _, al = align_stack(breathing.stack, mode="on")
+    assert al.aligned and al.reason.startswith("aligned (alignment is on): the frames move up to")

@@ -290,7 +290,7 @@ def test_aligns_a_moving_stack_shows_it_and_leaves_a_still_one(viewer, qtbot):
     run(w, qtbot)
     aligned = viewer.layers["moving aligned"]
     assert aligned.data.shape == m.stack.frames.shape
-    assert aligned.metadata["kind"] == "aligned stack"
+    assert aligned.metadata["kind"] == "aligned stack" and not aligned.visible
     depth = viewer.layers["moving depth"]
     report = depth.metadata["alignment"]
     assert report["aligned"] is True and len(report["matrices"]) == 12
@@ -313,3 +313,21 @@ def test_aligns_a_moving_stack_shows_it_and_leaves_a_still_one(viewer, qtbot):
     assert "still aligned" not in viewer.layers
     assert viewer.layers["still depth"].metadata["alignment"]["aligned"] is False
     assert "they do not move" in w.status_label.text()
+
+
+def test_aligned_layer_added_by_a_later_run_does_not_hide_the_depth(viewer, qtbot):
+    pytest.importorskip("cv2")
+    from napari_gplws.sim.motion import moving_stack
+
+    m = moving_stack(n_frames=12, shape=(256, 256), breathing=0.05, drift_px=(0.6, 0.3), seed=2)
+    viewer.add_image(m.stack.frames, name="moving")
+    w = open_dock(viewer, qtbot)
+    w.align_combo.setCurrentIndex(w.align_combo.findData("off"))
+    w.show_aligned.setChecked(True)
+    run(w, qtbot)
+    assert "moving aligned" not in viewer.layers
+    w.align_combo.setCurrentIndex(w.align_combo.findData("auto"))
+    run(w, qtbot)
+    aligned = viewer.layers["moving aligned"]
+    assert not aligned.visible and viewer.layers["moving depth"].visible
+    assert viewer.layers["moving all-in-focus"].metadata["fusion"] == "pyramid"

@@ -559,30 +559,28 @@ def align_stack(
         return unchanged(f"not measured: OpenCV is not installed ({INSTALL_HINT})")
     secs: dict[str, float] = {}
     report(progress, 0, 4)
-    evidence = None
-    if mode == "auto":
-        t = time.perf_counter()
-        evidence = detect_motion(stack.frames, cancel=cancel)
-        secs["detect"] = time.perf_counter() - t
-        if not evidence.moving:
-            apparent = _max_or_zero(evidence.step_motion_px)
-            why = (
-                "not aligned: the frames do not move (registering the sharpest neighbour "
-                f"frames did not make them match better: mean gain {evidence.mean_gain:+.3f}"
-                f", motion counts from {AUTO_MIN_GAIN}"
-                + (
-                    f"; the apparent shifts of up to {apparent:.2f} px per frame come from "
-                    "the changing blur)"
-                    if apparent > threshold_px
-                    else ")"
-                )
-                if len(evidence.gains)
-                else "not aligned: no pair of frames has texture to register"
+    t = time.perf_counter()
+    evidence = detect_motion(stack.frames, cancel=cancel)  # "on" too: to say if it is real
+    secs["detect"] = time.perf_counter() - t
+    if mode == "auto" and not evidence.moving:
+        apparent = _max_or_zero(evidence.step_motion_px)
+        why = (
+            "not aligned: the frames do not move (registering the sharpest neighbour "
+            f"frames did not make them match better: mean gain {evidence.mean_gain:+.3f}"
+            f", motion counts from {AUTO_MIN_GAIN}"
+            + (
+                f"; the apparent shifts of up to {apparent:.2f} px per frame come from "
+                "the changing blur)"
+                if apparent > threshold_px
+                else ")"
             )
-            out = unchanged(why)
-            out[1].seconds.update(secs)
-            out[1].evidence = evidence
-            return out
+            if len(evidence.gains)
+            else "not aligned: no pair of frames has texture to register"
+        )
+        out = unchanged(why)
+        out[1].seconds.update(secs)
+        out[1].evidence = evidence
+        return out
     t = time.perf_counter()
     coarse = _estimate_or_explain(stack, ref, model, COARSE_SIZE, None, cancel)
     secs["estimate"] = time.perf_counter() - t
@@ -615,11 +613,17 @@ def align_stack(
     secs["residual"] = time.perf_counter() - t
     secs["total"] = time.perf_counter() - t0
     report(progress, 4, 4)
-    why = (
-        "aligned (alignment is on)"
-        if mode == "on"
-        else f"aligned: the frames move up to {worst:.2f} px (threshold {threshold_px} px)"
-    )
+    if mode == "auto":
+        why = f"aligned: the frames move up to {worst:.2f} px (threshold {threshold_px} px)"
+    elif evidence.moving:
+        why = f"aligned (alignment is on): the frames move up to {worst:.2f} px"
+    else:
+        why = (
+            f"aligned (alignment is on), although the frames do not seem to move: registering "
+            f"the sharpest neighbour frames did not make them match better (mean gain "
+            f"{evidence.mean_gain:+.3f}), so the {worst:.2f} px measured may come from the "
+            "changing blur; align='auto' would have used them as they are"
+        )
     meta = dict(stack.metadata)
     meta["alignment"] = {"reference_frame": ref, "model": model}
     aligned = stack.with_(frames=frames, metadata=meta)

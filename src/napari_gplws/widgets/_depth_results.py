@@ -83,6 +83,7 @@ def result_layers(res: RunResult) -> dict[str, Any]:
         "source": name,
         "seconds": round(float(rec.timings.get("total", 0.0)), 3),
         "alignment": None if rec.alignment is None else rec.alignment.to_report(),
+        "fusion": rec.parameters.get("fusion", "select"),
     }
     lat = lateral_unit(res.pixel_size_um)
     geo = {
@@ -122,9 +123,9 @@ def result_layers(res: RunResult) -> dict[str, Any]:
         aligned = Image(
             frames, name=f"{name} aligned", rgb=frames.ndim == 4,
             scale=(z_scale, *res.scale_yx), translate=(z_translate, *res.translate_yx),
-            units=(z_unit, lat, lat), axis_labels=AXIS_LABELS_ZYX,
+            units=(z_unit, lat, lat), axis_labels=AXIS_LABELS_ZYX, visible=False,
             metadata={**meta, "units": "", "kind": "aligned stack"},
-        )  # fmt: skip
+        )  # fmt: skip  (hidden: it must not cover the new depth map, wherever it lands)
         out = {"aligned": aligned, **out}  # below the results in the layer list
     return out
 
@@ -136,7 +137,15 @@ def alignment_summary(rec: Any) -> str:
         return ""
     if al.aligned:
         res = al.max_residual_px
-        left = "" if res is None or not np.isfinite(res) else f", {res:.2f} px left"
+        left = (
+            "" if res is None or not np.isfinite(res)
+            else f"; neighbouring frames now agree within {res:.2f} px"
+        )
+        if al.evidence is not None and len(al.evidence.gains) and not al.evidence.moving:
+            return (
+                f" Frames aligned to frame {al.reference} (alignment on), although they do not "
+                "seem to move: the shifts measured may come from the changing blur."
+            )
         return f" Frames aligned to frame {al.reference}: they moved up to {al.max_motion_px:.1f} px{left}."
     if al.evidence is not None and len(al.evidence.gains) and not al.evidence.moving:
         return " Frames used as they are: they do not move."

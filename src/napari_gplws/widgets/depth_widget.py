@@ -140,8 +140,11 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             "'select' takes each pixel from the frame the depth map names, so the picture "
             "shows exactly where the depth found focus."
         )
-        self.show_aligned = QCheckBox("show aligned stack")
-        self.show_aligned.setToolTip("Add the aligned frames as a layer when they were aligned.")
+        self.show_aligned = QCheckBox("add aligned stack layer")
+        self.show_aligned.setToolTip(
+            "When the frames were aligned, add them as a layer '<stack> aligned' (hidden at "
+            "first, so the depth map stays in view; tick its eye to scroll through it)."
+        )
 
         # --- actions -------------------------------------------------------------------------
         self.run_button = QPushButton("Run")
@@ -532,10 +535,10 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         rec, mesh = res.reconstruction, res.mesh
         lo, hi = res.depth_range
         secs = rec.timings.get("total", 0.0)
-        aspect = "" if mesh.true_aspect else " (surface z and x/y are in different units)"
+        aspect = "" if mesh.true_aspect else " The surface's z and x/y are in different units."
         self.status_label.setText(
             f"Done in {secs:.2f} s: {rec.method} on {rec.device}; depth "
-            f"{lo:.4g} … {hi:.4g} {rec.units}.{aspect}{alignment_summary(rec)}"
+            f"{lo:.4g} … {hi:.4g} {rec.units}.{alignment_summary(rec)}{aspect}"
         )
         self._clear_parameters()
         self._set_running(False)
