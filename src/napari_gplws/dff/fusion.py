@@ -12,7 +12,10 @@ instead:
    squared band-pass luminance over a 5×5 window, relative to the level's mean energy in the
    first frame) raised to the power ``sharpness / 2``, so the sharpest frame dominates but
    near-ties blend smoothly;
-3. the weighted bands are summed and the pyramid is collapsed.
+3. the weighted bands are summed and the pyramid is collapsed;
+4. each pixel is clipped to the range its frames span there: a blend of band-pass images can
+   overshoot next to a bright edge (a halo, or a specular highlight burnt to white), and no
+   frame saw a value outside that range.
 
 Frames are streamed: the weighted sums of one frame's pyramid are added to running totals,
 so memory holds two pyramids, not the stack's. The output has the input's dtype and range.
@@ -95,9 +98,13 @@ def fuse_pyramid(
     num: list[np.ndarray] = []  # per level: sum of weight × band
     den: list[np.ndarray] = []  # per level: sum of weights
     norms: list[np.float32] = []
+    lo = hi = None
     for k in range(n):
         check_cancel(cancel)
-        bands = _laplacian_pyramid(frames[k].astype(np.float32) / np.float32(scale), nlev)
+        img = frames[k].astype(np.float32) / np.float32(scale)
+        lo = img.copy() if lo is None else np.minimum(lo, img, out=lo)
+        hi = img.copy() if hi is None else np.maximum(hi, img, out=hi)
+        bands = _laplacian_pyramid(img, nlev)
         for i, band in enumerate(bands):
             lum = band if band.ndim == 2 else band.mean(axis=-1)
             if i == nlev:  # the coarsest (low-pass) level: weigh by its local contrast
@@ -126,6 +133,7 @@ def fuse_pyramid(
         else:
             out = cv2.pyrUp(out, dstsize=(level.shape[1], level.shape[0])) + level
     assert out is not None
+    np.clip(out, lo, hi, out=out)
     if kind in "ui":
         info = np.iinfo(frames.dtype)
         return np.clip(np.rint(out * np.float32(scale)), info.min, info.max).astype(frames.dtype)
