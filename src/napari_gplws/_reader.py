@@ -155,8 +155,10 @@ def read_zarr_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
 
 
 
-def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
-    """Read one focus stack as an image layer.
+def read_focus_stack(
+    path: PathLike | Sequence[PathLike], pattern: str | None = None
+) -> list[LayerData]:
+    """Read one focus stack as an image layer (``pattern``: which files of a folder are frames).
 
     Returns
     -------
@@ -180,7 +182,7 @@ def read_focus_stack(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
         path = path[0]
     p = Path(os.fspath(path))
     try:
-        stack = read_stack(path)
+        stack = read_stack(path, pattern=pattern) if pattern else read_stack(path)
     except StackError:
         if p.is_file() and p.suffix.lower() in (".tif", ".tiff"):
             try:  # a one-plane TIFF is a frame, not a broken stack

@@ -331,3 +331,38 @@ def test_aligned_layer_added_by_a_later_run_does_not_hide_the_depth(viewer, qtbo
     aligned = viewer.layers["moving aligned"]
     assert not aligned.visible and viewer.layers["moving depth"].visible
     assert viewer.layers["moving all-in-focus"].metadata["fusion"] == "pyramid"
+
+
+def test_open_folder_by_pattern_leaves_the_mask_out(viewer, qtbot, tmp_path):
+    import imageio.v3 as iio
+
+    from napari_gplws.sim.focus_stacks import synthetic_stack
+
+    s = synthetic_stack(n_frames=8, shape=(64, 64), seed=3).stack
+    for k, f in enumerate(s.frames):
+        iio.imwrite(tmp_path / f"im_{k:03d}.png", f)
+    iio.imwrite(tmp_path / "mask.png", np.zeros((32, 32), np.uint8))  # another size
+    w = open_dock(viewer, qtbot)
+    # without a pattern: the frames by their naming scheme, and the dock says what it left out
+    with qtbot.waitSignal(w.open_frames.opened, timeout=TIMEOUT_MS) as opened:
+        w.open_frames.open_folder(str(tmp_path))
+    assert viewer.layers[opened.args[0]].data.shape == (8, 64, 64)
+    assert any("mask.png" in m for m in w.open_frames.messages)
+    qtbot.waitUntil(lambda: w.open_frames.button.isEnabled(), timeout=TIMEOUT_MS)
+    # with a pattern: only those frames, chosen as the dock's stack, ready to run
+    viewer.layers.clear()
+    w.open_frames.pattern.setText("im_00[0-5].png")
+    with qtbot.waitSignal(w.open_frames.opened, timeout=TIMEOUT_MS) as opened:
+        w.open_frames.open_folder(str(tmp_path))
+    layer = viewer.layers[opened.args[0]]
+    np.testing.assert_array_equal(layer.data, s.frames[:6])
+    assert w.open_frames.messages == []
+    assert w.stack_layer().name == layer.name  # (the viewer proxy wraps each access anew)
+    # a pattern that matches nothing: a message, no layer
+    w.open_frames.pattern.setText("nothing_*.png")
+    qtbot.waitUntil(lambda: w.open_frames.button.isEnabled(), timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(w.open_frames.failed, timeout=TIMEOUT_MS) as failed:
+        w.open_frames.open_folder(str(tmp_path))
+    assert "nothing_*.png" in failed.args[0] and len(viewer.layers) == 1
+    run(w, qtbot)
+    assert viewer.layers[f"{layer.name} depth"].data.shape == (64, 64)

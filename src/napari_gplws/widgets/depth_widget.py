@@ -60,6 +60,7 @@ from napari_gplws.widgets._depth_tools import DepthResultTools
 from napari_gplws.widgets._focus_picker import FocusPicker
 from napari_gplws.widgets._height import height_setting, invert_checkbox
 from napari_gplws.widgets._layer_combo import LayerCombo
+from napari_gplws.widgets._open_frames import OpenFramesRow
 from napari_gplws.widgets._view3d import SurfaceView
 from napari_gplws.widgets._worker import CloseWatcher, Job, software_opengl
 
@@ -95,6 +96,8 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
         self.stack_combo.setToolTip(
             "Image layer holding the focus stack (frames along the first axis)."
         )
+        self.open_frames = OpenFramesRow(napari_viewer, self)
+        self.open_frames.opened.connect(self._on_frames_opened)
         self.focus = FocusPicker("unknown: depth in frame index", self)
         self.focus_mode, self.focus_start, self.focus_step = self.focus.widgets
         self.pixel_size = spin(0.0, 1e4, 4, " µm")
@@ -185,6 +188,7 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
     def _build_layout(self) -> None:
         form = QFormLayout()
         form.addRow("Stack", self.stack_combo)
+        form.addRow("", self.open_frames)
         self.focus.add_rows(form)
         form.addRow("Pixel size", self.pixel_size)
         form.addRow("Method", self.method_combo)
@@ -313,6 +317,12 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             self.params_label.setText(
                 f"The layer '{current.name}' was removed; measuring the whole map."
             )
+
+    def _on_frames_opened(self, name: str) -> None:
+        self.reset_choices()
+        if name in self.viewer.layers:  # the live layer, not an earlier one of that name
+            self.stack_combo.choose(self.viewer.layers[name])
+        self.status_label.setText(f"Opened '{name}'.")
 
     def _on_stack_lost(self, name: str) -> None:
         if not self._running():
