@@ -82,3 +82,19 @@ def test_cli_refuses_alignment_and_pyramid_out_of_core(tmp_path, capsys):
     assert "alignment: not measured: out of core" in capsys.readouterr().out
     rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert rep["alignment"]["aligned"] is False and "out of core" in rep["alignment"]["reason"]
+
+
+def test_a_refused_run_keeps_a_folder_the_user_made(tmp_path, capsys):
+    """Only a folder this very run created is removed after a refusal, and only when empty."""
+    m = moving_stack(n_frames=4, shape=(48, 48), seed=1)
+    src = tmp_path / "s.npy"
+    np.save(src, m.stack.frames)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    for out in (mine, tmp_path / "notes"):
+        rc = main(["reconstruct", str(src), "-o", str(out), "--method", "sml",
+                   "--align", "on", "--reference", "9", "-q"])
+        assert rc != 0
+    assert mine.is_dir() and (tmp_path / "notes" / "keep.txt").read_text() == "mine"

@@ -69,7 +69,7 @@ def fuse_pyramid(
     frames
         The (aligned) focus stack; any integer or float dtype.
     sharpness
-        Exponent of the band energy in the weights (1–32; higher picks more decisively).
+        Exponent of the band energy in the weights (1–16; higher picks more decisively).
     levels
         Pyramid levels below the full resolution (default: :func:`pyramid_levels`).
     progress, cancel
