@@ -271,7 +271,7 @@ def reconstruct(
         (see :func:`~napari_gplws.dff.network.predict_depth`).
     tta
         Network only: average over 1, 2, 4 or 8 flipped/turned views (each view costs one
-        more pass; a little more accurate); ``None``: 2 (``DEFAULT_TTA``).
+        more pass; a little more accurate); ``None``: 1 (``DEFAULT_TTA``).
     weights
         Network only: a packaged weights name (``"gplws_default"``) or a ``.safetensors``
         file of GPLWS-Net weights.
@@ -338,32 +338,40 @@ def reconstruct(
     if str(align).lower() not in ALIGN_MODES:  # pragma: no cover - align_stack checks first
         raise StackError(f"align={align!r} is not one of {', '.join(ALIGN_MODES)}.")
 
-    if method in CLASSICAL_METHODS:
-        from napari_gplws.dff.classical import depth_from_focus
+    blend = None
+    if fusion == "pyramid":  # needs only the frames: runs beside the depth engine
+        from napari_gplws.dff.fusion import BackgroundFusion
 
-        res = depth_from_focus(
-            stack, measure=method, window=window, refine=refine, progress=progress, cancel=cancel
-        )
-        used_device = "cpu"
-        params = {"window": window, "refine": refine}
-    else:
-        from napari_gplws.dff.network import predict_depth
+        blend = BackgroundFusion(stack.frames, cancel=cancel)
+    try:
+        if method in CLASSICAL_METHODS:
+            from napari_gplws.dff.classical import depth_from_focus
 
-        res = predict_depth(
-            stack, device=device, weights=weights, tile_size=tile_size, precision=precision,
-            compile=compile, tta=tta, progress=progress, cancel=cancel,
-        )
-        used_device = str(getattr(res, "device", device))
-        params = {k: res.params[k] for k in ("tile_size", "tile_batch", "precision", "compiled")}
-        params["tta"] = res.params.get("tta", 1)
+            res = depth_from_focus(
+                stack, measure=method, window=window, refine=refine, progress=progress, cancel=cancel
+            )
+            used_device = "cpu"
+            params = {"window": window, "refine": refine}
+        else:
+            from napari_gplws.dff.network import predict_depth
+
+            res = predict_depth(
+                stack, device=device, weights=weights, tile_size=tile_size, precision=precision,
+                compile=compile, tta=tta, progress=progress, cancel=cancel,
+                aif_mode="none" if blend is not None else "attention",
+            )
+            used_device = str(getattr(res, "device", device))
+            params = {k: res.params[k] for k in ("tile_size", "tile_batch", "precision", "compiled")}
+            params["tta"] = res.params.get("tta", 1)
+    except BaseException:
+        if blend is not None:
+            blend.stop()
+        raise
 
     depth, aif, conf = res.depth, res.aif, res.confidence
-    if fusion == "pyramid":
-        from napari_gplws.dff.fusion import fuse_pyramid
-
-        t = time.perf_counter()
-        aif = fuse_pyramid(stack.frames, cancel=cancel)
-        res.timings["fusion"] = time.perf_counter() - t
+    if blend is not None:
+        aif = blend.result()
+        res.timings["fusion"] = blend.seconds
     crop = None
     if alignment is not None and alignment.aligned:
         conf = np.where(alignment.coverage, conf, np.float32(0)).astype(np.float32)

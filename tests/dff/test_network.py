@@ -144,6 +144,26 @@ def test_packaged_weights_beat_classical_on_small_fixed_set() -> None:
     assert np.mean(net_bump) <= np.mean(sml_bump)
 
 
+@pytest.mark.skipif(not has_default_weights("gplws"), reason="packaged weights not trained yet")
+def test_committed_weights_reach_the_figures_their_card_states() -> None:
+    """Render the card's held-out benchmark again and run the default inference on it: the
+    committed weights must give the card's RMSE (this also catches a simulator or inference
+    change that silently moves the figures), and stay within 0.60× the best classical
+    measure's error."""
+    from napari_gplws.dff.network import DEFAULT_TTA
+    from napari_gplws.evaluation.depth_benchmark import evaluate
+    from napari_gplws.models.registry import model_card
+
+    bench = model_card("gplws_default")["benchmark"]
+    assert bench["inference_default_tta"] == DEFAULT_TTA  # the card describes today's default
+    rows = evaluate(methods=["gplws", "rdf"], device="cpu", n=30)
+    stated = bench["rows"]
+    assert rows["gplws"]["RMSE"] == pytest.approx(stated["gplws"]["RMSE"], rel=0.01)
+    assert rows["rdf"]["RMSE"] == pytest.approx(stated["rdf"]["RMSE"], rel=1e-3)
+    assert rows["gplws"]["RMSE"] <= 0.60 * rows["rdf"]["RMSE"]
+    assert rows["gplws"]["Bumpiness"] < rows["rdf"]["Bumpiness"]
+
+
 def test_onnx_export_matches_pytorch(tmp_path, weights) -> None:
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")

@@ -15,13 +15,14 @@ import itertools
 from napari_gplws.dff import _tiles
 from napari_gplws.dff._tile_net import TTA_VIEWS, tile_outputs
 from napari_gplws.dff._tiles import balanced_tile, focus_prior, pad_tile, space_to_depth, tile_grid
-from napari_gplws.dff.network import predict_depth
+from napari_gplws.dff.network import DEFAULT_TTA, predict_depth
 from napari_gplws.models.gplws import (
     GPLWSConfig,
     GPLWSNet,
     _pad_hw,
     _space_to_depth,
     cpu_has_bf16,
+    full_resolution_stem,
     onednn_features,
 )
 
@@ -72,6 +73,39 @@ def test_onednn_features_equal_the_networks(net) -> None:
     assert (fp32 - ref).abs().max() < 1e-4
     assert (bf16 - ref).abs().max() < 0.05 * ref.abs().max()
     assert not torch.equal(bf16, fp32)  # bfloat16 really ran
+
+
+def test_full_resolution_stem_equals_space_to_depth_then_stem(net) -> None:
+    """The rearranged kernel reads the planes directly: the same numbers as the stem on the
+    space-to-depth copy, also at the borders (padding of one cell = s pixels)."""
+    planes = torch.rand(2, 2, 5, 64, 96)
+    with torch.inference_mode():
+        ref = net.stem(_space_to_depth(planes, 4))
+        got = full_resolution_stem(net)(planes)
+        full = onednn_features(net, planes, full_resolution=True)
+        plain = net.forward_features(_space_to_depth(planes, 4))
+    assert got.shape == ref.shape == (2, 8, 5, 16, 24)
+    assert (got - ref).abs().max() < 1e-5 * max(1.0, float(ref.abs().max()))
+    assert (full - plain).abs().max() < 1e-4 * max(1.0, float(plain.abs().max()))
+    unfused = GPLWSNet(GPLWSConfig(widths=(8, 8, 16, 16)))
+    with pytest.raises(ValueError, match="fused"):
+        full_resolution_stem(unfused)
+
+
+def test_no_all_in_focus_when_the_caller_fuses_it_otherwise(net, tmp_path) -> None:
+    from napari_gplws.models.registry import save_gplws
+    from napari_gplws.stack import FocalStack
+
+    path = save_gplws(net, tmp_path / "small.safetensors", {"name": "small"})
+    frames = (np.random.default_rng(6).random((6, 70, 90)) * 255).astype(np.uint8)
+    stack = FocalStack(frames)
+    none = predict_depth(stack, device="cpu", weights=path, aif_mode="none")
+    attention = predict_depth(stack, device="cpu", weights=path)
+    assert none.aif is None and attention.aif.shape == (70, 90)
+    np.testing.assert_array_equal(none.depth, attention.depth)
+    np.testing.assert_array_equal(none.confidence, attention.confidence)
+    with pytest.raises(Exception, match="aif_mode"):
+        predict_depth(stack, device="cpu", weights=path, aif_mode="blend")
 
 
 @pytest.mark.parametrize("tta", [1, 2, 8])
@@ -154,4 +188,4 @@ def test_cpu_default_precision_follows_the_cpu(net, tmp_path) -> None:
     s = synthetic_stack(family="waves", n_frames=6, shape=(64, 64), seed=2).stack
     r = predict_depth(s, device="cpu", weights=weights)
     assert r.params["precision"] == ("bfloat16" if cpu_has_bf16() else "fp32")
-    assert r.params["runtime"] == "onednn" and r.params["tta"] == 2
+    assert r.params["runtime"] == "onednn" and r.params["tta"] == DEFAULT_TTA == 1

@@ -111,7 +111,7 @@ def test_reader_layer_data_is_lazy(tmp_path):
 def test_gplws_out_of_core_equals_in_memory(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("safetensors")
-    from napari_gplws.dff.network import predict_depth
+    from napari_gplws.dff.network import DEFAULT_TTA, predict_depth
     from napari_gplws.dff.outofcore_network import predict_zarr
     from napari_gplws.models.gplws import GPLWSConfig, GPLWSNet
     from napari_gplws.models.registry import save_gplws
@@ -130,7 +130,7 @@ def test_gplws_out_of_core_equals_in_memory(tmp_path):
     assert aif.dtype == ref.aif.dtype and aif.shape == ref.aif.shape
     assert np.abs(aif.astype(np.int16) - ref.aif).max() <= 1
     assert r.units == "µm" and r.params["tiles"] == ref.params["tiles"]
-    assert r.params["tta"] == ref.params["tta"] == 2 and r.params["precision"] == ref.params["precision"]
+    assert r.params["tta"] == ref.params["tta"] == DEFAULT_TTA and r.params["precision"] == ref.params["precision"]
 
 
 def test_units_overrides_layout_checks_and_zarr_is_not_a_frame_folder(tmp_path):

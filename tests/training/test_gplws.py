@@ -93,6 +93,45 @@ def test_train_writes_weights_and_resumes(tmp_path) -> None:
     assert "resumed" in (tmp_path / "run" / "train.log").read_text()
 
 
+def test_distillation_fine_tunes_the_given_weights_towards_the_teacher(tmp_path) -> None:
+    """--init-weights starts from a trained network (not from scratch) and --teacher-weights
+    adds the teacher's view-averaged probability as a target; the card records both."""
+    from napari_gplws.models.registry import load_gplws, model_card, save_gplws
+    from napari_gplws.training.gplws import distill_loss, teacher_probability
+
+    torch.manual_seed(3)
+    start = GPLWSNet(GPLWSConfig(widths=(8, 8, 8, 8))).reparameterize()
+    init = save_gplws(start, tmp_path / "start.safetensors", {"name": "start"})
+    x, t = make_batch(SyntheticFocusDataset(seed=1).batch(2, n_frames=6, size=32))
+    with torch.no_grad():
+        p1 = teacher_probability(start, x, 1)
+        p4 = teacher_probability(start, x, 4)
+        own = torch.softmax(start(x), 1)
+    assert torch.allclose(p1, own, atol=1e-5)  # one view is the plain forward pass
+    assert torch.allclose(p4.sum(1), torch.ones_like(p4[:, 0]), atol=1e-5)
+    assert not torch.allclose(p4, p1, atol=1e-4)  # the other views really ran
+    same, _ = distill_loss(start(x), own)
+    other, _ = distill_loss(start(x), torch.roll(own, 2, dims=1))
+    assert float(same.detach()) < 1e-4 < float(other.detach())
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"), steps=2, batch_size=2, n_choices=(6,), size_choices=(32,),
+        epoch_steps=2, n_val=2, synth_fraction=0.0, benchmark=0, warmup_steps=1, lr=1e-3,
+        init_weights=str(init), teacher_weights=str(init), teacher_views=2,
+        weights_out=str(tmp_path / "w" / "tuned.safetensors"),
+    )
+    train_gplws(cfg)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "distill" in log and "params 1" in log
+    tuned = load_gplws(tmp_path / "w" / "tuned.safetensors").state_dict()
+    assert set(tuned) == set(before)  # the same (fused) network, fine-tuned
+    changed = max(float((tuned[k] - before[k]).abs().max()) for k in before)
+    assert 0 < changed < 0.05  # moved a little from the start, not re-initialised
+    card = model_card(tmp_path / "w" / "tuned.safetensors")
+    assert card["init_weights"] == str(init)
+    assert card["teacher"] == {"weights": str(init), "views": 2, "weight": 1.0}
+
+
 def test_train_main_parses_arguments(tmp_path) -> None:
     rc = gplws_main([
         "gplws", "--out-dir", str(tmp_path), "--steps", "1", "--batch-size", "1", "--n-choices", "4",

@@ -262,7 +262,7 @@ def test_network_runs_with_the_chosen_number_of_views(viewer, qtbot, sample):
     w.method_combo.setCurrentIndex(w.method_combo.findData("gplws"))
     w.device_combo.setCurrentText("cpu")
     w.advanced.setChecked(True)
-    assert w.views.isEnabled() and w.views.currentData() == 2  # the default
+    assert w.views.isEnabled() and w.views.currentData() == 1  # the default
     depths = {}
     for views in (1, 2):
         w.views.setCurrentIndex(w.views.findData(views))

@@ -395,8 +395,8 @@ def add_gpu_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="run the network through torch.compile (pays off over many stacks of one size)")
     p.add_argument("--tta", type=TTA, default=None, choices=(1, 2, 4, 8),
-                   help="average the network over this many flipped/turned views (default 2; 1 is "
-                        "twice as fast and about 3 %% less accurate)")
+                   help="average the network over this many flipped/turned views (default 1; each "
+                        "view costs one more pass of the network and lowers the error a little)")
 
 
 def add_align_options(p: argparse.ArgumentParser) -> None:

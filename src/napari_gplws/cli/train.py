@@ -20,7 +20,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from napari_gplws.cli._common import GplwsParser, Limits, add_number, check_device_text
+from napari_gplws.cli._common import TTA, GplwsParser, Limits, add_number, check_device_text
 from napari_gplws.sim.psf import PRESETS
 from napari_gplws.training.gplws import TrainConfig
 from napari_gplws.training.ldse_config import LDSETrainConfig
@@ -116,6 +116,20 @@ def build_gplws_parser() -> argparse.ArgumentParser:
     add_number(p, "--benchmark", limits=COUNT0, default=d.benchmark, help="held-out stacks for the model card"
     )
     add_number(p, "--log-every", limits=COUNT, default=d.log_every)
+    p.add_argument(
+        "--init-weights", default=None,
+        help="start from these fused weights (fine-tuning; the network's shape comes from the file)",
+    )
+    p.add_argument(
+        "--teacher-weights", default=None,
+        help="distil from this network: its probability over the frames is a second target",
+    )
+    add_number(p, "--teacher-views", limits=TTA, default=d.teacher_views, choices=[1, 2, 4, 8],
+        help="test-time-augmentation views averaged for the teacher's probability",
+    )
+    add_number(p, "--distill-weight", limits=LOSS_WEIGHT, default=d.distill_weight,
+        help="weight of the distillation term against the ground-truth loss (1)",
+    )
     return p
 
 
@@ -143,7 +157,9 @@ def gplws_config(a: argparse.Namespace, argv: Sequence[str]) -> TrainConfig:
         synth_fraction=a.synth_fraction, synth_pool=a.synth_pool, micro3d=a.micro3d,
         micro3d_fraction=a.micro3d_fraction, gt_pattern=a.gt_pattern, gt_units=a.gt_units,
         gt_scale=a.gt_scale, split_file=a.split_file, weights_out=a.weights_out,
-        benchmark=a.benchmark, log_every=a.log_every, command=_command("gplws", argv),
+        benchmark=a.benchmark, log_every=a.log_every, init_weights=a.init_weights,
+        teacher_weights=a.teacher_weights, teacher_views=a.teacher_views,
+        distill_weight=a.distill_weight, command=_command("gplws", argv),
     )  # type: ignore[arg-type]
 
 

@@ -8,8 +8,9 @@ position, the confidence and the per-frame probability averaged over the views.
 
 On the CPU (the fast path) the network's input is prepared with NumPy: the tile is padded
 once, the fixed focus prior is computed once per tile with OpenCV/SciPy filters
-(:func:`._tiles.focus_prior`) and shared by every view it commutes with, space-to-depth
-is a strided copy, and the convolutions run through oneDNN with the activations kept in its
+(:func:`._tiles.focus_prior`) and shared by every view it commutes with, the first
+convolution reads the full-resolution planes directly (its kernel rearranged so that no
+space-to-depth copy is needed), and the convolutions run through oneDNN with the activations kept in its
 blocked layout (:func:`napari_gplws.models.gplws.onednn_features`), in bfloat16 where the
 CPU has native bfloat16 instructions. The views of a small tile go through the network as
 one batch; those of a large tile one after the other (memory). On other devices, or with
@@ -66,27 +67,6 @@ def _commutes_with_padding(turns: int, mirror: bool, ph: int, pw: int) -> bool:
     return (ph == 0 and pw == 0) or (turns == 0 and (not mirror or pw == 0))
 
 
-def _s2d_view(base: np.ndarray, s: int, turns: int, mirror: bool) -> np.ndarray:
-    """The space-to-depth input of a view, from that of the padded tile: a mirror or turn of
-    the frame is the same mirror or turn of the s×s sub-pixel grid and of the coarse grid."""
-    if not (turns or mirror):
-        return base
-    b, c, n, h, w = base.shape
-    a = base.reshape(b, c // (s * s), s, s, n, h, w)
-    if mirror:
-        a = a[:, :, :, ::-1, :, :, ::-1]
-    if turns:
-        a = np.rot90(np.rot90(a, turns, axes=(2, 3)), turns, axes=(5, 6))
-    out = np.empty((b, c, n, *a.shape[-2:]), np.float32)
-    out.reshape(a.shape)[...] = a  # one copy
-    return out
-
-
-def _stack(arrays: list[np.ndarray]) -> np.ndarray:
-    """``np.stack`` without the copy for a single array."""
-    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
-
-
 def _d2s_maps(m: Any, s: int) -> Any:
     """``(B, s², h, w)`` per-sub-pixel maps -> ``(B, s·h, s·w)``."""
     b, _, h, w = m.shape
@@ -96,7 +76,8 @@ def _d2s_maps(m: Any, s: int) -> Any:
 def _s2d_statistics(head: Any, x_in: Any, weights: Any, n: int) -> dict[str, Any]:
     """Per-pixel statistics of ``softmax_N(head)`` computed in the space-to-depth layout
     ``(B, s², N, h, w)`` (the N-volume is never rearranged): expected index and position,
-    1 − entropy / log N and the probability-weighted mean of ``x_in`` (same layout).
+    1 − entropy / log N and the probability-weighted mean of ``x_in`` (same layout; ``None``:
+    no such mean).
     ``head`` (float32) is used as scratch space."""
     import torch
 
@@ -107,25 +88,27 @@ def _s2d_statistics(head: Any, x_in: Any, weights: Any, n: int) -> dict[str, Any
     z3 = z.view(b * c, n, h * w)
     sums = torch.matmul(weights, z3).view(b, c, 3, h, w)  # Σz, Σz·k, Σz·position
     total = sums[:, :, 0]
-    zx = (z * x_in).sum(dim=2)
+    zx = None if x_in is None else (z * x_in).sum(dim=2)
     zl = lg.mul_(z).sum(dim=2)  # the logits are not needed after this
     entropy = torch.log(total) - zl / total
     return {
         "index": sums[:, :, 1] / total,
         "dep": sums[:, :, 2] / total,
         "conf": (1.0 - entropy / math.log(n)).clamp_(0.0, 1.0),
-        "aif": zx / total,
+        "aif": None if zx is None else zx / total,
         "prob": None,
     }
 
 
 def _cpu_views(
     model: Any, x: np.ndarray, views: Sequence[tuple[int, bool]], bf16: bool, rel: np.ndarray,
-    want_prob: bool,
+    want_prob: bool, want_aif: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Per-view maps ``index``, ``dep``, ``conf`` ``(B, h, w)``, ``aif`` (probability-weighted
-    normalised luma) and, with ``want_prob``, ``prob`` ``(B, N, h, w)``, back in place, on the
-    CPU fast path; yielded view by view (a large tile holds one view at a time)."""
+    normalised luma, with ``want_aif``) and, with ``want_prob``, ``prob`` ``(B, N, h, w)``,
+    back in place, on the CPU fast path; yielded view by view (a large tile holds one view
+    at a time). The network reads the padded full-resolution planes (luma, focus prior)
+    through its full-resolution stem, so no space-to-depth copy is made of them."""
     import torch
 
     from napari_gplws.models.gplws import depth_to_space, onednn_features
@@ -135,14 +118,20 @@ def _cpu_views(
     m = int(model.multiple)
     weights = torch.stack([torch.ones(n), torch.arange(n, dtype=torch.float32),
                            torch.as_tensor(rel, dtype=torch.float32)])
+    prior = bool(model.config.focus_prior)
 
     def network_input(tiles: np.ndarray) -> np.ndarray:
-        padded = _stack([pad_tile(t, m) for t in tiles])
-        planes = [padded] + ([_stack([focus_prior(t) for t in padded])] if model.config.focus_prior else [])
-        return _stack([space_to_depth([p[i] for p in planes], s) for i in range(len(tiles))])
+        """``(B, N, h, w)`` -> padded planes ``(B, 1 or 2, N, H, W)`` float32."""
+        padded = [pad_tile(t, m) for t in tiles]
+        out = np.empty((len(tiles), 1 + prior, *padded[0].shape), np.float32)
+        for i, t in enumerate(padded):
+            out[i, 0] = t
+            if prior:
+                out[i, 1] = focus_prior(t)
+        return out
 
     base = network_input(x)
-    ph, pw = base.shape[-2] * s - h, base.shape[-1] * s - w
+    ph, pw = base.shape[-2] - h, base.shape[-1] - w
     together = len(views) * base[0].size <= 2 * BATCH_VIEWS_VOXELS
     groups: list[list[tuple[int, bool]]] = []
     for view in views:  # views whose inputs share a shape run as one batch
@@ -153,18 +142,17 @@ def _cpu_views(
             groups.append([view])
     for group in groups:
         shared = [_commutes_with_padding(t, mr, ph, pw) for t, mr in group]
-        inputs = [_s2d_view(base, s, t, mr) if ok else network_input(_view(x, t, mr))
+        inputs = [_view(base, t, mr) if ok else network_input(_view(x, t, mr))
                   for (t, mr), ok in zip(group, shared, strict=True)]
-        if len(inputs) == 1:
-            batch = torch.from_numpy(np.ascontiguousarray(inputs[0]))
-        else:  # one copy of each view into the batch
-            arr = np.empty((len(inputs) * b, *inputs[0].shape[1:]), np.float32)
-            for j, inp in enumerate(inputs):
-                arr[j * b : (j + 1) * b] = inp
-            batch = torch.from_numpy(arr)
-        head = onednn_features(model, batch, bf16=bf16)
+        batch = torch.from_numpy(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
+        head = onednn_features(model, batch, bf16=bf16, full_resolution=True)
         prob = depth_to_space(torch.softmax(head, dim=2), s) if want_prob else None
-        stats = _s2d_statistics(head, batch[:, : s * s], weights, n)  # overwrites head
+        luma = None
+        if want_aif:  # the luma in the head's space-to-depth layout
+            luma = torch.from_numpy(np.concatenate(
+                [space_to_depth([inp[i, 0]], s)[None] for inp in inputs for i in range(len(inp))]
+            ))
+        stats = _s2d_statistics(head, luma, weights, n)  # overwrites head
         stats["prob"] = prob
         del head, batch
         for j, ((turns, mirror), ok) in enumerate(zip(group, shared, strict=True)):
@@ -253,7 +241,8 @@ def tile_outputs(
     grey_aif = raw is not None and raw.ndim == 4 and luma_range is not None
     if fast_cpu and device == "cpu":
         per_view: Iterator[dict[str, Any]] = _cpu_views(
-            model, x, views, amp is torch.bfloat16, rel, want_prob=raw is not None and not grey_aif
+            model, x, views, amp is torch.bfloat16, rel,
+            want_prob=raw is not None and not grey_aif, want_aif=grey_aif,
         )
     else:
         per_view = _device_views(model, x, views, device, amp, to_device, rel)

@@ -179,6 +179,21 @@ def _cv2_available() -> bool:
     return True
 
 
+def smooth_map(a: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing of a float32 map with replicated borders: OpenCV's filter when
+    installed (several times faster on large maps), else SciPy's; the same numbers
+    (both sample the Gaussian to 4 σ and normalise it)."""
+    a = np.ascontiguousarray(a, np.float32)
+    if _cv2_available():
+        import cv2
+
+        k = 2 * int(4.0 * sigma_px + 0.5) + 1
+        return cv2.GaussianBlur(a, (k, k), sigma_px, borderType=cv2.BORDER_REPLICATE)
+    from scipy import ndimage as ndi
+
+    return ndi.gaussian_filter(a, sigma_px, mode="nearest")
+
+
 _POOL: ThreadPoolExecutor | None = None
 
 

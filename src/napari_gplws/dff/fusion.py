@@ -26,12 +26,16 @@ exposure, not by band energy).
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from napari_gplws._shared.callbacks import CancelFn, ProgressFn, check_cancel, report
 from napari_gplws.errors import StackError
 
-__all__ = ["FUSION_MODES", "SHARPNESS_RANGE", "fuse_pyramid", "pyramid_levels"]
+__all__ = ["FUSION_MODES", "SHARPNESS_RANGE", "BackgroundFusion", "fuse_pyramid", "pyramid_levels"]
 
 #: ``"select"``: each pixel from its in-focus frame (depth-consistent); ``"pyramid"``: the
 #: band-by-band blend of this module.
@@ -171,3 +175,49 @@ def _laplacian_pyramid(img: np.ndarray, levels: int) -> list[np.ndarray]:
         g = down
     bands.append(g)
     return bands
+
+
+_BACKGROUND: ThreadPoolExecutor | None = None
+_BACKGROUND_LOCK = threading.Lock()
+
+
+class BackgroundFusion:
+    """:func:`fuse_pyramid` of a stack in a background thread, started before the depth
+    engine runs and collected after it: the blend only needs the frames, and OpenCV and
+    PyTorch release the interpreter while they work, so the two overlap (on a small stack
+    the engine's threads leave a core idle much of the time).
+
+    ``result()`` returns the image (re-raising what the blend raised); ``stop()`` asks the
+    blend to end at its next frame and waits for it, for when the engine failed or was
+    cancelled; ``seconds`` is the blend's own time.
+    """
+
+    def __init__(self, frames: np.ndarray, cancel: CancelFn = None) -> None:
+        global _BACKGROUND
+        self._stop = threading.Event()
+        self.seconds = 0.0
+
+        def stopped() -> bool:
+            return self._stop.is_set() or bool(cancel is not None and cancel())
+
+        def run() -> np.ndarray:
+            t0 = time.perf_counter()
+            try:
+                return fuse_pyramid(frames, cancel=stopped)
+            finally:
+                self.seconds = time.perf_counter() - t0
+
+        with _BACKGROUND_LOCK:
+            if _BACKGROUND is None:
+                _BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gplws-fusion")
+            self._future: Future[np.ndarray] = _BACKGROUND.submit(run)
+
+    def result(self) -> np.ndarray:
+        return self._future.result()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._future.result()
+        except BaseException:  # noqa: BLE001 - the engine's error is the one to report
+            pass

@@ -62,10 +62,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DEFAULT_OVERLAP = 96
 #: Gaussian smoothing (pixels) of the depth map after blending; see :func:`predict_depth`.
 DEFAULT_SMOOTH_PX = 2.0
-#: Views of test-time augmentation by default: with 2 views the packaged weights reach the
-#: accuracy target (RMSE ≤ 0.6× the best classical method on the held-out benchmark: 0.587×;
-#: one view gives 0.600×), at twice the cost of the convolutions (see docs/gplws.md).
-DEFAULT_TTA = 2
+#: Views of test-time augmentation by default: one. The packaged weights are more accurate
+#: with one view than the previous weights were with two (held-out RMSE, docs/gplws.md), and
+#: every extra view costs one more pass of the convolutions.
+DEFAULT_TTA = 1
+#: All-in-focus modes of :func:`predict_depth`.
+AIF_MODES = ("attention", "select", "none")
 
 
 @dataclass
@@ -81,7 +83,8 @@ class GPLWSResult:
     confidence
         ``(H, W)`` float32 in [0, 1]: 1 − normalised entropy of the per-pixel probability.
     aif
-        All-in-focus image ``(H, W)`` or ``(H, W, 3)``, same dtype as the frames.
+        All-in-focus image ``(H, W)`` or ``(H, W, 3)``, same dtype as the frames; ``None``
+        with ``aif_mode="none"``.
     units
         ``"µm"`` or ``"frame"``.
     timings
@@ -95,7 +98,7 @@ class GPLWSResult:
     index: np.ndarray
     depth: np.ndarray
     confidence: np.ndarray
-    aif: np.ndarray
+    aif: np.ndarray | None
     units: str
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
@@ -135,7 +138,8 @@ def predict_depth(
         Overlap between tiles in pixels (blended with raised-cosine weights).
     aif_mode
         ``"attention"``: Σ p_k·frame_k (smooth); ``"select"``: each pixel taken from the
-        frame nearest its depth (no mixing of frames, exact input values).
+        frame nearest its depth (no mixing of frames, exact input values); ``"none"``: no
+        all-in-focus image (``aif`` is ``None``; for callers that fuse it another way).
     smooth_px
         Standard deviation (pixels) of a light Gaussian smoothing of the depth and index
         maps after blending (removes pixel-level jitter of the 4×4 sub-pixel head, which
@@ -161,8 +165,8 @@ def predict_depth(
         Test-time augmentation: average the outputs over 1 (off), 2 (plus a mirror image),
         4 (plus the two 180° turns) or 8 (all flips and 90° turns) views of each tile. The
         views share the tile's normalisation and focus prior and, for small tiles, run as
-        one batch; each costs one more pass of the convolutions. 2 views lower the held-out
-        error by about 2 % (see docs/gplws.md). ``None``: :data:`DEFAULT_TTA` (2).
+        one batch; each costs one more pass of the convolutions and lowers the held-out error
+        a little (see docs/gplws.md). ``None``: :data:`DEFAULT_TTA` (1).
 
     Returns
     -------
@@ -191,8 +195,8 @@ def predict_depth(
     ((64, 64), 'µm')
     """
     _check_arguments(stack, tile_size, overlap, smooth_px, tile_batch)
-    if aif_mode not in ("attention", "select"):
-        raise StackError(f"aif_mode must be 'attention' or 'select'; got {aif_mode!r}.")
+    if aif_mode not in AIF_MODES:
+        raise StackError(f"aif_mode must be one of {', '.join(AIF_MODES)}; got {aif_mode!r}.")
     tta = DEFAULT_TTA if tta is None else tta
     if tta not in (1, 2, 4, 8):
         raise StackError(f"tta must be one of 1, 2, 4 or 8; got {tta!r}.")
@@ -444,10 +448,10 @@ def _predict(
         if attention:
             aif_acc = aif_acc / (wsum[..., None] if aif_acc.ndim == 3 else wsum)  # type: ignore[operator,index]
     if smooth_px and smooth_px > 0:
-        from scipy import ndimage as ndi
+        from napari_gplws.dff._tiles import smooth_map
 
-        idx_acc = ndi.gaussian_filter(np.asarray(idx_acc, np.float32), smooth_px, mode="nearest")
-        dep_acc = ndi.gaussian_filter(np.asarray(dep_acc, np.float32), smooth_px, mode="nearest")
+        idx_acc = smooth_map(idx_acc, smooth_px)
+        dep_acc = smooth_map(dep_acc, smooth_px)
     index = np.clip(idx_acc, 0, n - 1).astype(np.float32)
     # depth = Σ p_k·position_k (relative to the first position for float32 precision)
     depth = (dep_acc.astype(np.float64) + pos0).astype(np.float32)
@@ -459,6 +463,8 @@ def _predict(
         )
     if attention:
         aif = _cast_like(aif_acc, frames.dtype)  # type: ignore[arg-type]
+    elif aif_mode == "none":
+        aif = None
     else:
         k = np.clip(np.rint(index).astype(np.intp), 0, n - 1)
         yy, xx = np.indices((h, w))

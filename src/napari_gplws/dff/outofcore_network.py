@@ -105,15 +105,15 @@ def _net_finish(
     work: np.ndarray, n: int, smooth_px: float, halo: int, block_info: Any = None
 ) -> np.ndarray:
     """(3, h, w): index, depth relative to the first position, confidence (trimmed)."""
-    from scipy import ndimage as ndi
+    from napari_gplws.dff._tiles import smooth_map
 
     wsum = work[3]
     idx = work[0] / wsum
     dep = work[1] / wsum
     conf = work[2] / wsum
     if smooth_px and smooth_px > 0:
-        idx = ndi.gaussian_filter(np.asarray(idx, np.float32), smooth_px, mode="nearest")
-        dep = ndi.gaussian_filter(np.asarray(dep, np.float32), smooth_px, mode="nearest")
+        idx = smooth_map(idx, smooth_px)
+        dep = smooth_map(dep, smooth_px)
     out = np.stack([np.clip(idx, 0, n - 1), dep, np.clip(conf, 0, 1)]).astype(np.float32)
     info = block_info[0]
     loc, nch = info["chunk-location"], info["num-chunks"]

@@ -146,8 +146,8 @@ def evaluate(
         synthetic benchmark (seeds never used in training).
     methods
         Names of :func:`napari_gplws.reconstruct` plus ``"gplws-ttaK"``: the network with K
-        test-time-augmentation views (``"gplws"`` uses the default, 2); default: every
-        method, with ``gplws-tta1`` beside ``gplws`` when the network's weights are installed.
+        test-time-augmentation views (``"gplws"`` uses the default, 1); default: every
+        method, with ``gplws-tta2`` beside ``gplws`` when the network's weights are installed.
     device, weights
         Where the network runs and which weights it uses.
     progress, cancel
@@ -167,7 +167,9 @@ def evaluate(
     if methods is None:
         methods = list(CLASSICAL_METHODS)
         if weights != "gplws_default" or default_method() == "gplws":
-            methods[:0] = ["gplws", "gplws-tta1"]
+            from napari_gplws.dff.network import DEFAULT_TTA
+
+            methods[:0] = ["gplws", "gplws-tta2" if DEFAULT_TTA == 1 else "gplws-tta1"]
     total = len(samples) * len(methods)
     rows: dict[str, dict[str, float]] = {}
     done = 0

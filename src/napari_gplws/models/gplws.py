@@ -57,6 +57,7 @@ __all__ = [
     "cpu_has_bf16",
     "depth_from_logits",
     "depth_to_space",
+    "full_resolution_stem",
     "normalize_stack",
     "onednn_features",
 ]
@@ -388,10 +389,11 @@ class GPLWSNet(nn.Module):
         return self
 
 
-def _features(net: Any, s: torch.Tensor, up: Any) -> torch.Tensor:
+def _features(net: Any, s: torch.Tensor, up: Any, stem: Any = None) -> torch.Tensor:
     """The U-shaped body of :class:`GPLWSNet` with the blocks of ``net`` (the network or
-    its oneDNN copy) and ``up`` as the ×2 upsampling: one definition for both."""
-    x0 = net.enc0(net.stem(s))
+    its oneDNN copy) and ``up`` as the ×2 upsampling: one definition for both. ``stem``
+    replaces ``net.stem`` (the full-resolution form of :func:`full_resolution_stem`)."""
+    x0 = net.enc0((net.stem if stem is None else stem)(s))
     x1 = net.enc1(net.down1(x0))
     x2 = net.enc2(net.down2(x1))
     x3 = net.enc3(net.down3(x2))
@@ -408,7 +410,38 @@ def _up2_onednn(x: torch.Tensor) -> torch.Tensor:
 _ONEDNN_LOCK = threading.Lock()
 
 
-def onednn_features(model: GPLWSNet, s: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+def full_resolution_stem(model: GPLWSNet) -> nn.Module:
+    """The first convolution of a fused network as one that reads full-resolution planes.
+
+    Space-to-depth by s followed by the stem's k×k convolution over s² channels per plane
+    is the same linear map as a (k·s)×(k·s) convolution with stride s over the planes
+    themselves (padding (k//2)·s): the kernel is only rearranged. Running that instead
+    saves the strided copy that space-to-depth needs (on a CPU it cost as much as the
+    stem) at the same number of multiply-adds. Returns ``Sequential(conv, ReLU)``, input
+    ``(B, planes, N, H, W)`` with H, W multiples of :attr:`GPLWSNet.multiple`.
+    """
+    conv = model.stem.fused
+    if conv is None:
+        raise ValueError("full_resolution_stem needs a fused network (call reparameterize()).")
+    s = int(model.s2d)
+    out_ch, in_ch, kn, kh, kw = conv.weight.shape
+    planes = in_ch // (s * s)
+    # (o, (plane, row offset, column offset), 1, dy, dx) -> (o, plane, 1, s·dy + row, s·dx + column)
+    weight = conv.weight.detach().reshape(out_ch, planes, s, s, kn, kh, kw)
+    weight = weight.permute(0, 1, 4, 5, 2, 6, 3).reshape(out_ch, planes, kn, kh * s, kw * s)
+    big = nn.Conv3d(
+        planes, out_ch, (kn, kh * s, kw * s), stride=(1, s, s),
+        padding=(kn // 2, (kh // 2) * s, (kw // 2) * s),
+    )
+    with torch.no_grad():
+        big.weight.copy_(weight)
+        big.bias.copy_(conv.bias.detach())  # type: ignore[union-attr]
+    return nn.Sequential(big, nn.ReLU()).eval()
+
+
+def onednn_features(
+    model: GPLWSNet, s: torch.Tensor, bf16: bool = False, full_resolution: bool = False
+) -> torch.Tensor:
     """:meth:`GPLWSNet.forward_features` of a fused network on the CPU through oneDNN.
 
     The activations stay in oneDNN's blocked layout from the first convolution to the
@@ -417,10 +450,14 @@ def onednn_features(model: GPLWSNet, s: torch.Tensor, bf16: bool = False) -> tor
     stack to its slower native kernel). The same numbers as ``forward_features`` up to
     float rounding; with ``bf16`` the convolutions run in bfloat16 (fast on CPUs with
     native bfloat16 instructions; see :func:`cpu_has_bf16`), the result is float32.
-    A oneDNN copy of the weights is made once per model and kept with it.
+    With ``full_resolution`` the input is the planes themselves ``(B, C', N, H, W)``
+    (normalised luma, then the focus prior) and the stem reads them directly
+    (:func:`full_resolution_stem`): no space-to-depth copy. A oneDNN copy of the weights
+    is made once per model and kept with it.
     """
     from torch.utils import mkldnn as mkldnn_utils
 
+    dtype = torch.bfloat16 if bf16 else torch.float
     key = "bf16" if bf16 else "fp32"
     with _ONEDNN_LOCK:
         copies = model.__dict__.setdefault("_onednn_copies", {})
@@ -428,10 +465,13 @@ def onednn_features(model: GPLWSNet, s: torch.Tensor, bf16: bool = False) -> tor
             import copy
 
             twin = copy.deepcopy(model).eval()
-            copies[key] = mkldnn_utils.to_mkldnn(twin, torch.bfloat16 if bf16 else torch.float)
+            copies[key] = mkldnn_utils.to_mkldnn(twin, dtype)
+        if full_resolution and key + "-stem" not in copies:
+            copies[key + "-stem"] = mkldnn_utils.to_mkldnn(full_resolution_stem(model), dtype)
         net = copies[key]
-    x = s.to(torch.bfloat16) if bf16 else s.float()
-    out = _features(net, x.contiguous().to_mkldnn(), _up2_onednn).to_dense()
+        stem = copies[key + "-stem"] if full_resolution else None
+    x = s.to(dtype).contiguous().to_mkldnn()
+    out = _features(net, x, _up2_onednn, stem).to_dense()
     return out.float()
 
 

@@ -50,7 +50,10 @@ from napari_gplws.training._common import (
 from napari_gplws.training.gplws_card import run_card, write_weights_and_card
 from napari_gplws.training.gplws_sources import TrainingSources, validation_set
 
-__all__ = ["TrainConfig", "gplws_loss", "make_batch", "train_gplws", "validation_set"]
+__all__ = [
+    "TrainConfig", "distill_loss", "gplws_loss", "make_batch", "teacher_probability",
+    "train_gplws", "validation_set",
+]
 
 
 @dataclass
@@ -92,6 +95,14 @@ class TrainConfig(ConfigMixin):
     n_val: int = 24
     command: str = ""
     log_every: int = 25
+    #: Start from these fused weights (fine-tuning) instead of a random network; the
+    #: network's shape then comes from the file.
+    init_weights: str | None = None
+    #: Distil from this fused network: its probability, averaged over ``teacher_views``
+    #: test-time-augmentation views, is a second target beside the ground truth.
+    teacher_weights: str | None = None
+    teacher_views: int = 4
+    distill_weight: float = 1.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -164,6 +175,54 @@ def gplws_loss(
     ce = -(soft * logp).sum(1).mean() / math.log(max(n, 2))
     loss = l1 + grad_weight * lg + ce_weight * ce
     return loss, {"l1": l1.item(), "grad": lg.item(), "ce": ce.item()}
+
+
+def distill_loss(logits: Any, teacher_prob: Any, kl_weight: float = 0.05) -> tuple[Any, float]:
+    """Distillation loss: L1 between the expected indices of the student and the teacher
+    (normalised by N − 1, as the ground-truth term) plus ``kl_weight`` × KL(teacher ‖
+    student) / log N, which also carries the teacher's confidence.
+
+    Parameters
+    ----------
+    logits
+        ``(B, N, H, W)`` student output.
+    teacher_prob
+        ``(B, N, H, W)`` teacher probability (sums to 1 over N).
+
+    Returns
+    -------
+    loss, l1
+        The scalar loss tensor and its expected-index part as a float.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n = logits.shape[1]
+    logp = F.log_softmax(logits.float(), dim=1)
+    k = torch.arange(n, device=logits.device, dtype=logp.dtype).reshape(1, n, 1, 1)
+    scale = 1.0 / max(n - 1, 1)
+    l1 = ((logp.exp() * k).sum(1) - (teacher_prob * k).sum(1)).abs().mean() * scale
+    kl = (teacher_prob * (torch.log(teacher_prob.clamp_min(1e-12)) - logp)).sum(1).mean()
+    return l1 + kl_weight * kl / math.log(max(n, 2)), l1.item()
+
+
+def teacher_probability(teacher: Any, x: Any, views: int) -> Any:
+    """The teacher's softmax probability ``(B, N, H, W)`` averaged over ``views``
+    test-time-augmentation views of ``x`` ``(B, C, N, H, W)`` (quarter turns only when
+    the crops are square)."""
+    import torch
+
+    from napari_gplws.dff._tile_net import TTA_VIEWS, _unview, _view
+
+    chosen = [v for v in TTA_VIEWS[views] if v[0] % 2 == 0 or x.shape[-1] == x.shape[-2]]
+    with torch.no_grad():  # not inference mode: the result enters the training graph
+        acc = None
+        for turns, mirror in chosen:
+            p = torch.softmax(teacher(_view(x, turns, mirror).contiguous()).float(), dim=1)
+            p = _unview(p, turns, mirror)
+            acc = p if acc is None else acc.add_(p)
+        assert acc is not None
+        return acc / len(chosen)
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,8 +332,21 @@ def train_gplws(
     np.random.seed(cfg.seed)
     use_amp = device.type == "cuda"
 
-    net_config = GPLWSConfig(widths=tuple(cfg.widths), s2d=cfg.s2d)  # type: ignore[arg-type]
-    model = GPLWSNet(net_config).to(device)
+    if cfg.init_weights:
+        from napari_gplws.models.registry import load_gplws
+
+        # a fresh, trainable copy of the fused network (the loader's copy is shared)
+        model = copy.deepcopy(load_gplws(cfg.init_weights, device="cpu")).to(device)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        net_config = GPLWSConfig(widths=tuple(cfg.widths), s2d=cfg.s2d)  # type: ignore[arg-type]
+        model = GPLWSNet(net_config).to(device)
+    teacher = None
+    if cfg.teacher_weights:
+        from napari_gplws.models.registry import load_gplws
+
+        teacher = load_gplws(cfg.teacher_weights, device=str(device))
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -350,6 +422,11 @@ def train_gplws(
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(x)
         loss, parts = gplws_loss(logits.float(), t)
+        if teacher is not None:
+            dl, parts["distill"] = distill_loss(
+                logits.float(), teacher_probability(teacher, x, cfg.teacher_views)
+            )
+            loss = loss + cfg.distill_weight * dl
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -373,8 +450,9 @@ def train_gplws(
             minutes = (time.perf_counter() - t_start) / 60
             log(
                 f"step {step} loss {run_loss / run_n:.4f} (l1 {parts['l1']:.4f} "
-                f"grad {parts['grad']:.4f} ce {parts['ce']:.3f}) "
-                f"lr {opt.param_groups[0]['lr']:.2e} N {x.shape[2]} size {x.shape[-1]} "
+                f"grad {parts['grad']:.4f} ce {parts['ce']:.3f}"
+                + (f" distill {parts['distill']:.4f}" if "distill" in parts else "") + ") "
+                + f"lr {opt.param_groups[0]['lr']:.2e} N {x.shape[2]} size {x.shape[-1]} "
                 f"data {t_data / run_n:.2f}s step {t_step / run_n:.2f}s elapsed {minutes:.1f} min"
             )
             run_loss, run_n, t_data, t_step = 0.0, 0, 0.0, 0.0

@@ -114,7 +114,7 @@ class DepthFromFocusWidget(DepthResultTools, QWidget):
             "GPLWS-Net tile side in pixels; 'auto' fits the memory available."
         )
         self.views = QComboBox()
-        for label, n in (("2 (default)", 2), ("1 (fastest)", 1), ("4", 4), ("8 (most accurate)", 8)):
+        for label, n in (("1 (default, fastest)", 1), ("2", 2), ("4", 4), ("8 (most accurate)", 8)):
             self.views.addItem(label, n)
         self.views.setToolTip(
             "GPLWS-Net test-time augmentation: average over this many mirrored/turned views of the "
