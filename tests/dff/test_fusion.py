@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("cv2")
 
 from napari_gplws.api import reconstruct
+from napari_gplws.dff import fusion as fusion_module
 from napari_gplws.dff.fusion import fuse_pyramid, pyramid_levels
 from napari_gplws.errors import StackError
 from napari_gplws.sim.focus_stacks import synthetic_stack
@@ -83,3 +84,53 @@ def test_weights_do_not_underflow_on_faint_frames():
     faint = fuse_pyramid(frames * np.float32(1e-4), sharpness=16)
     assert np.isfinite(faint).all()
     np.testing.assert_allclose(faint, ref * 1e-4, rtol=1e-3, atol=1e-7)
+
+
+def test_reconstruct_blends_beside_the_engine_and_gives_the_same_image():
+    """The blend runs in a background thread while the depth engine works: the image is the
+    one ``fuse_pyramid`` gives, and its own time is reported."""
+    from napari_gplws.api import reconstruct
+
+    s = synthetic_stack(family="waves", n_frames=8, shape=(96, 80), seed=5).stack
+    r = reconstruct(s, method="sml", align="off")
+    np.testing.assert_array_equal(r.aif, fuse_pyramid(s.frames))
+    assert r.parameters["fusion"] == "pyramid" and 0 < r.timings["fusion"] < r.timings["total"]
+
+
+def test_a_failed_or_cancelled_engine_stops_the_background_blend(monkeypatch):
+    """When the depth engine raises, the blend is told to stop and waited for, and the
+    engine's error is the one the caller sees; a cancel reaches the blend too."""
+    import threading
+
+    from napari_gplws._shared.callbacks import Cancelled
+    from napari_gplws.api import reconstruct
+    from napari_gplws.dff import classical
+    from napari_gplws.dff.fusion import BackgroundFusion
+
+    s = synthetic_stack(family="plane", n_frames=6, shape=(64, 64), seed=1).stack
+    frames_seen = []
+    started = threading.Event()
+    real = fusion_module.fuse_pyramid
+
+    def slow_blend(frames, cancel=None, **kw):
+        def watch():
+            started.set()
+            frames_seen.append(1)
+            return cancel()
+        return real(frames, cancel=watch, **kw)
+
+    monkeypatch.setattr(fusion_module, "fuse_pyramid", slow_blend)
+
+    def broken_engine(*a, **k):
+        started.wait(5)
+        raise RuntimeError("engine broke")
+
+    monkeypatch.setattr(classical, "depth_from_focus", broken_engine)
+    with pytest.raises(RuntimeError, match="engine broke"):
+        reconstruct(s, method="sml", align="off")
+    assert 1 <= len(frames_seen) < s.frames.shape[0]  # stopped before the last frame
+
+    blend = BackgroundFusion(s.frames, cancel=lambda: True)
+    with pytest.raises(Cancelled):
+        blend.result()
+    blend.stop()  # stopping a finished blend is harmless

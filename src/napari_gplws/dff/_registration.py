@@ -98,6 +98,55 @@ def project(a: np.ndarray, model: str) -> np.ndarray:
     return out
 
 
+def solve_transforms(
+    pairs: list[tuple[int, int]],
+    transforms: list[np.ndarray],
+    weights: list[float],
+    n: int,
+    ref: int,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """``(n, 2, 3)`` per-frame transforms that agree best with pair estimates.
+
+    Pair ``(a, b)`` with 3×3 transform ``P`` says ``X_b ≈ P X_a``, where ``X_k`` takes the
+    reference frame's pixels to frame ``k``'s and ``X_ref`` is the identity. Each
+    disagreement is measured in pixels at the frame's corners and centre, weighted, and
+    the sum of squares minimised (linear least squares, sparse normal equations).
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    h, w = shape
+    pts = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1], [(w - 1) / 2, (h - 1) / 2]])
+    basis = np.zeros((len(pts), 2, 6))  # X(q) = basis(q) @ (the six entries of X, row-major)
+    basis[:, 0, :2] = basis[:, 1, 3:5] = pts
+    basis[:, 0, 2] = basis[:, 1, 5] = 1.0
+    k = 2 * len(pts)
+    data, rows, cols, rhs = [], [], [], []
+    for i, ((a, b), p, wt) in enumerate(zip(pairs, transforms, weights)):
+        sw = np.sqrt(wt)
+        blocks = ((b, sw * basis.reshape(k, 6)), (a, -sw * (p[:2, :2] @ basis).reshape(k, 6)))
+        for f, block in blocks:
+            r, c = np.meshgrid(np.arange(k) + i * k, np.arange(6) + 6 * f, indexing="ij")
+            data.append(block.ravel())
+            rows.append(r.ravel())
+            cols.append(c.ravel())
+        rhs.append(np.tile(sw * p[:2, 2], len(pts)))
+    out = np.repeat(np.eye(2, 3).reshape(1, 6), n, axis=0)
+    if not pairs:
+        return out.reshape(n, 2, 3)
+    m = sparse.csc_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(k * len(pairs), 6 * n),
+    )
+    keep = np.ones(6 * n, bool)
+    keep[6 * ref : 6 * ref + 6] = False
+    y = np.concatenate(rhs) - m[:, ~keep] @ out[ref]
+    m = m[:, keep]
+    out[np.arange(n) != ref] = np.asarray(spsolve((m.T @ m).tocsc(), m.T @ y)).reshape(-1, 6)
+    return out.reshape(n, 2, 3)
+
+
 def ecc(template: np.ndarray, moving: np.ndarray, model: str, start: np.ndarray | None) -> np.ndarray:
     """Transform (3×3, small-copy pixels) taking ``template`` coordinates to ``moving``'s."""
     import cv2

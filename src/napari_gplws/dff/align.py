@@ -9,11 +9,13 @@ every frame into the reference frame's geometry.
 How
     1. Each frame is reduced to its luminance and shrunk by an integer factor (area
        average) so that its long side is at most :data:`COARSE_SIZE` pixels.
-    2. Each frame is registered to its *neighbour* on the side of the reference, with
-       OpenCV's enhanced-correlation-coefficient maximisation (``cv2.findTransformECC``,
-       invariant to changes of brightness and contrast), and the transforms are chained
-       to the reference: neighbours look alike even where the ends of a deep stack are too
-       blurred to be compared with its middle.
+    2. Each frame is registered to its *neighbours* one and two frames away (:data:`SPANS`),
+       with OpenCV's enhanced-correlation-coefficient maximisation
+       (``cv2.findTransformECC``, invariant to changes of brightness and contrast; the
+       sharper frame of each pair is the template), and the per-frame transforms onto the
+       reference are the least-squares fit to all these pair estimates: near frames look
+       alike even where the ends of a deep stack are too blurred to be compared with its
+       middle, and the longer pairs hold back the drift of a plain chain of neighbours.
     3. The *motion* is the largest displacement of any pixel of any frame (at full
        resolution; for these transforms it lies at a corner of the frame). In ``"auto"``
        mode the stack is aligned only when the motion exceeds :data:`AUTO_THRESHOLD_PX`
@@ -24,7 +26,7 @@ How
        ``"auto"`` registers the sharpest neighbour pairs, warps one frame of each pair by
        the estimate and compares the band-pass correlation with and without the warp. A
        still stack is left as it is, bit for bit, after this check alone.
-    4. When aligning, the chain is refined on a finer copy (long side at most
+    4. When aligning, the estimate is refined on a finer copy (long side at most
        :data:`FINE_SIZE`), then every frame is resampled once, at full resolution, with
        cubic interpolation (``cv2.warpAffine``; edges replicated outwards).
     5. The *residual motion* is measured by registering the aligned neighbours again, on
@@ -61,9 +63,11 @@ from napari_gplws.dff._registration import (
     band_pass,
     ecc,
     match_gain,
+    project,
     rescale,
     shrink_factor,
     small_grey,
+    solve_transforms,
     to33,
 )
 from napari_gplws.errors import GplwsError, StackError
@@ -117,6 +121,13 @@ COARSE_SIZE = 320
 #: 0.329 px at 640 and 0.317 px at 1024 (which cost 2× more): the error comes from the
 #: changing blur, not from the working resolution.
 FINE_SIZE = 640
+#: Frame distances registered: every frame with its neighbours one and two frames away. The
+#: per-frame transforms are the least-squares fit to all these pair estimates (a pair
+#: ``d`` frames apart weighs ``1 / d²``). On the six simulated moving scenes of
+#: ``benchmarks/bench_fusion.py`` this moved the all-in-focus PSNR by −0.26 (pits) to
+#: +0.23 dB (waves), within ±0.07 dB elsewhere, against the chain of neighbours alone,
+#: and costs about 1.5× as much.
+SPANS: tuple[int, ...] = (1, 2)
 INSTALL_HINT = "pip install 'napari-gplws[align]'  (installs opencv-python-headless)"
 
 
@@ -304,6 +315,7 @@ def estimate_motion(
     model: str = DEFAULT_MODEL,
     max_size: int = COARSE_SIZE,
     init: np.ndarray | None = None,
+    spans: tuple[int, ...] = SPANS,
     cancel: CancelFn = None,
 ) -> np.ndarray:
     """Estimate the ``(N, 2, 3)`` transforms of ``frames`` onto the reference frame.
@@ -320,6 +332,9 @@ def estimate_motion(
         Long side (pixels) of the shrunk copy the estimate is made on.
     init
         Transforms to start from (e.g. a coarser estimate).
+    spans
+        Frame distances registered (see :data:`SPANS`); neighbours (1) always are, and
+        ``(1,)`` chains them alone.
     cancel
         ``cancel() -> bool``, checked between frames.
 
@@ -332,20 +347,52 @@ def estimate_motion(
     _, model, ref = validate_align_options("on", model, reference, n)
     factor = shrink_factor(frames.shape[1:3], max_size)
     grey = [small_grey(frames[k], factor) for k in range(n)]
-    full = np.repeat(np.eye(3)[None], n, axis=0)
-    for step in (-1, 1):
-        k = ref + step
-        while 0 <= k < n:
+    pairs = _pair_transforms(grey, model, spans, init, factor, cancel)
+    weights = [1.0 / (b - a) ** 2 for a, b in pairs]
+    full = [rescale(m, factor) for m in pairs.values()]
+    tr = solve_transforms(list(pairs), full, weights, n, ref, frames.shape[1:3])
+    return np.stack([project(a, model) for a in tr])
+
+
+def _pair_transforms(
+    grey: list[np.ndarray],
+    model: str,
+    spans: tuple[int, ...],
+    init: np.ndarray | None,
+    factor: int,
+    cancel: CancelFn,
+) -> dict[tuple[int, int], np.ndarray]:
+    """Register every pair ``(a, a + d)``, ``d`` in ``spans``: 3×3 transforms, small-copy pixels."""
+    n = len(grey)
+    sharp = [float(band_pass(g).var()) for g in grey]
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for d in sorted({1, *(int(v) for v in spans)}):
+        for a in range(n - d):
             check_cancel(cancel)
-            nb = k - step
+            b = a + d
             start = None
-            if init is not None:  # the pair transform implied by the initial chain
-                start = to33(init[k]) @ np.linalg.inv(to33(init[nb]))
-                start = rescale(start, 1.0 / factor)
-            pair = rescale(ecc(grey[nb], grey[k], model, start), factor)
-            full[k] = pair @ full[nb]
-            k += step
-    return full[:, :2, :]
+            if init is not None:  # the pair transform implied by the initial estimate
+                start = rescale(to33(init[b]) @ np.linalg.inv(to33(init[a])), 1.0 / factor)
+            elif d > 1 and all((j, j + 1) in out for j in range(a, b)):
+                start = np.eye(3)
+                for j in range(a, b):  # through the neighbours already registered
+                    start = out[(j, j + 1)] @ start
+            out[(a, b)] = _pair(grey, sharp, a, b, model, start)
+    return out
+
+
+def _pair(
+    grey: list[np.ndarray], sharp: list[float], a: int, b: int, model: str, start: np.ndarray | None
+) -> np.ndarray:
+    """Transform (3×3, small-copy pixels) from frame ``a``'s coordinates to frame ``b``'s.
+
+    The sharper frame of the pair is ECC's template: with the blurrier one as template the
+    changing blur biased the estimate more (on a simulated stack of pits, twice as much).
+    """
+    if sharp[b] <= sharp[a]:
+        return ecc(grey[a], grey[b], model, start)
+    back = None if start is None else np.linalg.inv(start)
+    return np.linalg.inv(ecc(grey[b], grey[a], model, back))
 
 
 def detect_motion(
@@ -662,7 +709,9 @@ def _residual(
         return np.full(frames.shape[0], np.nan)
     inner = frames[:, y0:y1, x0:x1]
     try:
-        tr = estimate_motion(inner, reference=ref, model=model, max_size=COARSE_SIZE, cancel=cancel)
+        tr = estimate_motion(
+            inner, reference=ref, model=model, max_size=COARSE_SIZE, spans=(1,), cancel=cancel
+        )
     except NoTexture:
         return np.full(frames.shape[0], np.nan)
     return frame_motion(tr, (y1 - y0, x1 - x0))

@@ -54,9 +54,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         Markdown text ending with a newline.
     """
     lines = [f"# Model card: {card.get('name', 'GPLWS-Net')}", ""]
-    for key in ("summary", "data", "command", "seed", "steps", "epochs", "wall_time_min", "device",
-                "params_train", "params_fused", "config"):
-        if key in card:
+    for key in ("summary", "data", "history", "command", "init_weights", "teacher", "seed", "steps",
+                "epochs", "wall_time_min", "device", "params_train", "params_fused", "config"):
+        if card.get(key) is not None:
             value = card[key]
             text = json.dumps(value) if isinstance(value, (dict, list)) else value
             lines.append(f"- **{key}**: {text}")
@@ -64,6 +64,10 @@ def card_markdown(card: dict[str, Any]) -> str:
     if table:
         description = str(card["benchmark"].get("description", ""))
         lines += ["", "## Held-out synthetic benchmark", "", description, "", table]
+    other = card.get("benchmark_other_seeds", {})
+    if other.get("table"):
+        lines += ["", "## The same benchmark, other seeds", "", str(other.get("description", "")), "",
+                  other["table"]]
     if card.get("validation"):
         lines += ["", "## Final validation (training renderer, held-out seeds)", "",
                   "```", json.dumps(card["validation"], indent=1), "```"]
