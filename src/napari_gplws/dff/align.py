@@ -63,12 +63,12 @@ from napari_gplws.dff._registration import (
     band_pass,
     ecc,
     match_gain,
+    pair_transforms,
     project,
     rescale,
     shrink_factor,
     small_grey,
     solve_transforms,
-    to33,
 )
 from napari_gplws.errors import GplwsError, StackError
 from napari_gplws.stack import FocalStack
@@ -347,52 +347,11 @@ def estimate_motion(
     _, model, ref = validate_align_options("on", model, reference, n)
     factor = shrink_factor(frames.shape[1:3], max_size)
     grey = [small_grey(frames[k], factor) for k in range(n)]
-    pairs = _pair_transforms(grey, model, spans, init, factor, cancel)
+    pairs = pair_transforms(grey, model, spans, init, factor, cancel)
     weights = [1.0 / (b - a) ** 2 for a, b in pairs]
     full = [rescale(m, factor) for m in pairs.values()]
     tr = solve_transforms(list(pairs), full, weights, n, ref, frames.shape[1:3])
     return np.stack([project(a, model) for a in tr])
-
-
-def _pair_transforms(
-    grey: list[np.ndarray],
-    model: str,
-    spans: tuple[int, ...],
-    init: np.ndarray | None,
-    factor: int,
-    cancel: CancelFn,
-) -> dict[tuple[int, int], np.ndarray]:
-    """Register every pair ``(a, a + d)``, ``d`` in ``spans``: 3×3 transforms, small-copy pixels."""
-    n = len(grey)
-    sharp = [float(band_pass(g).var()) for g in grey]
-    out: dict[tuple[int, int], np.ndarray] = {}
-    for d in sorted({1, *(int(v) for v in spans)}):
-        for a in range(n - d):
-            check_cancel(cancel)
-            b = a + d
-            start = None
-            if init is not None:  # the pair transform implied by the initial estimate
-                start = rescale(to33(init[b]) @ np.linalg.inv(to33(init[a])), 1.0 / factor)
-            elif d > 1 and all((j, j + 1) in out for j in range(a, b)):
-                start = np.eye(3)
-                for j in range(a, b):  # through the neighbours already registered
-                    start = out[(j, j + 1)] @ start
-            out[(a, b)] = _pair(grey, sharp, a, b, model, start)
-    return out
-
-
-def _pair(
-    grey: list[np.ndarray], sharp: list[float], a: int, b: int, model: str, start: np.ndarray | None
-) -> np.ndarray:
-    """Transform (3×3, small-copy pixels) from frame ``a``'s coordinates to frame ``b``'s.
-
-    The sharper frame of the pair is ECC's template: with the blurrier one as template the
-    changing blur biased the estimate more (on a simulated stack of pits, twice as much).
-    """
-    if sharp[b] <= sharp[a]:
-        return ecc(grey[a], grey[b], model, start)
-    back = None if start is None else np.linalg.inv(start)
-    return np.linalg.inv(ecc(grey[b], grey[a], model, back))
 
 
 def detect_motion(

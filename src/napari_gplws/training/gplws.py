@@ -212,14 +212,14 @@ def teacher_probability(teacher: Any, x: Any, views: int) -> Any:
     the crops are square)."""
     import torch
 
-    from napari_gplws.dff._tile_net import TTA_VIEWS, _unview, _view
+    from napari_gplws.dff._tile_net import TTA_VIEWS, unview, view_of
 
     chosen = [v for v in TTA_VIEWS[views] if v[0] % 2 == 0 or x.shape[-1] == x.shape[-2]]
     with torch.no_grad():  # not inference mode: the result enters the training graph
         acc = None
         for turns, mirror in chosen:
-            p = torch.softmax(teacher(_view(x, turns, mirror).contiguous()).float(), dim=1)
-            p = _unview(p, turns, mirror)
+            p = torch.softmax(teacher(view_of(x, turns, mirror).contiguous()).float(), dim=1)
+            p = unview(p, turns, mirror)
             acc = p if acc is None else acc.add_(p)
         assert acc is not None
         return acc / len(chosen)
