@@ -36,5 +36,5 @@ exec "$PY" -m napari_gplws.cli.train gplws \
     --threads 1 \
     --benchmark 30 \
     --init-weights "${INIT:-gplws_default}" \
-    --weights-out runs/ft_gtonly/gplws_candidate.safetensors \
+    --weights-out src/napari_gplws/weights/gplws_default.safetensors \
     "$@"

@@ -224,7 +224,7 @@ def test_recorded_training_commands_still_parse(network: str) -> None:
     to_config = {"gplws": cli_train.gplws_config, "ldse": cli_train.ldse_config}
     cfg = to_config[network](build[network]().parse_args(args), args)
     assert cfg.weights_out == f"src/napari_gplws/weights/{name}.safetensors"
-    assert cfg.seed == 0 and cfg.resume
+    assert cfg.seed == model_card(name)["seed"] and (cfg.resume or cfg.init_weights)
     assert cfg.command == f"gplws train {network} " + shlex.join(args)
     recorded = model_card(name).get("train_config")
     if recorded:  # the LDSE card keeps the options it ran with (options added later aside)

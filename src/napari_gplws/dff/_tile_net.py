@@ -61,10 +61,6 @@ def _unview(a: Any, turns: int, mirror: bool) -> Any:
     return torch.flip(a, (-1,)) if mirror else a
 
 
-#: Public names of the view helpers (the trainer averages a teacher over the same views).
-view_of, unview = _view, _unview
-
-
 def _commutes_with_padding(turns: int, mirror: bool, ph: int, pw: int) -> bool:
     """Whether the view of the padded tile equals the padded view of the tile (the padding
     is at the end of H and W, so a view that flips a padded axis moves it)."""

@@ -66,6 +66,13 @@ DEFAULT_SMOOTH_PX = 2.0
 #: with one view than the previous weights were with two (held-out RMSE, docs/gplws.md), and
 #: every extra view costs one more pass of the convolutions.
 DEFAULT_TTA = 1
+#: The test-time-augmentation views: (quarter turns, mirror) per number of views.
+TTA_VIEW_PAIRS = {
+    1: ((0, False),),
+    2: ((0, False), (0, True)),
+    4: ((0, False), (0, True), (2, False), (2, True)),
+    8: ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True)),
+}
 #: All-in-focus modes of :func:`predict_depth`.
 AIF_MODES = ("attention", "select", "none")
 

@@ -206,20 +206,34 @@ def distill_loss(logits: Any, teacher_prob: Any, kl_weight: float = 0.05) -> tup
     return l1 + kl_weight * kl / math.log(max(n, 2)), l1.item()
 
 
+def _view(x: Any, turns: int, mirror: bool) -> Any:
+    import torch
+
+    x = torch.flip(x, (-1,)) if mirror else x
+    return torch.rot90(x, turns, (-2, -1)) if turns else x
+
+
+def _unview(x: Any, turns: int, mirror: bool) -> Any:
+    import torch
+
+    x = torch.rot90(x, -turns, (-2, -1)) if turns else x
+    return torch.flip(x, (-1,)) if mirror else x
+
+
 def teacher_probability(teacher: Any, x: Any, views: int) -> Any:
     """The teacher's softmax probability ``(B, N, H, W)`` averaged over ``views``
     test-time-augmentation views of ``x`` ``(B, C, N, H, W)`` (quarter turns only when
     the crops are square)."""
     import torch
 
-    from napari_gplws.dff._tile_net import TTA_VIEWS, unview, view_of
+    from napari_gplws.dff.network import TTA_VIEW_PAIRS as TTA_VIEWS
 
     chosen = [v for v in TTA_VIEWS[views] if v[0] % 2 == 0 or x.shape[-1] == x.shape[-2]]
     with torch.no_grad():  # not inference mode: the result enters the training graph
         acc = None
         for turns, mirror in chosen:
-            p = torch.softmax(teacher(view_of(x, turns, mirror).contiguous()).float(), dim=1)
-            p = unview(p, turns, mirror)
+            p = torch.softmax(teacher(_view(x, turns, mirror).contiguous()).float(), dim=1)
+            p = _unview(p, turns, mirror)
             acc = p if acc is None else acc.add_(p)
         assert acc is not None
         return acc / len(chosen)
